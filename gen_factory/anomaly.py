@@ -1,0 +1,86 @@
+"""Anomaly scores from the exported discriminator: higher = less like the training data.
+
+First version: the negated critic output. Without a label, an input is scored against every
+label and keeps its lowest score (its most plausible class), so a normal row of any class
+scores low.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gen_factory.data.validate import DataValidationError
+from gen_factory.onnx_model import OnnxModel
+
+MAX_INPUTS_PER_REQUEST = 100_000
+
+
+def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
+    """Table rows as lists in column order, or as {column: value} dicts, to a float32 [n, d] array."""
+    columns = model.card["columns"]
+    if not rows:
+        raise DataValidationError("rows", "an empty list", "send at least one row")
+    if isinstance(rows[0], dict):
+        unknown = sorted({k for row in rows for k in row} - set(columns))
+        if unknown:
+            raise DataValidationError("rows", f"unknown column(s) {unknown[:5]}",
+                                      f"use the model's columns: {', '.join(columns)}")
+        missing = [c for c in columns if any(c not in row for row in rows)]
+        if missing:
+            raise DataValidationError(f"rows[*][{missing[0]!r}]", "missing",
+                                      f"give every column ({len(columns)}): {', '.join(columns)}")
+        rows = [[row[c] for c in columns] for row in rows]
+    return _as_array(rows, [len(columns)], "rows")
+
+
+def images_to_array(model: OnnxModel, images: list | np.ndarray) -> np.ndarray:
+    """Images as [n, H, W] (gray) or [n, C, H, W] to float32 [n, C, H, W]."""
+    c, h, w = model.shape
+    arr = _as_array(images, None, "images")
+    if arr.ndim == 3 and c == 1:
+        arr = arr[:, None]
+    if arr.shape[1:] != (c, h, w):
+        raise DataValidationError("images", f"shape {list(arr.shape)}", f"send images shaped [n, {c}, {h}, {w}]"
+                                  + (f" or [n, {h}, {w}]" if c == 1 else ""))
+    return arr
+
+
+def label_ids(model: OnnxModel, labels: list | None, n: int) -> np.ndarray | None:
+    if labels is None:
+        return None
+    if len(labels) != n:
+        raise DataValidationError("labels", f"{len(labels)} labels for {n} inputs", "give one label per input, or none")
+    names = model.label_names
+    unknown = sorted({str(v) for v in labels} - set(names))
+    if unknown:
+        raise DataValidationError("labels", f"unknown label(s) {unknown[:5]}", f"use the model's labels: {', '.join(names)}")
+    return np.array([names.index(str(v)) for v in labels], dtype=np.int64)
+
+
+def score(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """One score per input; against its given label, else the minimum over all labels."""
+    if len(values) > MAX_INPUTS_PER_REQUEST:
+        raise DataValidationError("inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request")
+    if labels is not None:
+        return model.score_raw(values, labels).astype(np.float32)
+    n_labels = len(model.label_names)
+    tiled = np.repeat(values, n_labels, axis=0)
+    every = np.tile(np.arange(n_labels, dtype=np.int64), len(values))
+    return model.score_raw(tiled, every).reshape(len(values), n_labels).min(axis=1).astype(np.float32)
+
+
+def _as_array(data, inner_shape: list[int] | None, field: str) -> np.ndarray:
+    try:
+        arr = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise DataValidationError(field, f"not a numeric array ({err})", "send numbers in equal-length lists") from err
+    if arr.ndim == 0 or len(arr) == 0:
+        raise DataValidationError(field, "no inputs", "send at least one input")
+    if inner_shape is not None and list(arr.shape[1:]) != inner_shape:
+        raise DataValidationError(field, f"shape {list(arr.shape)}",
+                                  f"send rows of {inner_shape[0]} values (the model's feature count)")
+    bad = ~np.isfinite(arr.reshape(len(arr), -1))
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        raise DataValidationError(f"{field}[{row}]", "NaN or inf", "send finite numbers only")
+    return arr

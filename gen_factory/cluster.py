@@ -1,0 +1,28 @@
+"""Connect to Ray: the cluster at RAY_ADDRESS if set, else a local one sized to this machine."""
+
+from __future__ import annotations
+
+import os
+
+from gen_factory import settings
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Ray Train drains worker reports on this interval (default 2 s): with small epochs that
+    # wait, not the training, would dominate. Set before init so the controller inherits it.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    # Worker prints go straight to the driver's console (once, not also through Train's logger).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri(),
+           "MLFLOW_DISABLE_TELEMETRY": "true",
+           **{k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PRINT_PATCH")}}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
+    else:
+        # The dashboard serves the State API that Ray Train's placement-group cleaner polls.
+        ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
+                 runtime_env={"env_vars": env}, configure_logging=True, logging_level="warning")

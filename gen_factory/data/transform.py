@@ -1,0 +1,128 @@
+"""Reversible encodings between raw values and the scale the networks work in.
+
+Each encoding is fitted once on the driver, travels as plain JSON (config, model card), and
+turns into torch modules so that decoding is part of the exported ONNX graph: serving needs no
+torch and no Python-side post-processing to return real column values or pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from gen_factory.data.datasets import Dataset, ImageData, TableData
+
+
+@dataclass
+class TableEncoding:
+    """Per-column standardisation; decode clips to the observed range and restores integer columns."""
+
+    mean: list[float]
+    std: list[float]
+    low: list[float]
+    high: list[float]
+    integer: list[bool]
+
+    @classmethod
+    def fit(cls, data: TableData) -> "TableEncoding":
+        x = data.features.astype(np.float64)
+        std = x.std(axis=0)
+        return cls(
+            mean=x.mean(axis=0).tolist(),
+            std=np.where(std > 0, std, 1.0).tolist(),
+            low=x.min(axis=0).tolist(),
+            high=x.max(axis=0).tolist(),
+            integer=[bool(np.all(np.mod(col, 1) == 0)) for col in x.T],
+        )
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def encoder(self) -> nn.Module:
+        return _Affine(1.0 / np.asarray(self.std), -np.asarray(self.mean) / np.asarray(self.std))
+
+    def decoder(self) -> nn.Module:
+        return _TableDecoder(self)
+
+    def unit(self) -> np.ndarray:
+        """Size of one encoded unit in raw values, per column."""
+        return np.asarray(self.std, dtype=np.float32)
+
+
+@dataclass
+class ImageEncoding:
+    """Pixels mapped linearly from [low, high] to [-1, 1] (a tanh generator's range)."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, data: ImageData) -> "ImageEncoding":
+        return cls(low=float(data.images.min()), high=float(data.images.max()))
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return ((images - self.low) / (self.high - self.low) * 2.0 - 1.0).astype(np.float32)
+
+    def encoder(self) -> nn.Module:
+        scale = 2.0 / (self.high - self.low)
+        return _Affine(np.float32(scale), np.float32(-self.low * scale - 1.0))
+
+    def decoder(self) -> nn.Module:
+        return _ImageDecoder(self.low, self.high)
+
+    def unit(self) -> float:
+        """Size of one encoded unit in raw pixel values."""
+        return (self.high - self.low) / 2.0
+
+
+Encoding = TableEncoding | ImageEncoding
+
+
+def fit_encoding(data: Dataset) -> Encoding:
+    return TableEncoding.fit(data) if data.kind == "table" else ImageEncoding.fit(data)
+
+
+def encoding_to_dict(enc: Encoding) -> dict:
+    return {"type": type(enc).__name__, **asdict(enc)}
+
+
+def encoding_from_dict(d: dict) -> Encoding:
+    fields = {k: v for k, v in d.items() if k != "type"}
+    return {"TableEncoding": TableEncoding, "ImageEncoding": ImageEncoding}[d["type"]](**fields)
+
+
+class _Affine(nn.Module):
+    def __init__(self, scale, shift):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+class _TableDecoder(nn.Module):
+    def __init__(self, enc: TableEncoding):
+        super().__init__()
+        f32 = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+        self.register_buffer("mean", f32(enc.mean))
+        self.register_buffer("std", f32(enc.std))
+        self.register_buffer("low", f32(enc.low))
+        self.register_buffer("high", f32(enc.high))
+        self.register_buffer("integer", torch.tensor(enc.integer, dtype=torch.bool))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = torch.maximum(torch.minimum(z * self.std + self.mean, self.high), self.low)
+        return torch.where(self.integer, torch.round(x), x)
+
+
+class _ImageDecoder(nn.Module):
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((z + 1.0) * 0.5 * (self.high - self.low) + self.low, self.low, self.high)

@@ -1,0 +1,40 @@
+"""Build the generator/discriminator pair a dataset needs from a small, JSON-able spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from gen_factory.models.image import ImageDiscriminator, ImageGenerator
+from gen_factory.models.tabular import TabularDiscriminator, TabularGenerator
+
+
+@dataclass
+class ModelSpec:
+    """What the networks must produce: `shape` is [n_features] for tables, [C, H, W] for images."""
+
+    kind: str  # "table" | "image"
+    n_labels: int
+    shape: list[int]
+    noise_dim: int = 64
+    spectral_norm: bool = True
+    widths: dict = field(default_factory=dict)  # optional overrides: hidden/depth, g_width/d_width
+
+
+def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
+    w = spec.widths
+    if spec.kind == "table":
+        (n_features,) = spec.shape
+        g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2))
+        d = TabularDiscriminator(spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
+                                 spectral_norm=spec.spectral_norm)
+        return g, d
+    if spec.kind == "image":
+        channels, height, width = spec.shape
+        if height != width:
+            raise ValueError(f"image shape {spec.shape}: only square images are supported; crop or pad them")
+        g = ImageGenerator(spec.noise_dim, spec.n_labels, channels, height, w.get("g_width", 128))
+        d = ImageDiscriminator(spec.n_labels, channels, height, w.get("d_width", 64), spectral_norm=spec.spectral_norm)
+        return g, d
+    raise ValueError(f"model kind {spec.kind!r} is unknown; use 'table' or 'image'")

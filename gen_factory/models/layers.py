@@ -1,0 +1,23 @@
+"""Small building blocks shared by the table and image networks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
+    """Spectral normalisation keeps the discriminator Lipschitz (hinge / non-saturating losses)."""
+    return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
+
+
+class ProjectionHead(nn.Module):
+    """Realness logit = w.h + <embed(y), h>: the label enters as an inner product, not a concat."""
+
+    def __init__(self, features: int, n_labels: int, spectral_norm: bool):
+        super().__init__()
+        self.linear = maybe_sn(nn.Linear(features, 1), spectral_norm)
+        self.embed = maybe_sn(nn.Embedding(n_labels, features), spectral_norm)
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)

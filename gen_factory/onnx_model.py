@@ -1,0 +1,58 @@
+"""A registered model as ONNX Runtime sessions plus its card: everything serving and bulk need."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gen_factory.export import CARD_FILE
+
+
+def providers() -> list[str]:
+    """CUDA first where a driver is present, CPU always; `GENFACTORY_ORT_PROVIDERS` overrides."""
+    if os.environ.get("GENFACTORY_ORT_PROVIDERS"):
+        return os.environ["GENFACTORY_ORT_PROVIDERS"].split(",")
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return ["CPUExecutionProvider"]  # asking for CUDA here would only log an error, then fall back
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """Loads `model.onnx` (generator) and `discriminator.onnx` (scorer) from an export bundle."""
+
+    def __init__(self, bundle_dir: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.dir = Path(bundle_dir)
+        self.card: dict = json.loads((self.dir / CARD_FILE).read_text())
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        files = self.card["files"]
+        self.generator = ort.InferenceSession(str(self.dir / files["generator"]), options, providers=providers())
+        self.scorer = ort.InferenceSession(str(self.dir / files["scorer"]), options, providers=providers())
+
+    @property
+    def kind(self) -> str:
+        return self.card["kind"]
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.card["label_names"]
+
+    @property
+    def shape(self) -> list[int]:
+        return self.card["shape"]
+
+    def generate_raw(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return self.generator.run(None, {"noise": noise, "labels": labels})[0]
+
+    def score_raw(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return self.scorer.run(None, {"values": values, "labels": labels})[0]

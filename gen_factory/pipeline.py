@@ -1,0 +1,158 @@
+"""Dataset -> Ray Train -> ONNX export -> MLflow registry, as one call (`genfactory train`)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from gen_factory import registry, settings
+from gen_factory.data import load_dataset, split
+from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
+from gen_factory.data.transform import encoding_to_dict, fit_encoding
+from gen_factory.evaluate import column_moments, label_fidelity
+from gen_factory.export import CARD_FILE, export_bundle
+from gen_factory.models import ModelSpec, build_models
+from gen_factory.models.losses import LOSSES
+from gen_factory.onnx_model import OnnxModel
+from gen_factory.sampling import generate_arrays
+from gen_factory.train.distributed import fit, save_sample_grid
+from gen_factory.train.loop import GANTrainer, default_hyper
+
+DEFAULT_EPOCHS = {"image": 40, "table": 300}
+
+
+@dataclass
+class TrainJob:
+    """Everything `genfactory train` takes; unset fields get per-kind defaults."""
+
+    dataset: str
+    model_name: str | None = None
+    label_column: str = "label"
+    loss: str | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    num_workers: int = 2
+    use_gpu: bool = False
+    seed: int = 0
+    holdout: float = 0.3
+    alias: str | None = settings.DEFAULT_ALIAS
+    run_name: str | None = None
+
+    def __post_init__(self):
+        from gen_factory.data.validate import DataValidationError
+
+        if self.loss is not None and self.loss not in LOSSES:
+            raise DataValidationError("loss", repr(self.loss), f"choose one of {', '.join(LOSSES)}")
+        for field, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
+                                  ("num_workers", self.num_workers, 1)):
+            if value is not None and value < low:
+                raise DataValidationError(field, value, f"use a whole number >= {low}")
+        if not 0 < self.holdout < 1:
+            raise DataValidationError("holdout", self.holdout, "use a fraction between 0 and 1, e.g. 0.3")
+        if self.dataset not in BUNDLED_IMAGES + BUNDLED_TABLES:
+            self.dataset = str(Path(self.dataset).resolve())  # every worker must find the same file
+        self.model_name = self.model_name or f"{Path(self.dataset).stem}-cgan"
+        self.run_name = self.run_name or self.model_name
+
+
+def train_and_register(job: TrainJob, log=print) -> dict:
+    """Validate, train on Ray, export, evaluate and register; returns a summary with the model ref."""
+    from gen_factory.cluster import ensure_ray
+
+    started = time.time()
+    data = load_dataset(job.dataset, job.label_column)  # all input errors surface before Ray starts
+    train, holdout = split(data, job.holdout, job.seed)
+    encoding = fit_encoding(train)
+    hyper = default_hyper(data.kind, job.loss)
+    values = train.features if train.kind == "table" else train.images
+    spec = ModelSpec(kind=data.kind, n_labels=len(data.label_names), shape=list(values.shape[1:]),
+                     spectral_norm=hyper.loss != "wgan-gp")
+    epochs = job.epochs or DEFAULT_EPOCHS[data.kind]
+    config = {
+        "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
+        "batch_size": job.batch_size, "epochs": epochs, "encoding": encoding_to_dict(encoding),
+        "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
+    }
+    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
+                                                       "kind": data.kind, "rows": len(train.labels)})
+    config["mlflow_run_id"] = run_id
+    log(f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, {len(data.label_names)} labels; "
+        f"loss={hyper.loss}, epochs={epochs}, workers={job.num_workers}; MLflow run {run_id}"
+        + (" (resumed)" if resumed else ""))
+    try:
+        ensure_ray()
+        state = fit(config, job.run_name, job.num_workers, job.use_gpu, settings.ray_storage())
+        generator, discriminator = _restore(spec, hyper, state)
+        train_seconds = time.time() - started
+        card = {
+            "model_name": job.model_name, "kind": data.kind, "dataset": data.name, "label_column": data.label_column,
+            "label_names": data.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
+            "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
+            "loss": hyper.loss, "epochs": epochs, "seed": job.seed, "mlflow_run_id": run_id,
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = Path(tmp) / "model"
+            parity = export_bundle(generator, discriminator, encoding, card, bundle)
+            metrics = evaluate_bundle(bundle, train, holdout, job.seed)
+            _add_to_card(bundle, {"metrics": metrics})
+            if data.kind == "image":
+                grid = Path(tmp) / "final_samples.png"
+                save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
+                registry.log_artifact(run_id, grid)
+            flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            registry.log_metrics(run_id, {**flat, "train_seconds": train_seconds,
+                                          **{f"onnx_parity_{k}": v for k, v in parity.items()}})
+            ref = registry.register(run_id, bundle, job.model_name, job.alias,
+                                    description=f"conditional GAN on {data.name} ({data.kind})")
+        registry.finish_run(run_id)
+    except BaseException:
+        registry.finish_run(run_id, failed=True)
+        raise
+    log(f"[train] registered {ref.name} version {ref.version}" + (f" as @{ref.alias}" if ref.alias else "")
+        + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}")
+    return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "seconds": time.time() - started}
+
+
+def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 100) -> dict:
+    """Quality of what ships: sample the exported ONNX generator and compare with real data."""
+    model = OnnxModel(bundle)
+    values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
+    if train.kind == "image":
+        fid = label_fidelity(train.images, train.labels, values, labels, len(train.label_names))
+        return {"label_fidelity": fid["accuracy"],
+                **{f"label_fidelity_{name}": acc for name, acc in zip(train.label_names, fid["per_label"])}}
+    from sklearn.ensemble import RandomForestClassifier
+
+    moments = column_moments(train.features, values, train.columns)
+    tstr = RandomForestClassifier(200, random_state=seed).fit(values, labels).score(holdout.features, holdout.labels)
+    trtr = RandomForestClassifier(200, random_state=seed).fit(train.features, train.labels).score(
+        holdout.features, holdout.labels)
+    return {"mean_abs_error_in_std": moments["mean_abs_error_in_std"],
+            "max_abs_error_in_std": moments["max_abs_error_in_std"],
+            "std_ratio_mean": moments["std_ratio_mean"], "tstr_accuracy": tstr, "real_accuracy": trtr,
+            "columns": moments["columns"]}
+
+
+def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Rebuild the EMA generator and the discriminator from the final checkpoint."""
+    g, d = build_models(spec)
+    trainer = GANTrainer(g, d, hyper, spec.noise_dim)
+    trainer.load_state_dict(state["trainer"])
+    return trainer.g_ema.eval(), trainer.d.eval()
+
+
+def _add_to_card(bundle: Path, extra: dict) -> None:
+    card = json.loads((bundle / CARD_FILE).read_text())
+    card.update(extra)
+    (bundle / CARD_FILE).write_text(json.dumps(card, indent=2))
+
+
+def _headline(metrics: dict) -> str:
+    keys = ("label_fidelity", "tstr_accuracy", "real_accuracy", "mean_abs_error_in_std", "std_ratio_mean")
+    return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
+

@@ -1,0 +1,179 @@
+"""MLflow at the edge: the experiment, runs, model versions with aliases, and resolving name@alias.
+
+A registered version's files are exactly the export bundle (model.onnx, discriminator.onnx,
+card.json, plus MLflow's MLmodel for the ONNX flavour); consumers download and run them with
+ONNX Runtime, so nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gen_factory import settings
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and no need for it
+EXPERIMENT = "gen_factory"
+RUN_NAME_TAG = "gen_factory.run_name"
+
+
+class ModelNotFound(LookupError):
+    """A model name, version or alias the registry does not have."""
+
+
+@dataclass
+class ModelRef:
+    """A resolved registry reference: `name` at `version`, reached through `alias` if one was given."""
+
+    name: str
+    version: str
+    alias: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def client():
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    return MlflowClient(settings.tracking_uri())
+
+
+def experiment_id() -> str:
+    """The project experiment, created on first use with artifacts under the data directory."""
+    c = client()
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return exp.experiment_id
+    location = None if settings.tracking_uri().startswith("http") else settings.artifact_root()
+    return c.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def start_run(run_name: str, params: dict) -> tuple[str, bool]:
+    """Open the MLflow run for `run_name`: reuse an unfinished one (a resumed training), else create it.
+
+    Returns (run_id, resumed).
+    """
+    c = client()
+    exp = experiment_id()
+    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}' and attributes.status != 'FINISHED'",
+                          max_results=1, order_by=["attributes.start_time DESC"])
+    if found:
+        run_id = found[0].info.run_id
+        c.update_run(run_id, status="RUNNING")
+        return run_id, True
+    run = c.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name})
+    for key, value in params.items():
+        c.log_param(run.info.run_id, key, str(value)[:6000])
+    return run.info.run_id, False
+
+
+def finish_run(run_id: str, failed: bool = False) -> None:
+    client().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    c = client()
+    for key, value in metrics.items():
+        c.log_metric(run_id, key, float(value), step=step)
+
+
+def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> None:
+    client().log_artifact(run_id, str(path), artifact_path)
+
+
+def register(run_id: str, bundle_dir: Path, name: str, alias: str | None, description: str = "") -> ModelRef:
+    """Log the bundle (with an MLmodel for the ONNX flavour) and register it as a new version of `name`."""
+    c = client()
+    _write_flavor_metadata(bundle_dir)
+    c.log_artifacts(run_id, str(bundle_dir), "model")
+    source = f"{c.get_run(run_id).info.artifact_uri}/model"
+    if not c.search_registered_models(filter_string=f"name = '{name}'"):
+        c.create_registered_model(name, description=description)
+    version = c.create_model_version(name, source=source, run_id=run_id, description=description)
+    if alias:
+        c.set_registered_model_alias(name, alias, version.version)
+    return ModelRef(name, str(version.version), alias)
+
+
+def parse_ref(ref: str, default_alias: str = settings.DEFAULT_ALIAS) -> tuple[str, str | None, str | None]:
+    """'name@alias' | 'name/3' | 'name' -> (name, alias, version)."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, alias, None
+    if "/" in ref:
+        name, version = ref.split("/", 1)
+        return name, None, version
+    return ref, default_alias, None
+
+
+def resolve(ref: str) -> ModelRef:
+    """Look up `ref` in the registry now (an alias moved to a new version is seen at once)."""
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_ref(ref)
+    c = client()
+    try:
+        if alias:
+            mv = c.get_model_version_by_alias(name, alias)
+        else:
+            mv = c.get_model_version(name, version)
+    except MlflowException as err:
+        raise ModelNotFound(f"model {ref!r} is not in the registry ({_first_line(err)}); "
+                            "list the registered models with `genfactory models`") from err
+    return ModelRef(name, str(mv.version), alias)
+
+
+def download(ref: ModelRef) -> Path:
+    """Local copy of a version's files, cached per version under the data directory."""
+    import mlflow
+
+    target = settings.data_dir() / "model_cache" / ref.name / ref.version
+    if (target / "card.json").exists():
+        return target
+    tmp = target.with_name(f".{ref.version}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: a half-downloaded model is never picked up
+    return target
+
+
+def list_models() -> list[dict]:
+    """Every registered model with its aliases and latest version."""
+    c = client()
+    out = []
+    for rm in c.search_registered_models():
+        versions = c.search_model_versions(f"name = '{rm.name}'")
+        latest = max((int(v.version) for v in versions), default=None)
+        out.append({"name": rm.name, "aliases": dict(rm.aliases or {}), "latest_version": latest,
+                    "description": rm.description or ""})
+    return out
+
+
+def _write_flavor_metadata(bundle_dir: Path) -> None:
+    """MLflow's ONNX-flavour metadata (MLmodel, requirements) beside our files, so MLflow tools
+    recognise the generator. The requirements name onnxruntime-gpu: the CPU package would shadow it."""
+    import tempfile
+
+    import mlflow.onnx
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        flavored = Path(tmp) / "m"
+        mlflow.onnx.save_model(onnx.load(str(bundle_dir / "model.onnx")), str(flavored),
+                               pip_requirements=["onnxruntime-gpu", "onnx", "numpy"])
+        for item in flavored.iterdir():
+            if item.name != "model.onnx":
+                shutil.copy2(item, bundle_dir / item.name)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0][:200]

@@ -1,0 +1,36 @@
+"""Where things live. One project data directory holds everything on the embedded defaults.
+
+Environment overrides point the same code at a cluster:
+``GENFACTORY_HOME`` (data directory), ``MLFLOW_TRACKING_URI`` (an MLflow server),
+``RAY_ADDRESS`` (a Ray cluster, read by Ray itself).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_ALIAS = "champion"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+
+def data_dir() -> Path:
+    """The project data directory (created on first use)."""
+    path = Path(os.environ.get("GENFACTORY_HOME", "data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tracking_uri() -> str:
+    """MLflow tracking + registry URI: the env override, else a SQLite file in the data dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where MLflow stores artifacts when it runs on the embedded SQLite store."""
+    return (data_dir() / "mlartifacts").as_uri()
+
+
+def ray_storage() -> str:
+    """Ray Train storage path: checkpoints of every run, shared by all workers of a node."""
+    return os.environ.get("GENFACTORY_RAY_STORAGE") or str(data_dir() / "ray_results")

@@ -1,0 +1,1 @@
+"""Training: the plain-PyTorch GAN step (loop.py) and its Ray Train wiring (distributed.py)."""

@@ -1,0 +1,146 @@
+"""Ray Train wiring: the per-worker function and the TorchTrainer that runs it.
+
+Each worker loads the dataset from its spec, takes its shard (DistributedSampler via
+``prepare_data_loader``), wraps both networks in DDP (``prepare_model``: gloo on CPU, nccl on
+GPU), and reports a checkpoint every epoch. Re-running with the same ``name`` and storage path
+makes Ray hand the latest checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gen_factory.data import load_dataset, split
+from gen_factory.data.transform import encoding_from_dict
+from gen_factory.models import ModelSpec, build_models
+from gen_factory.train.loop import GANTrainer, Hyper
+
+STATE_FILE = "state.pt"
+
+
+def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: str) -> dict:
+    """Train on the Ray cluster this process is connected to; return the final checkpoint's state."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=1),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt_dir:
+        return torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no per-report INFO lines on the console
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
+    torch.manual_seed(config["seed"])  # identical initial weights on every worker
+
+    data, _ = split(load_dataset(config["dataset"], config["label_column"]), config["holdout"], config["seed"])
+    encoding = encoding_from_dict(config["encoding"])
+    values = data.features if data.kind == "table" else data.images
+    tensors = torch.utils.data.TensorDataset(torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels))
+    loader = torch.utils.data.DataLoader(tensors, batch_size=max(1, config["batch_size"] // world),
+                                         shuffle=True, drop_last=len(tensors) > config["batch_size"])
+    loader = ray.train.torch.prepare_data_loader(loader)
+
+    spec = ModelSpec(**config["spec"])
+    g, d = build_models(spec)
+    # No buffers to keep in step; broadcasting them would also clash with several D passes per step.
+    ddp = {"broadcast_buffers": False}
+    g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
+    d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
+    hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
+    trainer = GANTrainer(g, d, hyper, spec.noise_dim)
+
+    start = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as ckpt_dir:
+            state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
+        trainer.load_state_dict(state["trainer"])
+        start = state["epoch"] + 1
+        if rank == 0:
+            print(f"resuming from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
+
+    logger = _MlflowLogger(config) if rank == 0 and config.get("mlflow_run_id") else None
+    epochs = config["epochs"]
+    for epoch in range(start, epochs):
+        started = time.time()
+        # Re-seed per epoch so a resumed run draws the same noise as an uninterrupted one.
+        torch.manual_seed(config["seed"] * 100_003 + epoch * 101 + rank)
+        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        metrics = trainer.epoch(loader)
+        metrics["epoch"] = epoch + 1
+        metrics["epoch_seconds"] = time.time() - started
+        if rank == 0:
+            print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                                         if k not in ("epoch",)), flush=True)
+            if logger:
+                logger.log(metrics, epoch + 1, trainer, spec, len(data.label_names))
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                state = {"trainer": trainer.state_dict(), "epoch": epoch}
+                torch.save(state, Path(tmp) / STATE_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class _MlflowLogger:
+    """Rank-0 logging into the run the driver opened: per-epoch losses and, for images, a sample grid."""
+
+    def __init__(self, config: dict):
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(config["mlflow_tracking_uri"])
+        self.run_id = config["mlflow_run_id"]
+        self.grid_every = config.get("grid_every", 1)
+
+    def log(self, metrics: dict, step: int, trainer: GANTrainer, spec: ModelSpec, n_labels: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
+                                                    if k != "epoch"])
+        if spec.kind == "image" and step % self.grid_every == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"epoch_{step:04d}.png"
+                save_sample_grid(trainer.g_ema, spec.noise_dim, n_labels, path)
+                self.client.log_artifact(self.run_id, str(path), "samples")
+
+
+@torch.no_grad()
+def save_sample_grid(generator: torch.nn.Module, noise_dim: int, n_labels: int, path: Path,
+                     per_label: int = 10) -> None:
+    """One row per label, `per_label` samples each, from a fixed noise so epochs are comparable."""
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(1234)
+    labels = torch.arange(n_labels).repeat_interleave(per_label)
+    noise = torch.randn(len(labels), noise_dim, generator=rng)
+    pixels = generator(noise, labels).cpu().numpy()  # [-1, 1]
+    c, h, w = pixels.shape[1:]
+    grid = pixels.reshape(n_labels, per_label, c, h, w).transpose(0, 3, 1, 4, 2).reshape(n_labels * h, per_label * w, c)
+    grid = ((grid + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    scale = max(1, 32 // h)
+    image = Image.fromarray(grid[..., 0] if c == 1 else grid).resize((per_label * w * scale, n_labels * h * scale),
+                                                                     Image.NEAREST)
+    image.save(path)

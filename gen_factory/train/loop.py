@@ -1,0 +1,122 @@
+"""One GAN training step and epoch in plain PyTorch.
+
+Nothing here knows about Ray: the networks may be bare modules (tests, one process) or
+DDP-wrapped by Ray Train, and the same code runs. The generator kept for export is an
+exponential moving average of the trained one (a standard, cheap stabiliser).
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gen_factory.models.losses import discriminator_loss, generator_loss, gradient_penalty
+
+
+@dataclass
+class Hyper:
+    """Optimisation settings; defaults per data kind come from `default_hyper`."""
+
+    loss: str
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+    n_critic: int = 1
+    gp_weight: float = 10.0
+    ema_decay: float = 0.999
+
+
+def default_hyper(kind: str, loss: str | None = None) -> Hyper:
+    """Defaults chosen by measurement (bench/quality.py); see bench/RESULTS.md."""
+    if kind == "image":
+        hyper = Hyper(loss="hinge", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
+    else:
+        hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.9), n_critic=2)
+    if loss:
+        hyper.loss = loss
+    return hyper
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module under a DDP wrapper (or the module itself)."""
+    return getattr(model, "module", model)
+
+
+class GANTrainer:
+    """Holds both networks, their optimisers and the EMA generator; `step` does one batch."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, hyper: Hyper, noise_dim: int):
+        self.g, self.d, self.h, self.noise_dim = generator, discriminator, hyper, noise_dim
+        self.g_ema = copy.deepcopy(unwrap(generator)).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=hyper.lr_g, betas=hyper.betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=hyper.lr_d, betas=hyper.betas)
+        self.steps = 0
+
+    def step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One discriminator update, and a generator update every `n_critic` steps."""
+        noise = torch.randn(real.shape[0], self.noise_dim, device=real.device)
+        with torch.no_grad():
+            fake = self.g(noise, labels)
+        d_loss = discriminator_loss(self.h.loss, self.d(real, labels), self.d(fake, labels))
+        if self.h.loss == "wgan-gp":
+            d_loss = d_loss + self.h.gp_weight * gradient_penalty(lambda x: self.d(x, labels), real, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        out = {"d_loss": d_loss.item()}
+
+        self.steps += 1
+        if self.steps % self.h.n_critic == 0:
+            noise = torch.randn(real.shape[0], self.noise_dim, device=real.device)
+            # The discriminator's gradients from this pass are discarded: skip their all-reduce.
+            with getattr(self.d, "no_sync", nullcontext)():
+                g_loss = generator_loss(self.h.loss, self.d(self.g(noise, labels), labels))
+                self.opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+            self.opt_g.step()
+            self._update_ema()
+            out["g_loss"] = g_loss.item()
+        return out
+
+    def epoch(self, batches) -> dict[str, float]:
+        """Run over an iterable of (real, labels) batches; return mean losses."""
+        self.g.train()
+        self.d.train()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for real, labels in batches:
+            for key, value in self.step(real, labels).items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+        return {key: sums[key] / counts[key] for key in sums}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up: early on the average follows the generator closely.
+        decay = min(self.h.ema_decay, (1 + self.steps) / (10 + self.steps))
+        for p_ema, p in zip(self.g_ema.parameters(), unwrap(self.g).parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - decay)
+        for b_ema, b in zip(self.g_ema.buffers(), unwrap(self.g).buffers()):
+            b_ema.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": unwrap(self.g).state_dict(),
+            "discriminator": unwrap(self.d).state_dict(),
+            "generator_ema": self.g_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        unwrap(self.g).load_state_dict(state["generator"])
+        unwrap(self.d).load_state_dict(state["discriminator"])
+        self.g_ema.load_state_dict(state["generator_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.steps = state["steps"]
