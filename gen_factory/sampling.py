@@ -29,6 +29,8 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
         raise DataValidationError("counts", "both or neither of counts / rows_per_label",
                                   "give either counts per label or rows_per_label")
     if rows_per_label is not None:
+        if isinstance(rows_per_label, bool) or not isinstance(rows_per_label, (int, np.integer)) or rows_per_label < 0:
+            raise DataValidationError("rows_per_label", repr(rows_per_label), "give a whole number >= 0")
         counts = {name: rows_per_label for name in label_names}
     out = [0] * len(label_names)
     for label, n in counts.items():
@@ -42,8 +44,7 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
     if total == 0:
         raise DataValidationError("counts", "0 rows in total", "ask for at least one row")
     if total > limit:
-        raise DataValidationError("counts", f"{total} rows in total", f"ask for at most {limit} rows per request "
-                                  "(use `genfactory generate` for bulk datasets)")
+        raise DataValidationError("counts", f"{total} rows in total", f"ask for at most {limit} rows per request; split larger datasets over several seeds")
     return out
 
 

@@ -46,7 +46,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no per-report INFO lines on the console
+    _quiet_ray_train_reports()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
@@ -102,6 +102,14 @@ def train_loop_per_worker(config: dict) -> None:
                 torch.save(state, Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _quiet_ray_train_reports() -> None:
+    """Drop Ray Train's two INFO lines per report (one of its loggers is named by file path)."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 class _MlflowLogger:

@@ -1,0 +1,175 @@
+"""`genfactory`: train, serve, pull, score, models, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gen_factory import settings
+
+EPILOG = """environment:
+  GENFACTORY_HOME       project data directory (default: ./data): MLflow store, checkpoints, datasets
+  MLFLOW_TRACKING_URI   an MLflow server instead of the SQLite file in the data directory
+  RAY_ADDRESS           a Ray cluster instead of a local Ray started on this machine
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from gen_factory.client import ApiError
+    from gen_factory.data.validate import DataValidationError
+    from gen_factory.registry import ModelNotFound
+
+    try:
+        return args.func(args) or 0
+    except (DataValidationError, ApiError, ModelNotFound) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="genfactory", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Synthetic-data factory: train conditional GANs on Ray, register them in MLflow, "
+                    "serve labelled Parquet datasets and anomaly scores from ONNX.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a conditional GAN with Ray Train and register it in MLflow",
+                       description="Train on a bundled dataset (digits, breast_cancer, iris, wine), a Parquet/CSV "
+                                   "table with a label column, or an NPZ file with `images` and `labels`. Runs "
+                                   "with the same --run-name resume from their latest checkpoint.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("dataset", help="bundled name or path to .parquet / .csv / .npz")
+    t.add_argument("--name", dest="model_name", help="registered model name (default: <dataset>-cgan)")
+    t.add_argument("--label-column", default="label", help="label column of a table (default: label)")
+    t.add_argument("--loss", choices=["nonsaturating", "hinge", "wgan-gp"],
+                   help="GAN objective (default: hinge for images, wgan-gp for tables)")
+    t.add_argument("--epochs", type=int, help="passes over the data (default: 40 images, 300 tables)")
+    t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
+    t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")
+    t.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (nccl)")
+    t.add_argument("--seed", type=int, default=0, help="seed for the split, weights and noise (default: 0)")
+    t.add_argument("--holdout", type=float, default=0.3, help="held-out fraction for evaluation (default: 0.3)")
+    t.add_argument("--alias", default=settings.DEFAULT_ALIAS, help="alias to set on the new version (default: champion)")
+    t.add_argument("--run-name", help="Ray Train / MLflow run name (default: the model name); reuse it to resume")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser("serve", help="start the HTTP API (Ray Serve) and keep it running",
+                       description="Serves every registered model by name@alias; docs at /docs.")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=_serve)
+
+    pl = sub.add_parser("pull", help="download a labelled synthetic dataset from the API as Parquet")
+    pl.add_argument("model", help="name, name@alias or name/version")
+    pl.add_argument("--out", required=True, type=Path, help="Parquet file to write (atomically)")
+    group = pl.add_mutually_exclusive_group(required=True)
+    group.add_argument("--rows-per-label", type=int, help="rows for every label")
+    group.add_argument("--count", action="append", metavar="LABEL=N", help="rows for one label (repeatable)")
+    pl.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
+    pl.add_argument("--url", default=settings.DEFAULT_API_URL, help=f"API URL (default: {settings.DEFAULT_API_URL})")
+    pl.set_defaults(func=_pull)
+
+    sc = sub.add_parser("score", help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images")
+    sc.add_argument("model", help="name, name@alias or name/version")
+    sc.add_argument("file", type=Path, help=".parquet / .csv (columns as the model's) or .npz with `images`")
+    sc.add_argument("--label-column", help="score each row against this column's label (default: best over labels)")
+    sc.add_argument("--url", default=settings.DEFAULT_API_URL)
+    sc.set_defaults(func=_score)
+
+    m = sub.add_parser("models", help="list registered models, their aliases and latest versions")
+    m.set_defaults(func=_models)
+
+    d = sub.add_parser("demo", help="train both demo models, serve them, pull datasets and score over HTTP")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--keep-serving", action="store_true", help="keep the API up at the end until Ctrl-C")
+    d.set_defaults(func=_demo)
+    return p
+
+
+def _train(args) -> None:
+    from gen_factory.pipeline import TrainJob, train_and_register
+
+    fields = {k: v for k, v in vars(args).items() if k != "func"}
+    train_and_register(TrainJob(**fields))
+
+
+def _serve(args) -> None:
+    from serving.app import start
+
+    url = start(args.host, args.port)
+    print(f"gen_factory API at {url}  (docs: {url}/docs); Ctrl-C stops it")
+    from gen_factory.demo import _wait_forever
+
+    _wait_forever()
+
+
+def _pull(args) -> None:
+    from gen_factory import client
+    from gen_factory.data.validate import DataValidationError
+
+    counts = None
+    if args.count:
+        counts = {}
+        for item in args.count:
+            label, sep, n = item.rpartition("=")
+            if not sep or not n.strip().lstrip("-").isdigit():
+                raise DataValidationError("--count", repr(item), "write LABEL=N, e.g. --count 7=100")
+            counts[label] = int(n)
+    info = client.pull(args.url, args.model, args.out, rows_per_label=args.rows_per_label, counts=counts, seed=args.seed)
+    print(f"wrote {info['rows']} rows ({info['bytes']} bytes) from version {info['version']} to {info['path']}")
+
+
+def _score(args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from gen_factory import client
+    from gen_factory.data.validate import DataValidationError
+
+    suffix = args.file.suffix.lower()
+    labels = None
+    if suffix == ".npz":
+        with np.load(args.file, allow_pickle=False) as z:
+            result = client.score(args.url, args.model, images=z["images"],
+                                  labels=[str(v) for v in z["labels"]] if args.label_column else None)
+    elif suffix in (".parquet", ".pq", ".csv"):
+        df = pd.read_parquet(args.file) if suffix != ".csv" else pd.read_csv(args.file)
+        if args.label_column:
+            if args.label_column not in df.columns:
+                raise DataValidationError("--label-column", repr(args.label_column), "name a column of the file")
+            labels = df.pop(args.label_column).astype(str).tolist()
+        rows = df.to_dict(orient="records")
+        result = client.score(args.url, args.model, rows=rows, labels=labels)
+    else:
+        raise DataValidationError("file", str(args.file), "give a .parquet, .csv or .npz file")
+    json.dump(result, sys.stdout)
+    print()
+
+
+def _models(args) -> None:
+    from gen_factory import registry
+
+    rows = registry.list_models()
+    if not rows:
+        print("no registered models yet; train one with `genfactory train digits`")
+    for row in rows:
+        aliases = ", ".join(f"@{a}=v{v}" for a, v in row["aliases"].items()) or "-"
+        print(f"{row['name']:<32} latest v{row['latest_version']}  {aliases}  {row['description']}")
+
+
+def _demo(args) -> None:
+    from gen_factory.demo import run_demo
+
+    run_demo(port=args.port, workers=args.workers, keep_serving=args.keep_serving)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Ray Serve application (HTTP API) of gen_factory."""
