@@ -8,6 +8,7 @@ and a JSON model card says everything a consumer needs: schema, label names, noi
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,10 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, torch.Tensor], p
     module = module.eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 24)
     shapes = {name: {0: batch} for name in input_names}
-    program = torch.onnx.export(module, example, input_names=input_names, output_names=[output_name],
-                                dynamic_shapes=shapes, dynamo=True, verbose=False)
+    with warnings.catch_warnings():  # the exporter warns that two inputs share the batch axis: intended
+        warnings.simplefilter("ignore", UserWarning)
+        program = torch.onnx.export(module, example, input_names=input_names, output_names=[output_name],
+                                    dynamic_shapes=shapes, dynamo=True, verbose=False)
     program.save(str(path))
     return parity(module, path, _fresh_like(example, seed=7, batch=37), unit)
 

@@ -55,13 +55,13 @@ def experiment_id() -> str:
 
 
 def start_run(run_name: str, params: dict) -> tuple[str, bool]:
-    """Open the MLflow run for `run_name`: reuse an unfinished one (a resumed training), else create it.
+    """Open the MLflow run for `run_name`: the existing one (training resumes in it), else a new one.
 
     Returns (run_id, resumed).
     """
     c = client()
     exp = experiment_id()
-    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}' and attributes.status != 'FINISHED'",
+    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
                           max_results=1, order_by=["attributes.start_time DESC"])
     if found:
         run_id = found[0].info.run_id

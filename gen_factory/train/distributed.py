@@ -8,6 +8,7 @@ makes Ray hand the latest checkpoint back through ``ray.train.get_checkpoint``: 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -23,6 +24,9 @@ from gen_factory.models import ModelSpec, build_models
 from gen_factory.train.loop import GANTrainer, Hyper
 
 STATE_FILE = "state.pt"
+SETTINGS_FILE = "gen_factory_run.json"
+# Settings that may change when a run resumes; any other change means a different model.
+RESUMABLE_SETTINGS = ("epochs", "mlflow_run_id", "mlflow_tracking_uri")
 
 
 def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: str) -> dict:
@@ -30,6 +34,7 @@ def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: 
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    check_resumable(config, name, storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
@@ -40,6 +45,45 @@ def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: 
     result = trainer.fit()
     with result.checkpoint.as_directory() as ckpt_dir:
         return torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True)
+
+
+def check_resumable(config: dict, name: str, storage_path: str) -> None:
+    """Refuse to resume a run whose model settings differ; remember the settings of a new run.
+
+    Ray resumes any run directory with the same name; mixing a checkpoint of one model with
+    the settings of another would silently train something nobody asked for.
+    """
+    import pyarrow.fs
+
+    from gen_factory.data.validate import DataValidationError
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(storage_path if "://" in storage_path else Path(storage_path).resolve().as_uri())
+    path = f"{root}/{name}/{SETTINGS_FILE}"
+    # Through JSON so tuples and lists compare equal.
+    wanted = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_SETTINGS}))
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        with fs.open_input_stream(path) as fh:
+            saved = json.loads(fh.read())
+        old, new = _flatten(saved), _flatten(wanted)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            raise DataValidationError(
+                "run_name", f"{name!r} exists with other settings ({', '.join(changed)})",
+                "pass a new --run-name to start a fresh run, or the same settings to resume it")
+        return
+    fs.create_dir(f"{root}/{name}", recursive=True)
+    with fs.open_output_stream(path) as fh:
+        fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode())
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def train_loop_per_worker(config: dict) -> None:

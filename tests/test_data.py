@@ -1,0 +1,75 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from gen_factory.data import DataValidationError, load_dataset, split
+from gen_factory.data.datasets import images_from_arrays, table_from_frame
+
+
+def test_bundled_datasets_load_with_named_labels():
+    digits = load_dataset("digits")
+    assert digits.kind == "image" and digits.images.shape == (1797, 1, 8, 8)
+    assert digits.label_names == [str(i) for i in range(10)]
+    bc = load_dataset("breast_cancer")
+    assert bc.kind == "table" and bc.features.shape == (569, 30)
+    assert bc.label_names == ["malignant", "benign"]
+    assert np.bincount(bc.labels).tolist() == [212, 357]
+
+
+def test_parquet_and_csv_tables_load(tmp_path, gauss_table):
+    gauss_table.to_parquet(tmp_path / "t.parquet")
+    gauss_table.to_csv(tmp_path / "t.csv", index=False)
+    for path in ("t.parquet", "t.csv"):
+        data = load_dataset(str(tmp_path / path))
+        assert data.columns == ["x", "y", "count"]
+        assert data.label_names == ["a", "b"]
+        assert len(data.labels) == len(gauss_table)
+
+
+def test_npz_images_load_in_any_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([3, 5], 4)
+    for name, images in (("nhw", rng.random((8, 6, 6))), ("nhwc", rng.random((8, 6, 6, 3))),
+                         ("nchw", rng.random((8, 3, 6, 6)))):
+        np.savez(tmp_path / f"{name}.npz", images=images, labels=labels)
+        data = load_dataset(str(tmp_path / f"{name}.npz"))
+        assert data.images.shape[0] == 8 and data.images.shape[2:] == (6, 6)
+        assert data.label_names == ["3", "5"]
+
+
+@pytest.mark.parametrize("mutate, field, words", [
+    (lambda df: df.drop(columns=["label"]), "label_column", "--label-column"),
+    (lambda df: df.assign(x=df["x"].where(df.index != 7)), "column 'x'", "missing"),
+    (lambda df: df.assign(y=df["y"].replace(df["y"].iloc[3], np.inf)), "column 'y'", "infinite"),
+    (lambda df: df.assign(city="paris"), "column 'city'", "encode"),
+    (lambda df: pd.concat([df, df.iloc[:1].assign(label="lonely")]), "column 'label'", "lonely"),
+    (lambda df: df.iloc[:0], "dataset", "at least 2 rows"),
+    (lambda df: df.assign(label="a"), "column 'label'", "at least 2 label values"),
+])
+def test_bad_tables_get_an_error_naming_field_value_and_fix(gauss_table, mutate, field, words):
+    with pytest.raises(DataValidationError) as err:
+        table_from_frame(mutate(gauss_table), "label")
+    assert err.value.field == field
+    assert "fix:" in str(err.value) and words in str(err.value)
+
+
+def test_bad_images_are_rejected():
+    with pytest.raises(DataValidationError, match="one label per image"):
+        images_from_arrays(np.zeros((4, 8, 8)), np.zeros(3))
+    bad = np.zeros((4, 8, 8))
+    bad[2, 1, 1] = np.nan
+    with pytest.raises(DataValidationError, match="NaN"):
+        images_from_arrays(bad, np.array([0, 0, 1, 1]))
+    with pytest.raises(DataValidationError, match="dataset"):
+        load_dataset("no_such_dataset.parquet")
+
+
+def test_split_is_stratified_and_deterministic():
+    data = load_dataset("breast_cancer")
+    train_a, test_a = split(data, 0.3, seed=0)
+    train_b, test_b = split(data, 0.3, seed=0)
+    np.testing.assert_array_equal(test_a.labels, test_b.labels)
+    np.testing.assert_array_equal(train_a.features, train_b.features)
+    assert len(test_a.labels) == round(212 * 0.3) + round(357 * 0.3)
+    _, test_c = split(data, 0.3, seed=1)
+    assert not np.array_equal(test_a.features, test_c.features)

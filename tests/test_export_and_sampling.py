@@ -1,0 +1,144 @@
+"""ONNX export parity, and what sampling and scoring do with the exported graphs."""
+
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from gen_factory import anomaly, sampling
+from gen_factory.data import DataValidationError, load_dataset
+from gen_factory.data.datasets import table_from_frame
+from gen_factory.data.transform import fit_encoding, encoding_to_dict
+from gen_factory.export import CARD_FILE, GeneratorGraph, ScoreGraph, export_bundle, parity
+from gen_factory.models import ModelSpec, build_models
+from gen_factory.onnx_model import OnnxModel
+
+
+def _bundle(tmp_path, data, name="m"):
+    enc = fit_encoding(data)
+    values = data.features if data.kind == "table" else data.images
+    spec = ModelSpec(data.kind, len(data.label_names), list(values.shape[1:]))
+    torch.manual_seed(0)
+    g, d = build_models(spec)
+    d(torch.randn(2, *spec.shape), torch.tensor([0, 1]))  # one training-mode pass, as after training
+    card = {"kind": data.kind, "label_names": data.label_names, "label_column": "label", "shape": spec.shape,
+            "columns": getattr(data, "columns", None), "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
+            "encoding": encoding_to_dict(enc)}
+    export_bundle(g.eval(), d.eval(), enc, card, tmp_path / name)
+    return OnnxModel(tmp_path / name), g, d, enc
+
+
+@pytest.fixture(scope="module")
+def table_model(tmp_path_factory, gauss_table_module):
+    return _bundle(tmp_path_factory.mktemp("tab"), table_from_frame(gauss_table_module, "label"))
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    return _bundle(tmp_path_factory.mktemp("img"), load_dataset("digits"))
+
+
+@pytest.fixture(scope="module")
+def gauss_table_module():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x": rng.normal(size=200) * 1000, "y": rng.normal(size=200),
+                         "count": rng.integers(0, 10, 200), "label": np.repeat(["a", "b"], 100)})
+
+
+@pytest.mark.parametrize("which", ["table_model", "image_model"])
+def test_onnx_matches_torch_on_fresh_inputs_of_any_batch(request, which):
+    model, g, d, enc = request.getfixturevalue(which)
+    card = json.loads((model.dir / CARD_FILE).read_text())
+    assert max(card["parity_max_abs_diff"].values()) <= 1e-4
+    for batch, seed in ((1, 11), (257, 12)):
+        gen = torch.Generator().manual_seed(seed)
+        labels = torch.randint(0, len(model.label_names), (batch,), generator=gen)
+        noise = torch.randn(batch, 64, generator=gen)
+        assert parity(GeneratorGraph(g, enc.decoder()).eval(), model.dir / "model.onnx", (noise, labels),
+                      enc.unit()) <= 1e-4
+        raw = enc.decoder()(torch.randn(batch, *model.shape, generator=gen)).detach()
+        assert parity(ScoreGraph(d, enc.encoder()).eval(), model.dir / "discriminator.onnx", (raw, labels)) <= 1e-4
+
+
+def test_generated_table_has_labels_counts_schema_and_reproduces(table_model):
+    model = table_model[0]
+    counts = sampling.resolve_counts(model.label_names, counts={"a": 7, "b": 3})
+    table = sampling.generate_table(model, counts, seed=5)
+    assert table.column_names == ["x", "y", "count", "label"]
+    assert table.column("label").to_pylist() == ["a"] * 7 + ["b"] * 3
+    assert str(table.schema.field("count").type) == "int64"
+    meta = sampling.read_metadata(table)
+    assert meta["label_names"] == ["a", "b"] and meta["seed"] == 5
+    first = sampling.to_parquet_bytes(table)
+    again = sampling.to_parquet_bytes(sampling.generate_table(model, counts, seed=5))
+    other = sampling.to_parquet_bytes(sampling.generate_table(model, counts, seed=6))
+    assert first == again and first != other
+    assert pq.read_table(io.BytesIO(first)).equals(table)
+
+
+def test_chunking_does_not_change_the_rows(table_model, monkeypatch):
+    model = table_model[0]
+    whole, _ = sampling.generate_arrays(model, [50, 50], seed=3)
+    monkeypatch.setattr(sampling, "CHUNK_ROWS", 7)
+    chunked, _ = sampling.generate_arrays(model, [50, 50], seed=3)
+    np.testing.assert_array_equal(whole, chunked)
+
+
+def test_generated_images_are_a_pixels_column_with_the_shape_in_metadata(image_model):
+    model = image_model[0]
+    table = sampling.generate_table(model, sampling.resolve_counts(model.label_names, rows_per_label=2), seed=0)
+    assert table.num_rows == 20
+    assert sampling.read_metadata(table)["shape"] == [1, 8, 8]
+    pixels = np.stack(table.column("pixels").to_numpy(zero_copy_only=False))
+    assert pixels.shape == (20, 64) and pixels.min() >= 0 and pixels.max() <= 16
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"counts": {"zebra": 1}}, "counts['zebra']"),
+    ({"counts": {"a": -1}}, "counts['a']"),
+    ({"rows_per_label": -3}, "rows_per_label"),
+    ({"rows_per_label": 0}, "counts"),
+    ({"counts": {"a": 1}, "rows_per_label": 1}, "counts"),
+    ({"rows_per_label": 600_000}, "counts"),
+])
+def test_bad_counts_name_the_field(table_model, kwargs, field):
+    with pytest.raises(DataValidationError) as err:
+        sampling.resolve_counts(table_model[0].label_names, **kwargs)
+    assert err.value.field == field and "fix:" in str(err.value)
+
+
+def test_scores_by_label_and_best_over_labels(table_model):
+    model = table_model[0]
+    rows = [{"x": 1.0, "y": 0.5, "count": 3}, {"x": -2000.0, "y": 1.0, "count": 9}]
+    values = anomaly.rows_to_array(model, rows)
+    per_label = [anomaly.score(model, values, np.array([k, k])) for k in range(2)]
+    best = anomaly.score(model, values)
+    np.testing.assert_allclose(best, np.minimum(*per_label), rtol=1e-6)
+    np.testing.assert_array_equal(anomaly.score(model, values), best)  # deterministic
+
+
+@pytest.mark.parametrize("rows, field", [
+    ([{"x": 1.0, "y": 2.0, "count": 1, "zzz": 0}], "rows"),
+    ([{"x": 1.0, "y": 2.0}], "rows[*]['count']"),
+    ([[1.0, 2.0]], "rows"),
+    ([[1.0, float("nan"), 2.0]], "rows[0]"),
+    ([], "rows"),
+])
+def test_bad_rows_name_the_field(table_model, rows, field):
+    with pytest.raises(DataValidationError) as err:
+        anomaly.rows_to_array(table_model[0], rows)
+    assert err.value.field == field
+
+
+def test_image_inputs_are_shape_checked(image_model):
+    model = image_model[0]
+    assert anomaly.images_to_array(model, np.zeros((3, 8, 8))).shape == (3, 1, 8, 8)
+    with pytest.raises(DataValidationError, match=r"\[n, 1, 8, 8\]"):
+        anomaly.images_to_array(model, np.zeros((3, 7, 7)))
+    with pytest.raises(DataValidationError, match="unknown label"):
+        anomaly.label_ids(model, ["0", "x"], 2)
