@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from gen_factory import settings
 
@@ -23,6 +24,15 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
     else:
-        # The dashboard serves the State API that Ray Train's placement-group cleaner polls.
-        ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
-                 runtime_env={"env_vars": env}, configure_logging=True, logging_level="warning")
+        # address="local": always a fresh local instance, never a `ray start` cluster found in
+        # /tmp/ray. The dashboard serves the State API that Ray Train's placement-group cleaner
+        # polls; it gets a free port so several local instances can coexist.
+        ray.init(address="local", num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
+                 dashboard_port=_free_port(), runtime_env={"env_vars": env}, configure_logging=True,
+                 logging_level="warning")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
