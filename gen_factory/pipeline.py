@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gen_factory import registry, settings
@@ -119,9 +120,17 @@ def train_and_register(job: TrainJob, log=print) -> dict:
 
 
 def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 100) -> dict:
-    """Quality of what ships: sample the exported ONNX generator and compare with real data."""
+    """Quality of what ships: sample the exported ONNX generator and compare with real data.
+
+    Images: `per_label` per class. Tables: as many rows as the training set, in its label
+    proportions, so column moments compare like with like.
+    """
     model = OnnxModel(bundle)
-    values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
+    if train.kind == "image":
+        counts = [per_label] * len(train.label_names)
+    else:
+        counts = np.bincount(train.labels, minlength=len(train.label_names)).tolist()
+    values, labels = generate_arrays(model, counts, seed)
     if train.kind == "image":
         fid = label_fidelity(train.images, train.labels, values, labels, len(train.label_names))
         return {"label_fidelity": fid["accuracy"],

@@ -31,7 +31,7 @@ RESUMABLE_SETTINGS = ("epochs", "mlflow_run_id", "mlflow_tracking_uri")
 
 def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: str) -> dict:
     """Train on the Ray cluster this process is connected to; return the final checkpoint's state."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     check_resumable(config, name, storage_path)
@@ -40,7 +40,8 @@ def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: 
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=1),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             logging_config=LoggingConfig(log_level="WARNING")),
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as ckpt_dir:
