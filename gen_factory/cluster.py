@@ -22,6 +22,8 @@ def ensure_ray(num_cpus: int | None = None) -> None:
            "MLFLOW_DISABLE_TELEMETRY": "true",
            **{k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PRINT_PATCH")}}
     if os.environ.get("RAY_ADDRESS"):
+        # Inside a Ray job the job's runtime env already carries some of these: merge, don't refuse.
+        os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
         ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
     else:
         # address="local": always a fresh local instance, never a `ray start` cluster found in

@@ -48,7 +48,7 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
     return out
 
 
-def generate_arrays(model: OnnxModel, counts: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(values, label ids) for the requested counts; values are decoded (real columns / pixels)."""
     rng = np.random.default_rng(seed)
     noise_dim = model.card["noise_dim"]
@@ -86,7 +86,7 @@ def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_met
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
 
 
-def generate_table(model: OnnxModel, counts: list[int], seed: int, extra_meta: dict | None = None) -> pa.Table:
+def generate_table(model: OnnxModel, counts: list[int], seed: int | list[int], extra_meta: dict | None = None) -> pa.Table:
     values, labels = generate_arrays(model, counts, seed)
     return to_arrow(model, values, labels, {"seed": seed, **(extra_meta or {})})
 

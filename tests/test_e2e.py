@@ -140,3 +140,21 @@ def test_cli_pull_models_and_score(api_url, tmp_path, capsys):
     table.drop_columns(["label"]).to_pandas().to_parquet(tmp_path / "rows.parquet")
     assert cli(["score", "e2e-table", str(tmp_path / "rows.parquet"), "--url", api_url]) == 0
     assert len(__import__("json").loads(capsys.readouterr().out)["scores"]) == 7
+
+
+def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(trained, tmp_path):
+    from gen_factory import bulk
+
+    one = bulk.generate_dataset("e2e-table@champion", tmp_path / "one", rows=9_001, seed=7, workers=1, block_rows=2_000)
+    two = bulk.generate_dataset("e2e-table@champion", tmp_path / "two", rows=9_001, seed=7, workers=2, block_rows=2_000)
+    assert one["files"] == two["files"]  # same paths, rows and checksums whatever the worker count
+    assert one["rows"] == 9_001 and one["counts"] == {"malignant": 4_501, "benign": 4_500}
+    assert {f["path"].split("/")[0] for f in one["files"]} == {"label=malignant", "label=benign"}
+    assert bulk.verify(tmp_path / "two") == []
+    table = pq.read_table(tmp_path / "one" / "label=benign")
+    assert table.num_rows == 4_500 and set(table.column("label").to_pylist()) == {"benign"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no temporary directory left
+    with pytest.raises(DataValidationError, match="--overwrite"):
+        bulk.generate_dataset("e2e-table", tmp_path / "one", rows=10)
+    (tmp_path / "two" / one["files"][0]["path"]).write_bytes(b"tampered")
+    assert bulk.verify(tmp_path / "two") == [one["files"][0]["path"]]
