@@ -158,3 +158,30 @@ def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(tr
         bulk.generate_dataset("e2e-table", tmp_path / "one", rows=10)
     (tmp_path / "two" / one["files"][0]["path"]).write_bytes(b"tampered")
     assert bulk.verify(tmp_path / "two") == [one["files"][0]["path"]]
+
+
+def test_moving_an_alias_is_served_without_a_restart(api_url):
+    c = registry.client()
+    latest = max(int(v.version) for v in c.search_model_versions("name = 'e2e-table'"))
+    assert latest >= 2  # the resume test registered a second version
+    url = f"{api_url}/v1/models/e2e-table@champion/generate"
+    try:
+        for version in ("1", str(latest)):
+            c.set_registered_model_alias("e2e-table", "champion", version)
+            resp = requests.post(url, json={"rows_per_label": 2}, timeout=60)
+            assert resp.status_code == 200 and resp.headers["X-Model-Version"] == version
+    finally:
+        c.set_registered_model_alias("e2e-table", "champion", str(latest))
+
+
+def test_concurrent_scores_are_batched_without_mixing_requests(api_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gen_factory.data import load_dataset
+
+    rows = load_dataset("breast_cancer").features[:24]
+    chunks = [rows[i:i + 3].tolist() for i in range(0, 24, 3)]
+    alone = [client.score(api_url, "e2e-table", rows=chunk)["scores"] for chunk in chunks]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda chunk: client.score(api_url, "e2e-table", rows=chunk)["scores"], chunks))
+    np.testing.assert_allclose(together, alone, rtol=1e-5)
