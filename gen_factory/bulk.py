@@ -5,7 +5,9 @@ comes from its own seed ``[seed, label, index]``, so a file's bytes depend on no
 model, the seed and its shard - not on how many workers ran or in which order. An actor pool of
 ONNX Runtime sessions writes the shards; memory stays flat in the total row count. Everything is
 written under a temporary directory that is renamed into place only when complete, so a
-half-written dataset is never visible.
+half-written dataset is never visible. Object stores (``s3://…``, ``gs://…``) have no atomic
+rename: there the files go straight under the prefix and ``_manifest.json`` is written last, as
+the commit marker - readers go through the manifest.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from pyarrow.fs import FileSystem, FileType, LocalFileSystem
 
 from gen_factory import registry
 from gen_factory.data.validate import DataValidationError
@@ -51,7 +54,8 @@ class ShardWriter:
         os.environ.update(env)  # the driver's data directory and tracking URI
         self.ref = registry.ModelRef(name, version)
         self.model = OnnxModel(registry.download(self.ref), threads=1)
-        self.root, self.seed = Path(root), seed
+        self.fs, self.root = _filesystem(root)
+        self.seed = seed
 
     def __call__(self, batch: dict) -> dict:
         from gen_factory.sampling import generate_table, to_parquet_bytes
@@ -65,42 +69,48 @@ class ShardWriter:
                                    {"model": self.ref.name, "version": self.ref.version})
             data = to_parquet_bytes(table)
             rel = f"label={_safe(names[int(label)])}/part-{int(index):05d}.parquet"
-            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (self.root / rel).write_bytes(data)
+            self.fs.create_dir(f"{self.root}/{rel.rsplit('/', 1)[0]}", recursive=True)
+            with self.fs.open_output_stream(f"{self.root}/{rel}") as fh:
+                fh.write(data)
             for key, value in (("path", rel), ("label", names[int(label)]), ("rows", int(rows)),
                                ("sha256", hashlib.sha256(data).hexdigest()), ("bytes", len(data))):
                 out[key].append(value)
         return {k: np.asarray(v) for k, v in out.items()}
 
 
-def generate_dataset(ref_text: str, out: Path, *, rows: int | None = None, counts: dict[str, int] | None = None,
-                     seed: int = 0, workers: int = 2, block_rows: int = DEFAULT_BLOCK_ROWS,
-                     overwrite: bool = False) -> dict:
-    """Write the dataset to `out` (a directory) and return its manifest."""
+def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
+                     counts: dict[str, int] | None = None, seed: int = 0, workers: int = 2,
+                     block_rows: int = DEFAULT_BLOCK_ROWS, overwrite: bool = False) -> dict:
+    """Write the dataset to `out` (a directory or an object-store URI) and return its manifest."""
     import ray
 
     from gen_factory import settings
     from gen_factory.cluster import ensure_ray
     from gen_factory.onnx_model import OnnxModel
 
-    out = Path(out).resolve()
-    if out.exists() and not overwrite:
-        raise DataValidationError("--out", str(out), "choose a new directory, or pass --overwrite to replace it")
     if workers < 1 or block_rows < 1:
         raise DataValidationError("--workers/--block-rows", f"{workers}/{block_rows}", "use whole numbers >= 1")
+    fs, final = _filesystem(str(out))
+    local = fs.type_name == "local"
+    if fs.get_file_info(final).type != FileType.NotFound and not overwrite:
+        raise DataValidationError("--out", str(out), "choose a new directory, or pass --overwrite to replace it")
     ref = registry.resolve(ref_text)
     label_names = OnnxModel(registry.download(ref)).label_names
     per_label = _counts(label_names, rows, counts)
-    shards = plan_shards(per_label, block_rows)
 
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    staging = f"{final.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}" if local else final
+    if overwrite and not local and fs.get_file_info(final).type != FileType.NotFound:
+        fs.delete_dir(final)
+    fs.create_dir(staging, recursive=True)
     try:
         ensure_ray()
         env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
+        shards = plan_shards(per_label, block_rows)
+        # Actors reopen the filesystem from this: a plain path, or the URI with its scheme.
+        uri = staging if local else f"{str(out).split('://', 1)[0]}://{staging}"
         written = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
                    .map_batches(ShardWriter, batch_size=1, concurrency=workers, num_cpus=1,
-                                fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": str(tmp),
+                                fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": uri,
                                                        "seed": seed, "env": env})
                    .take_all())
         files = sorted(({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in written),
@@ -110,26 +120,37 @@ def generate_dataset(ref_text: str, out: Path, *, rows: int | None = None, count
             "rows": sum(per_label), "counts": dict(zip(label_names, per_label)), "block_rows": block_rows,
             "files": files,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)  # the commit: readers see all of it or none of it
+        with fs.open_output_stream(f"{staging}/{MANIFEST}") as fh:  # last: the manifest commits
+            fh.write(json.dumps(manifest, indent=2).encode())
+        if local:
+            if fs.get_file_info(final).type != FileType.NotFound:
+                shutil.rmtree(final)
+            Path(staging).rename(final)  # the commit: readers see all of it or none of it
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if local:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
 
 
-def verify(out: Path) -> list[str]:
+def verify(out: str | Path) -> list[str]:
     """Files whose checksum or row count disagrees with the manifest (empty: the dataset is intact)."""
+    import io
+
     import pyarrow.parquet as pq
 
-    manifest = json.loads((Path(out) / MANIFEST).read_text())
+    fs, root = _filesystem(str(out))
+    with fs.open_input_stream(f"{root}/{MANIFEST}") as fh:
+        manifest = json.loads(fh.read())
     bad = []
     for f in manifest["files"]:
-        path = Path(out) / f["path"]
-        if (not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != f["sha256"]
-                or pq.read_metadata(path).num_rows != f["rows"]):
+        path = f"{root}/{f['path']}"
+        if fs.get_file_info(path).type == FileType.NotFound:
+            bad.append(f["path"])
+            continue
+        with fs.open_input_stream(path) as fh:
+            data = fh.read()
+        if hashlib.sha256(data).hexdigest() != f["sha256"] or pq.read_metadata(io.BytesIO(data)).num_rows != f["rows"]:
             bad.append(f["path"])
     return bad
 
@@ -151,6 +172,13 @@ def _counts(label_names: list[str], rows: int | None, counts: dict[str, int] | N
     if sum(out) == 0:
         raise DataValidationError("--count", "0 rows in total", "ask for at least one row")
     return out
+
+
+def _filesystem(location: str):
+    """(pyarrow filesystem, path) for a local path or a URI (s3://, gs://, file://, ...)."""
+    if "://" not in location:
+        return LocalFileSystem(), str(Path(location).resolve())
+    return FileSystem.from_uri(location)
 
 
 def _safe(label: str) -> str:

@@ -146,7 +146,8 @@ def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(tr
     from gen_factory import bulk
 
     one = bulk.generate_dataset("e2e-table@champion", tmp_path / "one", rows=9_001, seed=7, workers=1, block_rows=2_000)
-    two = bulk.generate_dataset("e2e-table@champion", tmp_path / "two", rows=9_001, seed=7, workers=2, block_rows=2_000)
+    two = bulk.generate_dataset("e2e-table@champion", (tmp_path / "two").as_uri(), rows=9_001, seed=7, workers=2,
+                                block_rows=2_000)  # a URI goes through pyarrow's filesystem layer
     assert one["files"] == two["files"]  # same paths, rows and checksums whatever the worker count
     assert one["rows"] == 9_001 and one["counts"] == {"malignant": 4_501, "benign": 4_500}
     assert {f["path"].split("/")[0] for f in one["files"]} == {"label=malignant", "label=benign"}
