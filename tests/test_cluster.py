@@ -114,6 +114,24 @@ def test_job_spec_trains_across_two_nodes_and_registers_in_the_mlflow_server(clu
     assert "cluster-table" in capsys.readouterr().out
 
 
+def test_serve_config_deploys_on_the_cluster_and_serves_from_the_mlflow_server(cluster, tmp_path):
+    """`serve deploy` of serving/config.yaml (port and tracking URI changed for the test)."""
+    config = yaml.safe_load(Path("serving/config.yaml").read_text())
+    port = _port()
+    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    config["applications"][0]["args"] = {"tracking_uri": cluster["tracking"], "data_dir": str(cluster["root"] / "serve")}
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    subprocess.run([BIN / "serve", "deploy", str(path), "--address", cluster["dashboard"]], env=env, check=True,
+                   capture_output=True, timeout=120)
+    api = f"http://127.0.0.1:{port}"
+    _wait(lambda: requests.get(f"{api}/healthz", timeout=5).ok, "the Serve application")
+    assert "cluster-table" in {m["name"] for m in requests.get(f"{api}/v1/models", timeout=30).json()}
+    resp = requests.post(f"{api}/v1/models/cluster-table@staging/generate", json={"rows_per_label": 5}, timeout=120)
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/vnd.apache.parquet"
+
+
 def test_bad_spec_is_rejected_before_submission(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\ndataset: digits\nmodel: {epoch: 3}\n")
