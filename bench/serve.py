@@ -68,15 +68,15 @@ def main() -> None:
     for fn in (http_generate, http_score, local_generate, local_score):  # warm up: models loaded, caches hot
         timed(fn, 10, 1)
     print(header("serving latency (bench/serve.py)"))
-    print(f"{'call':<22}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'p50 overhead ms':>17}")
+    print(f"{'call':<30}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'p50 overhead ms':>17}")
     for name, remote, local in (("generate 1k rows", http_generate, local_generate),
                                 ("score 16 rows", http_score, local_score)):
         base, _ = timed(local, args.requests, 1)
-        print(f"{name + ' in-process':<22}{1:>8}{np.percentile(base, 50) * 1e3:>9.2f}"
+        print(f"{name + ' in-process':<30}{1:>8}{np.percentile(base, 50) * 1e3:>9.2f}"
               f"{np.percentile(base, 99) * 1e3:>9.2f}{1 / base.mean():>9.0f}")
         for clients in (1, 4, 16):
             lat, wall = timed(remote, args.requests, clients)
-            print(f"{name + ' HTTP':<22}{clients:>8}{np.percentile(lat, 50) * 1e3:>9.2f}{np.percentile(lat, 99) * 1e3:>9.2f}"
+            print(f"{name + ' HTTP':<30}{clients:>8}{np.percentile(lat, 50) * 1e3:>9.2f}{np.percentile(lat, 99) * 1e3:>9.2f}"
                   f"{args.requests / wall:>9.0f}{(np.percentile(lat, 50) - np.percentile(base, 50)) * 1e3:>17.2f}")
 
 
