@@ -7,7 +7,6 @@ and a JSON model card says everything a consumer needs: schema, label names, noi
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-GENERATOR_FILE = "model.onnx"  # the name MLflow's ONNX flavour expects for the primary model
-SCORER_FILE = "discriminator.onnx"
-CARD_FILE = "card.json"
+from gen_factory.card import GENERATOR_FILE, SCORER_FILE, write_card
+
 PARITY_TOLERANCE = 1e-4
 
 
@@ -105,5 +103,5 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoding, card
             raise RuntimeError(f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
     card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE},
             "parity_max_abs_diff": {"generator": g_diff, "discriminator": d_diff}}
-    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2))
+    write_card(out_dir, card)
     return card["parity_max_abs_diff"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from gen_factory.export import CARD_FILE
+from gen_factory.card import read_card
 
 
 def providers() -> list[str]:
@@ -30,7 +29,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.dir = Path(bundle_dir)
-        self.card: dict = json.loads((self.dir / CARD_FILE).read_text())
+        self.card: dict = read_card(self.dir)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

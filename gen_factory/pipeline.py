@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -16,7 +15,8 @@ from gen_factory.data import load_dataset, split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.evaluate import column_moments, label_fidelity
-from gen_factory.export import CARD_FILE, export_bundle
+from gen_factory.card import read_card, write_card
+from gen_factory.export import export_bundle
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.losses import LOSSES
 from gen_factory.onnx_model import OnnxModel
@@ -158,9 +158,7 @@ def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torc
 
 
 def _add_to_card(bundle: Path, extra: dict) -> None:
-    card = json.loads((bundle / CARD_FILE).read_text())
-    card.update(extra)
-    (bundle / CARD_FILE).write_text(json.dumps(card, indent=2))
+    write_card(bundle, {**read_card(bundle), **extra})
 
 
 def _headline(metrics: dict) -> str:

@@ -12,7 +12,8 @@ from gen_factory import anomaly, sampling
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import fit_encoding, encoding_to_dict
-from gen_factory.export import CARD_FILE, GeneratorGraph, ScoreGraph, export_bundle, parity
+from gen_factory.card import CARD_FILE
+from gen_factory.export import GeneratorGraph, ScoreGraph, export_bundle, parity
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.onnx_model import OnnxModel
 
@@ -142,3 +143,13 @@ def test_image_inputs_are_shape_checked(image_model):
         anomaly.images_to_array(model, np.zeros((3, 7, 7)))
     with pytest.raises(DataValidationError, match="unknown label"):
         anomaly.label_ids(model, ["0", "x"], 2)
+
+
+def test_serving_and_bulk_modules_do_not_import_torch():
+    """Replicas and bulk actors run ONNX Runtime only: importing torch would cost ~0.5 GB each."""
+    import subprocess
+    import sys
+
+    code = ("import sys, serving.app, gen_factory.onnx_model, gen_factory.sampling, gen_factory.anomaly, "
+            "gen_factory.bulk, gen_factory.registry, gen_factory.client; print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
