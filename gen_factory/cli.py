@@ -49,9 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--name", dest="model_name", help="registered model name (default: <dataset>-cgan)")
     t.add_argument("--label-column", default="label", help="label column of a table (default: label)")
     t.add_argument("--loss", choices=["nonsaturating", "hinge", "wgan-gp"],
-                   help="GAN objective (default: hinge for images, wgan-gp for tables)")
-    t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan"],
-                   help="image GAN preset (default: sngan = projection D + hinge + spectral norm + EMA + DiffAugment)")
+                   help="GAN objective (default: wgan-gp; overrides the image variant's)")
+    t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan", "projgan-gp"],
+                   help="image GAN preset (default: projgan-gp = projection D + WGAN-GP + EMA generator)")
     t.add_argument("--epochs", type=int, help="passes over the data (default: 40 images, 300 tables)")
     t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
     t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")

@@ -45,7 +45,7 @@ class TrainJob:
     holdout: float = 0.3
     alias: str | None = settings.DEFAULT_ALIAS
     run_name: str | None = None
-    variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan (default)
+    variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan | projgan-gp (default)
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError

@@ -8,6 +8,8 @@ which makes its distances more telling than generic ImageNet features on 8x8 dig
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -16,12 +18,12 @@ COLLAPSE_RATIO = 0.5  # a class whose samples spread less than half as much as t
 
 
 class FeatureNet(nn.Module):
-    """Two convs + pooling to a fixed 4x4 grid -> 128 features -> class logits; any square size."""
+    """Two convs (the second strided) + pooling to a fixed 4x4 grid -> 128 features -> logits; any size."""
 
     def __init__(self, channels: int, n_labels: int, features: int = 128):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, features), nn.ReLU())
         self.head = nn.Linear(features, n_labels)
 
@@ -32,7 +34,7 @@ class FeatureNet(nn.Module):
 class FeatureSpace:
     """A classifier trained on real images; `features` maps raw-range images to its embedding."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 30):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 20):
         self.low, self.high = float(images.min()), float(images.max())
         torch.manual_seed(seed)
         self.net = FeatureNet(images.shape[1], n_labels)
@@ -78,9 +80,10 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
 
     mu_r, mu_f = real.mean(0), fake.mean(0)
     s_r, s_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_r @ s_f, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise as the FID reference code does
-        eps = np.eye(len(s_r)) * 1e-6
+    # Dead ReLU features make both covariances singular: regularise as the FID reference code does.
+    eps = np.eye(len(s_r)) * 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
         covmean = linalg.sqrtm((s_r + eps) @ (s_f + eps))
     return float(((mu_r - mu_f) ** 2).sum() + np.trace(s_r + s_f - 2 * covmean.real))
 
@@ -118,13 +121,17 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def image_quality(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                  fake_x: np.ndarray, fake_y: np.ndarray, label_names: list[str], seed: int = 0) -> dict:
-    """Every image figure at once; flat floats (MLflow-ready) plus `mode_collapse`, the flagged classes."""
+                  fake_x: np.ndarray, fake_y: np.ndarray, label_names: list[str], seed: int = 0,
+                  space: FeatureSpace | None = None) -> dict:
+    """Every image figure at once; flat floats (MLflow-ready) plus `mode_collapse`, the flagged classes.
+
+    `space` reuses a feature network already trained on `train_x` (evaluating several models).
+    """
     from gen_factory.evaluate.fidelity import label_fidelity
 
     n = len(label_names)
     fid = label_fidelity(train_x, train_y, fake_x, fake_y, n)
-    space = FeatureSpace(train_x, train_y, n, seed)
+    space = space or FeatureSpace(train_x, train_y, n, seed)
     real_f, fake_f = space.features(test_x), space.features(fake_x)
     train_f = space.features(train_x)
     # Compare like with like: as many generated as real samples for the manifold estimates.

@@ -34,8 +34,8 @@ class Hyper:
 
 def default_hyper(kind: str, loss: str | None = None) -> Hyper:
     """Defaults chosen by measurement (bench/quality.py); see bench/RESULTS.md."""
-    if kind == "image":
-        hyper = Hyper(loss="hinge", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
+    if kind == "image":  # bench/image_quality.py: WGAN-GP beat hinge + SN on CAS and recall
+        hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
     else:
         hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.9), n_critic=2)
     if loss:
