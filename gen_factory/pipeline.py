@@ -26,7 +26,7 @@ from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
 from gen_factory.train.loop import GANTrainer, default_hyper
 
-DEFAULT_EPOCHS = {"image": 40, "table": 300}
+DEFAULT_EPOCHS = {"image": 100, "table": 300}
 
 
 @dataclass
@@ -132,8 +132,8 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 20
     """Quality of what ships: sample the exported ONNX generator and compare with real data.
 
     Images: `per_label` per class; CAS, label fidelity, Fréchet distance, precision/recall and the
-    mode-collapse check (`gen_factory.evaluate.images`). Tables: as many rows as the training set, in its label
-    proportions, so column moments compare like with like.
+    mode-collapse check (`gen_factory.evaluate.images`). Tables: as many rows as the training set,
+    in its label proportions, so column moments compare like with like.
     """
     model = OnnxModel(bundle)
     if train.kind == "image":
@@ -157,11 +157,12 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 20
 
 
 def _log_class_grids(bundle: Path, run_id: str, out_dir: Path, seed: int, per_class: int = 64) -> None:
-    """One PNG per class from the exported generator, under `samples/classes` in the run."""
+    """One PNG per class from the exported generator, under `evaluation/` in the run (the per-epoch
+    grids stay alone in `samples/`)."""
     model = OnnxModel(bundle)
     values, labels = generate_arrays(model, [per_class] * len(model.card["label_names"]), seed)
     for path in save_class_grids(values, labels, model.card["label_names"], out_dir, per_class):
-        registry.log_artifact(run_id, path, "samples/classes")
+        registry.log_artifact(run_id, path, "evaluation")
 
 
 def _settings(kind: str, job: TrainJob) -> tuple:

@@ -49,8 +49,8 @@ def test_png_folder_trains_on_ray_and_logs_image_metrics_and_class_grids(trained
     c = registry.client()
     logged = c.get_run(trained["run_id"]).data.metrics
     assert {"cas", "frechet_distance", "precision", "recall", "label_fidelity_red"} <= set(logged)
-    grids = {a.path for a in c.list_artifacts(trained["run_id"], "samples/classes")}
-    assert grids == {"samples/classes/class_red.png", "samples/classes/class_blue.png"}
+    grids = {a.path for a in c.list_artifacts(trained["run_id"], "evaluation")}
+    assert grids == {"evaluation/class_red.png", "evaluation/class_blue.png"}
     card = json.loads(open(registry.download(trained["ref"]) / "card.json").read())
     assert card["shape"] == [3, 32, 32] and card["variant"] == "projgan-gp"
 
