@@ -78,7 +78,8 @@ def read_augmentation(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
     meta = read_metadata(table)
     label_col = meta.get("label_column", "label")
     labels = table.column(label_col).combine_chunks()
-    ids = np.array([meta["label_names"].index(v) for v in labels.to_pylist()], dtype=np.int64)
+    index = {name: i for i, name in enumerate(meta["label_names"])}
+    ids = np.array([index[v] for v in labels.to_pylist()], dtype=np.int64)
     if meta["kind"] == "image":
         pixels = table.column("pixels").combine_chunks()
         values = pixels.values.to_numpy(zero_copy_only=False).reshape(len(ids), *meta["shape"])

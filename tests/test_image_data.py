@@ -72,3 +72,12 @@ def test_png_folders_reject_mixed_sizes_and_empty_roots(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataValidationError, match="sub-folder named after the label"):
         load_dataset(str(tmp_path / "empty"))
+
+
+def test_one_colour_image_makes_a_png_folder_rgb(tmp_path):
+    write_pngs(tmp_path / "pics", 8, "L")
+    Image.fromarray(np.full((8, 8, 3), [255, 0, 0], np.uint8), "RGB").save(tmp_path / "pics" / "cat" / "red.png")
+    data = load_dataset(str(tmp_path / "pics"))
+    assert data.images.shape == (7, 3, 8, 8)
+    gray = data.images[0]
+    assert np.array_equal(gray[0], gray[1]) and np.array_equal(gray[1], gray[2])  # gray copied to 3 channels

@@ -24,7 +24,8 @@ def is_idx(path: Path) -> bool:
 
 def read_idx(path: Path) -> np.ndarray:
     """The array in one IDX file: 2 zero bytes, a type code, the rank, big-endian int32 dims, data."""
-    raw = (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb").read()
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as fh:
+        raw = fh.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
         raise DataValidationError(f"file {path.name!r}", f"header {raw[:4].hex() or 'empty'}",
                                   "give an MNIST-format IDX file (magic 0x0000 + type + rank), gzipped or raw")
@@ -78,15 +79,19 @@ def load_png_folders(root: Path) -> ImageData:
     if not files:
         raise DataValidationError("dataset", f"{root} has no <label>/*.png files",
                                   "put each label's PNG images in a sub-folder named after the label")
-    opened = [Image.open(f) for f, _ in files]
-    rgb = any(im.mode not in ("L", "1", "I", "I;16", "F", "LA") for im in opened)
-    arrays, size = [], opened[0].size
-    for (f, _), im in zip(files, opened):
-        if im.size != size:
-            raise DataValidationError(f"image {f.relative_to(root)}", f"size {im.size[0]}x{im.size[1]}",
-                                      f"resize every image to {size[0]}x{size[1]} (the size of the first one)")
-        arrays.append(np.asarray(im.convert("RGB" if rgb else "L"), dtype=np.float32))
-    names = [d.name for d in folders if any(lbl == d.name for _, lbl in files)]
+    arrays, size = [], None
+    for f, _ in files:
+        with Image.open(f) as im:
+            if size is not None and im.size != size:
+                raise DataValidationError(f"image {f.relative_to(root)}", f"size {im.size[0]}x{im.size[1]}",
+                                          f"resize every image to {size[0]}x{size[1]} (the size of the first one)")
+            size = im.size
+            gray = im.mode in ("L", "1", "I", "I;16", "F", "LA")
+            arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float32))
+    if any(a.ndim == 3 for a in arrays):  # one colour image makes the set RGB
+        arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2) for a in arrays]
+    present = {lbl for _, lbl in files}
+    names = [d.name for d in folders if d.name in present]
     return images_from_arrays(np.stack(arrays), np.array([lbl for _, lbl in files]), names, name=root.name)
 
 
