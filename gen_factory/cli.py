@@ -1,9 +1,10 @@
-"""`genfactory`: train, serve, pull, score, augment, models, demo."""
+"""`genfactory`: train, serve, pull, generate, augment, score, jobs, models, demo."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
     t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")
     t.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (nccl)")
+    t.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (implies --gpu)")
     t.add_argument("--seed", type=int, default=0, help="seed for the split, weights and noise (default: 0)")
     t.add_argument("--holdout", type=float, default=0.3, help="held-out fraction for evaluation (default: 0.3)")
     t.add_argument("--alias", default=settings.DEFAULT_ALIAS, help="alias to set on the new version (default: champion)")
@@ -102,6 +104,38 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")
     au.set_defaults(func=_augment)
 
+    g = sub.add_parser("generate", help="bulk-generate a label-partitioned Parquet dataset with Ray Data",
+                       description="Writes DIR/label=<name>/part-NNNNN.parquet and DIR/_manifest.json (rows, "
+                                   "checksums, model version, seed). The same seed gives byte-identical files "
+                                   "whatever the number of workers; DIR appears only when complete.")
+    g.add_argument("model", help="name, name@alias or name/version")
+    g.add_argument("--out", required=True, type=Path, help="output directory (must not exist unless --overwrite)")
+    group = g.add_mutually_exclusive_group(required=True)
+    group.add_argument("--rows", type=int, help="total rows, spread evenly over the labels")
+    group.add_argument("--count", action="append", metavar="LABEL=N", help="rows for one label (repeatable)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=2, help="ONNX Runtime actors (default: 2)")
+    g.add_argument("--block-rows", type=int, default=262_144, help="rows per Parquet file (default: 262144)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    g.set_defaults(func=_generate)
+
+    j = sub.add_parser("jobs", help="run training jobs on a Ray cluster through the Ray Jobs API")
+    jsub = j.add_subparsers(metavar="ACTION")
+    address = {"default": os.environ.get("RAY_JOBS_ADDRESS", "http://127.0.0.1:8265"),
+               "help": "the cluster's dashboard URL (default: $RAY_JOBS_ADDRESS or http://127.0.0.1:8265)"}
+    js = jsub.add_parser("submit", help="submit a YAML job spec (see jobs/)")
+    js.add_argument("spec", type=Path)
+    js.add_argument("--address", **address)
+    js.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 1 if it failed")
+    js.set_defaults(func=_jobs_submit)
+    for action, text in (("list", "list jobs"), ("status", "a job's status"), ("logs", "a job's logs"),
+                         ("stop", "stop a running job")):
+        ja = jsub.add_parser(action, help=text)
+        if action != "list":
+            ja.add_argument("job_id")
+        ja.add_argument("--address", **address)
+        ja.set_defaults(func=_jobs_action, action=action)
+
     m = sub.add_parser("models", help="list registered models, their aliases and latest versions")
     m.set_defaults(func=_models)
 
@@ -130,18 +164,33 @@ def _serve(args) -> None:
     _wait_forever()
 
 
-def _pull(args) -> None:
-    from gen_factory import client
+def _parse_counts(items: list[str] | None) -> dict[str, int] | None:
     from gen_factory.data.validate import DataValidationError
 
-    counts = None
-    if args.count:
-        counts = {}
-        for item in args.count:
-            label, sep, n = item.rpartition("=")
-            if not sep or not n.strip().lstrip("-").isdigit():
-                raise DataValidationError("--count", repr(item), "write LABEL=N, e.g. --count 7=100")
-            counts[label] = int(n)
+    if not items:
+        return None
+    counts = {}
+    for item in items:
+        label, sep, n = item.rpartition("=")
+        if not sep or not n.strip().lstrip("-").isdigit():
+            raise DataValidationError("--count", repr(item), "write LABEL=N, e.g. --count 7=100")
+        counts[label] = int(n)
+    return counts
+
+
+def _generate(args) -> None:
+    from gen_factory.bulk import generate_dataset
+
+    manifest = generate_dataset(args.model, args.out, rows=args.rows, counts=_parse_counts(args.count), seed=args.seed,
+                                workers=args.workers, block_rows=args.block_rows, overwrite=args.overwrite)
+    print(f"wrote {manifest['rows']} rows in {len(manifest['files'])} files from {manifest['model_uri']} "
+          f"to {args.out} (manifest: {args.out / '_manifest.json'})")
+
+
+def _pull(args) -> None:
+    from gen_factory import client
+
+    counts = _parse_counts(args.count)
     info = client.pull(args.url, args.model, args.out, rows_per_label=args.rows_per_label, counts=counts, seed=args.seed)
     print(f"wrote {info['rows']} rows ({info['bytes']} bytes) from version {info['version']} to {info['path']}")
 
@@ -185,6 +234,34 @@ def _augment(args) -> None:
         u = info["uplift"]
         print(f"SVC accuracy on the {u['test_rows']} held-out rows: real only {u['real_only']:.4f}, "
               f"augmented {u['augmented']:.4f} (uplift {u['uplift']:+.4f})")
+
+
+def _jobs_submit(args) -> int:
+    from gen_factory import jobs
+
+    job_id = jobs.submit(args.spec, args.address)
+    print(f"submitted {job_id} to {args.address}; follow it with `genfactory jobs logs {job_id}`")
+    if args.wait:
+        status = jobs.wait(args.address, job_id)
+        print(jobs.client(args.address).get_job_logs(job_id))
+        print(f"{job_id}: {status}")
+        return 0 if status == "SUCCEEDED" else 1
+    return 0
+
+
+def _jobs_action(args) -> None:
+    from gen_factory import jobs
+
+    c = jobs.client(args.address)
+    if args.action == "list":
+        for info in c.list_jobs():
+            print(f"{info.submission_id or info.job_id:<40} {info.status.value:<10} {info.entrypoint}")
+    elif args.action == "status":
+        print(c.get_job_status(args.job_id).value)
+    elif args.action == "logs":
+        print(c.get_job_logs(args.job_id), end="")
+    else:
+        print("stopped" if c.stop_job(args.job_id) else "not running")
 
 
 def _models(args) -> None:

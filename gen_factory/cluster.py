@@ -22,12 +22,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
            "MLFLOW_DISABLE_TELEMETRY": "true",
            **{k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PRINT_PATCH")}}
     if os.environ.get("RAY_ADDRESS"):
+        # Inside a Ray job the job's runtime env already carries some of these: merge, don't refuse.
+        os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
         ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
     else:
         # address="local": always a fresh local instance, never a `ray start` cluster found in
         # /tmp/ray. The dashboard serves the State API that Ray Train's placement-group cleaner
         # polls; it gets a free port so several local instances can coexist.
-        ray.init(address="local", num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
+        # At least 4 logical CPUs: Serve replicas, Ray Data actors and training workers can then
+        # coexist on a laptop-sized machine (the OS shares the physical cores).
+        ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4), include_dashboard=True,
                  dashboard_port=_free_port(), runtime_env={"env_vars": env}, configure_logging=True,
                  logging_level="warning")
 

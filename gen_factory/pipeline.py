@@ -41,6 +41,7 @@ class TrainJob:
     batch_size: int = 64
     num_workers: int = 2
     use_gpu: bool = False
+    gpus_per_worker: float = 0.0
     seed: int = 0
     holdout: float = 0.3
     alias: str | None = settings.DEFAULT_ALIAS
@@ -91,7 +92,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         + (" (resumed)" if resumed else ""))
     try:
         ensure_ray()
-        state = fit(config, job.run_name, job.num_workers, job.use_gpu, settings.ray_storage())
+        gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
+        state = fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage())
         generator, discriminator = _restore(spec, hyper, state)
         train_seconds = time.time() - started
         card = {

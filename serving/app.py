@@ -1,24 +1,32 @@
 """Ray Serve + FastAPI: generate labelled Parquet and score anomalies with registered ONNX models.
 
-Models are resolved from the MLflow registry by ``name@alias`` (or ``name/version``) on every
-request, so moving an alias is picked up without a restart; the ONNX sessions of each version
-are cached. Bad requests get a 4xx whose message names the field, the value and the fix.
+Two deployments:
+- `GenFactoryAPI`, the HTTP ingress, resolves ``name@alias`` (or ``name/version``) in the MLflow
+  registry on every request - an alias moved to a new version is served at once, no restart;
+- `ModelRunner` holds ONNX Runtime sessions. It is multiplexed by ``name/version`` (Serve keeps
+  at most MAX_MODELS_PER_REPLICA per replica, least recently used out, and routes a request to a
+  replica that already has its model) and batches concurrent score requests.
+Bad requests get a 4xx whose message names the field, the value and the fix.
 
 Run it with ``genfactory serve`` or ``serve run serving/config.yaml``.
 """
 # No `from __future__ import annotations` here: FastAPI must see the request models as real
 # classes through Serve's ingress wrapper, or bodies are mistaken for query parameters.
 
+import asyncio
 import os
-from collections import OrderedDict
 
+import numpy as np
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from gen_factory.data.validate import DataValidationError
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
-MAX_CACHED_MODELS = 8
+MAX_MODELS_PER_REPLICA = 8
 
 api = FastAPI(
     title="gen_factory",
@@ -46,32 +54,109 @@ class ScoreResponse(BaseModel):
     scores: list[float]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1})
-@serve.ingress(api)
-class GenFactoryAPI:
-    def __init__(self, data_dir: str | None = None, tracking_uri: str | None = None):
-        # Replicas run in other processes (other nodes): pin them to the caller's stores.
-        if data_dir:
-            os.environ["GENFACTORY_HOME"] = data_dir
-        if tracking_uri:
-            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-        self._models: OrderedDict = OrderedDict()
+def _pin_stores(data_dir: str | None, tracking_uri: str | None) -> None:
+    """Replicas run in other processes (other nodes): point them at the caller's stores."""
+    if data_dir:
+        os.environ["GENFACTORY_HOME"] = data_dir
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
 
-    def _load(self, ref_text: str):
+
+@serve.deployment(ray_actor_options={"num_cpus": 1})
+class ModelRunner:
+    def __init__(self, data_dir: str | None = None, tracking_uri: str | None = None):
+        _pin_stores(data_dir, tracking_uri)
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
+    async def get_model(self, model_id: str):
         from gen_factory import registry
         from gen_factory.onnx_model import OnnxModel
 
+        name, version = model_id.rsplit("/", 1)
+        path = await asyncio.to_thread(registry.download, registry.ModelRef(name, version))
+        return OnnxModel(path)
+
+    async def generate(self, counts: dict | None, rows_per_label: int | None, seed: int) -> tuple[bytes, int] | dict:
         try:
-            ref = registry.resolve(ref_text)
+            return await self._generate(counts, rows_per_label, seed)
+        except DataValidationError as err:  # returned, not raised: Ray would wrap it beyond recognition
+            return {"input_error": str(err)}
+
+    async def _generate(self, counts: dict | None, rows_per_label: int | None, seed: int) -> tuple[bytes, int]:
+        from gen_factory.sampling import generate_table, resolve_counts, to_parquet_bytes
+
+        model_id = serve.get_multiplexed_model_id()
+        model = await self.get_model(model_id)
+        name, version = model_id.rsplit("/", 1)
+        table = generate_table(model, resolve_counts(model.label_names, counts, rows_per_label), seed,
+                               {"model": name, "version": version})
+        return to_parquet_bytes(table), table.num_rows
+
+    async def score(self, rows: list | None, images: list | None, labels: list | None) -> list[float] | dict:
+        try:
+            return await self._score(rows, images, labels)
+        except DataValidationError as err:
+            return {"input_error": str(err)}
+
+    async def _score(self, rows: list | None, images: list | None, labels: list | None) -> list[float]:
+        from gen_factory import anomaly
+
+        model_id = serve.get_multiplexed_model_id()
+        model = await self.get_model(model_id)
+        if model.kind == "table":
+            if rows is None:
+                raise DataValidationError("rows", "missing", "send table rows in `rows` for a table model")
+            values = anomaly.rows_to_array(model, rows)
+        else:
+            if images is None:
+                raise DataValidationError("images", "missing", "send `images` for an image model")
+            values = anomaly.images_to_array(model, images)
+        label_ids = anomaly.label_ids(model, labels, len(values))
+        return (await self._score_batch(model_id, values, label_ids)).tolist()
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _score_batch(self, model_ids: list[str], values: list[np.ndarray],
+                           label_ids: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Concurrent requests for the same model (and labelling mode) run as one ONNX call."""
+        from gen_factory import anomaly
+
+        out: list = [None] * len(model_ids)
+        groups: dict = {}
+        for i, (model_id, labels) in enumerate(zip(model_ids, label_ids)):
+            groups.setdefault((model_id, labels is None), []).append(i)
+        for (model_id, best_of_labels), idx in groups.items():
+            model = await self.get_model(model_id)
+            stacked = np.concatenate([values[i] for i in idx])
+            labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
+            scores = anomaly.score(model, stacked, labels)
+            for i, part in zip(idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1])):
+                out[i] = part
+        return out
+
+
+async def _call(method, *args):
+    """Call the runner; an input error it reports becomes HTTP 422 (the replica keeps serving)."""
+    result = await method.remote(*args)
+    if isinstance(result, dict) and "input_error" in result:
+        raise HTTPException(status_code=422, detail=result["input_error"])
+    return result
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class GenFactoryAPI:
+    def __init__(self, runner: DeploymentHandle, data_dir: str | None = None, tracking_uri: str | None = None):
+        _pin_stores(data_dir, tracking_uri)
+        self.runner = runner
+
+    async def _runner_for(self, ref_text: str):
+        from gen_factory import registry
+
+        try:
+            ref = await asyncio.to_thread(registry.resolve, ref_text)
         except registry.ModelNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from err
-        key = (ref.name, ref.version)
-        if key not in self._models:
-            self._models[key] = OnnxModel(registry.download(ref))
-            while len(self._models) > MAX_CACHED_MODELS:
-                self._models.popitem(last=False)
-        self._models.move_to_end(key)
-        return ref, self._models[key]
+        return ref, self.runner.options(multiplexed_model_id=f"{ref.name}/{ref.version}")
 
     @api.get("/healthz")
     def healthz(self) -> dict:
@@ -85,45 +170,23 @@ class GenFactoryAPI:
 
     @api.post("/v1/models/{name}/generate", response_class=Response,
               responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "a Parquet file"}})
-    def generate(self, name: str, request: GenerateRequest) -> Response:
+    async def generate(self, name: str, request: GenerateRequest) -> Response:
         """`name` is `model`, `model@alias` (default alias: champion) or `model/version`."""
-        from gen_factory.data.validate import DataValidationError
-        from gen_factory.sampling import generate_table, resolve_counts, to_parquet_bytes
-
-        ref, model = self._load(name)
-        try:
-            counts = resolve_counts(model.label_names, request.counts, request.rows_per_label)
-        except DataValidationError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from err
-        table = generate_table(model, counts, request.seed, {"model": ref.name, "version": ref.version})
-        return Response(to_parquet_bytes(table), media_type=PARQUET_MEDIA_TYPE,
-                        headers={"X-Model-Version": ref.version, "X-Rows": str(table.num_rows)})
+        ref, runner = await self._runner_for(name)
+        data, rows = await _call(runner.generate, request.counts, request.rows_per_label, request.seed)
+        return Response(data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)})
 
     @api.post("/v1/models/{name}/score", response_model=ScoreResponse)
-    def score(self, name: str, request: ScoreRequest) -> ScoreResponse:
-        from gen_factory import anomaly
-        from gen_factory.data.validate import DataValidationError
-
-        ref, model = self._load(name)
-        try:
-            if model.kind == "table":
-                if request.rows is None:
-                    raise DataValidationError("rows", "missing", "send table rows in `rows` for a table model")
-                values = anomaly.rows_to_array(model, request.rows)
-            else:
-                if request.images is None:
-                    raise DataValidationError("images", "missing", "send `images` for an image model")
-                values = anomaly.images_to_array(model, request.images)
-            labels = anomaly.label_ids(model, request.labels, len(values))
-            scores = anomaly.score(model, values, labels)
-        except DataValidationError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from err
-        return ScoreResponse(model=ref.name, version=ref.version, scores=scores.tolist())
+    async def score(self, name: str, request: ScoreRequest) -> ScoreResponse:
+        ref, runner = await self._runner_for(name)
+        scores = await _call(runner.score, request.rows, request.images, request.labels)
+        return ScoreResponse(model=ref.name, version=ref.version, scores=scores)
 
 
 def build_app(args: dict) -> serve.Application:
     """Application builder for `serve run` / `serve deploy` (args: data_dir, tracking_uri)."""
-    return GenFactoryAPI.bind(args.get("data_dir"), args.get("tracking_uri"))
+    stores = (args.get("data_dir"), args.get("tracking_uri"))
+    return GenFactoryAPI.bind(ModelRunner.bind(*stores), *stores)
 
 
 def start(host: str = "127.0.0.1", port: int = 8000) -> str:

@@ -140,3 +140,49 @@ def test_cli_pull_models_and_score(api_url, tmp_path, capsys):
     table.drop_columns(["label"]).to_pandas().to_parquet(tmp_path / "rows.parquet")
     assert cli(["score", "e2e-table", str(tmp_path / "rows.parquet"), "--url", api_url]) == 0
     assert len(__import__("json").loads(capsys.readouterr().out)["scores"]) == 7
+
+
+def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(trained, tmp_path):
+    from gen_factory import bulk
+
+    one = bulk.generate_dataset("e2e-table@champion", tmp_path / "one", rows=9_001, seed=7, workers=1, block_rows=2_000)
+    two = bulk.generate_dataset("e2e-table@champion", (tmp_path / "two").as_uri(), rows=9_001, seed=7, workers=2,
+                                block_rows=2_000)  # a URI goes through pyarrow's filesystem layer
+    assert one["files"] == two["files"]  # same paths, rows and checksums whatever the worker count
+    assert one["rows"] == 9_001 and one["counts"] == {"malignant": 4_501, "benign": 4_500}
+    assert {f["path"].split("/")[0] for f in one["files"]} == {"label=malignant", "label=benign"}
+    assert bulk.verify(tmp_path / "two") == []
+    table = pq.read_table(tmp_path / "one" / "label=benign")
+    assert table.num_rows == 4_500 and set(table.column("label").to_pylist()) == {"benign"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no temporary directory left
+    with pytest.raises(DataValidationError, match="--overwrite"):
+        bulk.generate_dataset("e2e-table", tmp_path / "one", rows=10)
+    (tmp_path / "two" / one["files"][0]["path"]).write_bytes(b"tampered")
+    assert bulk.verify(tmp_path / "two") == [one["files"][0]["path"]]
+
+
+def test_moving_an_alias_is_served_without_a_restart(api_url):
+    c = registry.client()
+    latest = max(int(v.version) for v in c.search_model_versions("name = 'e2e-table'"))
+    assert latest >= 2  # the resume test registered a second version
+    url = f"{api_url}/v1/models/e2e-table@champion/generate"
+    try:
+        for version in ("1", str(latest)):
+            c.set_registered_model_alias("e2e-table", "champion", version)
+            resp = requests.post(url, json={"rows_per_label": 2}, timeout=60)
+            assert resp.status_code == 200 and resp.headers["X-Model-Version"] == version
+    finally:
+        c.set_registered_model_alias("e2e-table", "champion", str(latest))
+
+
+def test_concurrent_scores_are_batched_without_mixing_requests(api_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gen_factory.data import load_dataset
+
+    rows = load_dataset("breast_cancer").features[:24]
+    chunks = [rows[i:i + 3].tolist() for i in range(0, 24, 3)]
+    alone = [client.score(api_url, "e2e-table", rows=chunk)["scores"] for chunk in chunks]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda chunk: client.score(api_url, "e2e-table", rows=chunk)["scores"], chunks))
+    np.testing.assert_allclose(together, alone, rtol=1e-5)

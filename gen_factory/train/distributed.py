@@ -29,7 +29,7 @@ SETTINGS_FILE = "gen_factory_run.json"
 RESUMABLE_SETTINGS = ("epochs", "mlflow_run_id", "mlflow_tracking_uri")
 
 
-def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: str) -> dict:
+def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str) -> dict:
     """Train on the Ray cluster this process is connected to; return the final checkpoint's state."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -38,7 +38,8 @@ def fit(config: dict, name: str, num_workers: int, use_gpu: bool, storage_path: 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0,
+                                     resources_per_worker={"CPU": 1, "GPU": gpus_per_worker} if gpus_per_worker else None),
         run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=1),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              logging_config=LoggingConfig(log_level="WARNING")),
@@ -124,7 +125,12 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             print(f"resuming from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
 
+    nodes = _count_nodes(world)
     logger = _MlflowLogger(config) if rank == 0 and config.get("mlflow_run_id") else None
+    if rank == 0:
+        print(f"training on {world} worker(s) across {nodes} node(s)", flush=True)
+        if logger:
+            logger.client.set_tag(logger.run_id, "gen_factory.nodes", str(nodes))
     epochs = config["epochs"]
     for epoch in range(start, epochs):
         started = time.time()
@@ -147,6 +153,18 @@ def train_loop_per_worker(config: dict) -> None:
                 torch.save(state, Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _count_nodes(world: int) -> int:
+    """How many distinct Ray nodes the workers run on (gathered over the DDP process group)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1:
+        return 1
+    nodes: list = [None] * world
+    torch.distributed.all_gather_object(nodes, node)
+    return len(set(nodes))
 
 
 def _quiet_ray_train_reports() -> None:

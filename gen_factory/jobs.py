@@ -1,0 +1,104 @@
+"""Declarative training jobs (YAML) sent to a Ray cluster through the Ray Jobs API.
+
+A spec becomes one `genfactory train …` entrypoint run by the cluster's job driver; the runtime
+environment carries where to track (an MLflow server) and where to keep checkpoints (storage
+every node can reach). The driver connects to the cluster through the RAY_ADDRESS that the Jobs
+API sets, so the training spreads over the cluster's nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+
+import yaml
+
+from gen_factory.data.validate import DataValidationError
+
+SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "seed", "env"}
+MODEL_KEYS = {"loss", "epochs", "batch_size"}
+RESOURCE_KEYS = {"workers", "gpus_per_worker"}
+
+
+def load_spec(path: Path) -> dict:
+    """Read and check a job spec; unknown keys are errors (a typo must not be silently ignored)."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise DataValidationError("spec", str(path), f"give a readable YAML job spec ({err})") from err
+    if not isinstance(spec, dict):
+        raise DataValidationError("spec", str(path), "the spec must be a YAML mapping (see jobs/digits.yaml)")
+    for section, allowed in ((None, SPEC_KEYS), ("model", MODEL_KEYS), ("resources", RESOURCE_KEYS),
+                             ("registry", {"alias"})):
+        block = spec if section is None else spec.get(section) or {}
+        unknown = sorted(set(block) - allowed)
+        if unknown:
+            where = f"{section}." if section else ""
+            raise DataValidationError(f"spec {where}{unknown[0]}", "unknown key", f"use only: {', '.join(sorted(allowed))}")
+    for key in ("name", "dataset"):
+        if not spec.get(key):
+            raise DataValidationError(f"spec {key}", "missing", f"add `{key}:` to {path}")
+    return spec
+
+
+def entrypoint(spec: dict) -> str:
+    """The shell command the job driver runs."""
+    model, res, reg = spec.get("model") or {}, spec.get("resources") or {}, spec.get("registry") or {}
+    args = ["genfactory", "train", str(spec["dataset"]), "--name", spec["name"],
+            "--label-column", spec.get("label_column", "label"), "--seed", str(spec.get("seed", 0))]
+    for flag, value in (("--loss", model.get("loss")), ("--epochs", model.get("epochs")),
+                        ("--batch-size", model.get("batch_size")), ("--workers", res.get("workers")),
+                        ("--gpus-per-worker", res.get("gpus_per_worker")), ("--alias", reg.get("alias"))):
+        if value is not None:
+            args += [flag, str(value)]
+    return shlex.join(args)
+
+
+def runtime_env(spec: dict) -> dict:
+    """Env for the job: the spec's `env`, plus this shell's MLflow / storage settings if set."""
+    env = {k: str(v) for k, v in (spec.get("env") or {}).items()}
+    for key in ("MLFLOW_TRACKING_URI", "GENFACTORY_RAY_STORAGE", "GENFACTORY_HOME"):
+        if key in os.environ and key not in env:
+            env[key] = os.environ[key]
+    env.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    env.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    return {"env_vars": env}
+
+
+def client(address: str):
+    """A Jobs API client that sends the cluster token when this machine has one.
+
+    Ray >= 2.59 clusters use token authentication; the token comes from RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, as for Ray's own CLI.
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not token and path.exists():
+        token = path.read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return JobSubmissionClient(address, headers=headers)
+
+
+def submit(spec_path: Path, address: str) -> str:
+    spec = load_spec(spec_path)
+    job_id = f"{spec['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return client(address).submit_job(entrypoint=entrypoint(spec), runtime_env=runtime_env(spec),
+                                      submission_id=job_id, metadata={"gen_factory.spec": str(spec_path)})
+
+
+def wait(address: str, job_id: str, timeout_s: float = 3600, poll_s: float = 2.0) -> str:
+    """Block until the job ends; return its final status (SUCCEEDED, FAILED, STOPPED)."""
+    from ray.job_submission import JobStatus
+
+    c = client(address)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        status = c.get_job_status(job_id)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            return str(status.value)
+        time.sleep(poll_s)
+    raise TimeoutError(f"job {job_id} still running after {timeout_s:.0f}s")
