@@ -169,7 +169,8 @@ def _log_class_grids(bundle: Path, run_id: str, out_dir: Path, seed: int, per_cl
 
 def _settings(kind: str, job: TrainJob) -> tuple:
     """Hyper-parameters and ModelSpec overrides: the per-kind defaults, then the image variant's
-    preset, then an explicit --loss (WGAN-GP always drops spectral norm: the penalty does its job)."""
+    preset, then an explicit --loss, which also sets spectral norm: off for WGAN-GP (the penalty
+    does its job), on for the others (so `--loss hinge` on the default variant is SNGAN)."""
     from gen_factory.data.validate import DataValidationError
 
     hyper = default_hyper(kind)
@@ -182,8 +183,8 @@ def _settings(kind: str, job: TrainJob) -> tuple:
     elif job.variant:
         raise DataValidationError("variant", repr(job.variant), "variants apply to images only; drop --variant")
     hyper.loss = job.loss or hyper.loss
-    if hyper.loss == "wgan-gp":
-        networks["spectral_norm"] = False
+    if job.loss or "spectral_norm" not in networks:
+        networks["spectral_norm"] = hyper.loss != "wgan-gp"
     return hyper, networks
 
 
