@@ -1,7 +1,7 @@
 """First quality figures of the two demo models, trained exactly as `make demo` trains them.
 
 digits: accuracy, per label, of an SVC trained on the real training digits when it labels
-generated digits (100 per label). breast_cancer: per-column mean and std, synthetic vs real,
+generated digits (200 per label). breast_cancer: per-column mean and std, synthetic vs real,
 plus a train-on-synthetic/test-on-real RandomForest accuracy. Run: `make bench` or
 `python bench/quality.py`. Uses a throw-away data directory unless GENFACTORY_HOME is set.
 """
@@ -16,7 +16,7 @@ import time
 
 def main() -> None:
     os.environ.setdefault("GENFACTORY_HOME", tempfile.mkdtemp(prefix="gf-bench-"))
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
 
     started = time.time()
     digits = train_and_register(TrainJob("digits", model_name="bench-digits"), log=lambda *_: None)
@@ -25,8 +25,10 @@ def main() -> None:
           f"{os.cpu_count()} cores, 2 Ray Train workers\n")
 
     m = digits["metrics"]
-    print(f"digits (hinge + SN + projection D, 40 epochs, {digits['seconds']:.0f} s incl. export):")
-    print(f"  label fidelity (SVC trained on real labels 1000 generated digits): {m['label_fidelity']:.3f}")
+    print(f"digits (projgan-gp: projection D + WGAN-GP + EMA, {DEFAULT_EPOCHS['image']} epochs, "
+          f"{digits['seconds']:.0f} s incl. export):")
+    print(f"  label fidelity (SVC trained on real labels 2000 generated digits): {m['label_fidelity']:.3f}"
+          f"; CAS {m['cas']:.3f} (more in bench/image_quality.py)")
     print("  per label: " + "  ".join(f"{k[-1]}:{v:.2f}" for k, v in m.items() if k.startswith("label_fidelity_")))
 
     m = table["metrics"]

@@ -1,4 +1,4 @@
-"""`genfactory`: train, serve, pull, score, models, demo."""
+"""`genfactory`: train, serve, pull, generate, augment, score, jobs, models, demo."""
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--name", dest="model_name", help="registered model name (default: <dataset>-cgan)")
     t.add_argument("--label-column", default="label", help="label column of a table (default: label)")
     t.add_argument("--loss", choices=["nonsaturating", "hinge", "wgan-gp"],
-                   help="GAN objective (default: hinge for images, wgan-gp for tables)")
-    t.add_argument("--epochs", type=int, help="passes over the data (default: 40 images, 300 tables)")
+                   help="GAN objective (default: wgan-gp; overrides the image variant's)")
+    t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan", "projgan-gp"],
+                   help="image GAN preset (default: projgan-gp = projection D + WGAN-GP + EMA generator)")
+    t.add_argument("--epochs", type=int, help="passes over the data (default: 100 images, 300 tables)")
     t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
     t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")
     t.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (nccl)")
@@ -84,6 +86,23 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--label-column", help="score each row against this column's label (default: best over labels)")
     sc.add_argument("--url", default=settings.DEFAULT_API_URL)
     sc.set_defaults(func=_score)
+
+    au = sub.add_parser("augment", help="write a labelled Parquet of real + synthetic rows from a registered model",
+                        description="Mix the real dataset with rows from the model's ONNX generator: --ratio synthetic "
+                                    "rows per real row, for every class or only --classes; --synthetic-only drops the "
+                                    "real rows. With --holdout, the real data is split first (as training splits it), "
+                                    "only its training part is written, and an SVC's accuracy on the held-out part is "
+                                    "printed for real-only vs augmented.")
+    au.add_argument("model", help="name, name@alias or name/version")
+    au.add_argument("dataset", help="the real data: bundled name or path (as for `train`)")
+    au.add_argument("--out", required=True, type=Path, help="Parquet file to write (atomically)")
+    au.add_argument("--ratio", type=float, default=1.0, help="synthetic rows per real row of a class (default: 1.0)")
+    au.add_argument("--classes", help="comma-separated labels to synthesise (default: all)")
+    au.add_argument("--synthetic-only", action="store_true", help="write only the synthetic rows")
+    au.add_argument("--label-column", default="label", help="label column of a table (default: label)")
+    au.add_argument("--holdout", type=float, help="hold this fraction out and measure the uplift on it")
+    au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")
+    au.set_defaults(func=_augment)
 
     g = sub.add_parser("generate", help="bulk-generate a label-partitioned Parquet dataset with Ray Data",
                        description="Writes DIR/label=<name>/part-NNNNN.parquet and DIR/_manifest.json (rows, "
@@ -201,6 +220,20 @@ def _score(args) -> None:
         raise DataValidationError("file", str(args.file), "give a .parquet, .csv or .npz file")
     json.dump(result, sys.stdout)
     print()
+
+
+def _augment(args) -> None:
+    from gen_factory.augmentation import augment_dataset
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    info = augment_dataset(args.model, args.dataset, args.out, ratio=args.ratio, classes=classes,
+                           synthetic_only=args.synthetic_only, label_column=args.label_column,
+                           holdout=args.holdout, seed=args.seed)
+    print(f"wrote {info['rows']} rows ({info['synthetic_rows']} synthetic) from {info['model']} to {info['path']}")
+    if "uplift" in info:
+        u = info["uplift"]
+        print(f"SVC accuracy on the {u['test_rows']} held-out rows: real only {u['real_only']:.4f}, "
+              f"augmented {u['augmented']:.4f} (uplift {u['uplift']:+.4f})")
 
 
 def _jobs_submit(args) -> int:

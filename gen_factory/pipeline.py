@@ -14,17 +14,19 @@ from gen_factory import registry, settings
 from gen_factory.data import load_dataset, split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
-from gen_factory.evaluate import column_moments, label_fidelity
 from gen_factory.card import read_card, write_card
+from gen_factory.evaluate import column_moments
+from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.export import export_bundle
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.losses import LOSSES
+from gen_factory.models.variants import DEFAULT_VARIANT, VARIANTS
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
 from gen_factory.train.loop import GANTrainer, default_hyper
 
-DEFAULT_EPOCHS = {"image": 40, "table": 300}
+DEFAULT_EPOCHS = {"image": 100, "table": 300}
 
 
 @dataclass
@@ -44,12 +46,15 @@ class TrainJob:
     holdout: float = 0.3
     alias: str | None = settings.DEFAULT_ALIAS
     run_name: str | None = None
+    variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan | projgan-gp (default)
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
 
         if self.loss is not None and self.loss not in LOSSES:
             raise DataValidationError("loss", repr(self.loss), f"choose one of {', '.join(LOSSES)}")
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise DataValidationError("variant", repr(self.variant), f"choose one of {', '.join(VARIANTS)}")
         for field, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
                                   ("num_workers", self.num_workers, 1)):
             if value is not None and value < low:
@@ -70,10 +75,9 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     data = load_dataset(job.dataset, job.label_column)  # all input errors surface before Ray starts
     train, holdout = split(data, job.holdout, job.seed)
     encoding = fit_encoding(train)
-    hyper = default_hyper(data.kind, job.loss)
+    hyper, networks = _settings(data.kind, job)
     values = train.features if train.kind == "table" else train.images
-    spec = ModelSpec(kind=data.kind, n_labels=len(data.label_names), shape=list(values.shape[1:]),
-                     spectral_norm=hyper.loss != "wgan-gp")
+    spec = ModelSpec(kind=data.kind, n_labels=len(data.label_names), shape=list(values.shape[1:]), **networks)
     epochs = job.epochs or DEFAULT_EPOCHS[data.kind]
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
@@ -96,7 +100,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
             "model_name": job.model_name, "kind": data.kind, "dataset": data.name, "label_column": data.label_column,
             "label_names": data.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
             "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
-            "loss": hyper.loss, "epochs": epochs, "seed": job.seed, "mlflow_run_id": run_id,
+            "loss": hyper.loss, "variant": job.variant or (DEFAULT_VARIANT if data.kind == "image" else None),
+            "epochs": epochs, "seed": job.seed, "mlflow_run_id": run_id,
         }
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
@@ -107,6 +112,10 @@ def train_and_register(job: TrainJob, log=print) -> dict:
                 grid = Path(tmp) / "final_samples.png"
                 save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
                 registry.log_artifact(run_id, grid)
+                _log_class_grids(bundle, run_id, Path(tmp) / "classes", job.seed)
+                if metrics["mode_collapse"]:
+                    log(f"[train] WARNING: possible mode collapse in class(es) {', '.join(metrics['mode_collapse'])}: "
+                        "their samples are far less diverse than the real ones (see diversity_ratio_*)")
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             registry.log_metrics(run_id, {**flat, "train_seconds": train_seconds,
                                           **{f"onnx_parity_{k}": v for k, v in parity.items()}})
@@ -121,11 +130,12 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "seconds": time.time() - started}
 
 
-def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 100) -> dict:
+def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 200) -> dict:
     """Quality of what ships: sample the exported ONNX generator and compare with real data.
 
-    Images: `per_label` per class. Tables: as many rows as the training set, in its label
-    proportions, so column moments compare like with like.
+    Images: `per_label` per class; CAS, label fidelity, Fréchet distance, precision/recall and the
+    mode-collapse check (`gen_factory.evaluate.images`). Tables: as many rows as the training set,
+    in its label proportions, so column moments compare like with like.
     """
     model = OnnxModel(bundle)
     if train.kind == "image":
@@ -134,9 +144,8 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 10
         counts = np.bincount(train.labels, minlength=len(train.label_names)).tolist()
     values, labels = generate_arrays(model, counts, seed)
     if train.kind == "image":
-        fid = label_fidelity(train.images, train.labels, values, labels, len(train.label_names))
-        return {"label_fidelity": fid["accuracy"],
-                **{f"label_fidelity_{name}": acc for name, acc in zip(train.label_names, fid["per_label"])}}
+        return image_quality(train.images, train.labels, holdout.images, holdout.labels, values, labels,
+                             train.label_names, seed)
     from sklearn.ensemble import RandomForestClassifier
 
     moments = column_moments(train.features, values, train.columns)
@@ -147,6 +156,36 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 10
             "max_abs_error_in_std": moments["max_abs_error_in_std"],
             "std_ratio_mean": moments["std_ratio_mean"], "tstr_accuracy": tstr, "real_accuracy": trtr,
             "columns": moments["columns"]}
+
+
+def _log_class_grids(bundle: Path, run_id: str, out_dir: Path, seed: int, per_class: int = 64) -> None:
+    """One PNG per class from the exported generator, under `evaluation/` in the run (the per-epoch
+    grids stay alone in `samples/`)."""
+    model = OnnxModel(bundle)
+    values, labels = generate_arrays(model, [per_class] * len(model.card["label_names"]), seed)
+    for path in save_class_grids(values, labels, model.card["label_names"], out_dir, per_class):
+        registry.log_artifact(run_id, path, "evaluation")
+
+
+def _settings(kind: str, job: TrainJob) -> tuple:
+    """Hyper-parameters and ModelSpec overrides: the per-kind defaults, then the image variant's
+    preset, then an explicit --loss, which also sets spectral norm: off for WGAN-GP (the penalty
+    does its job), on for the others (so `--loss hinge` on the default variant is SNGAN)."""
+    from gen_factory.data.validate import DataValidationError
+
+    hyper = default_hyper(kind)
+    networks: dict = {}
+    if kind == "image":
+        preset = VARIANTS[job.variant or DEFAULT_VARIANT]
+        networks.update(preset["spec"])
+        for key, value in preset["hyper"].items():
+            setattr(hyper, key, value)
+    elif job.variant:
+        raise DataValidationError("variant", repr(job.variant), "variants apply to images only; drop --variant")
+    hyper.loss = job.loss or hyper.loss
+    if job.loss or "spectral_norm" not in networks:
+        networks["spectral_norm"] = hyper.loss != "wgan-gp"
+    return hyper, networks
 
 
 def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -162,6 +201,7 @@ def _add_to_card(bundle: Path, extra: dict) -> None:
 
 
 def _headline(metrics: dict) -> str:
-    keys = ("label_fidelity", "tstr_accuracy", "real_accuracy", "mean_abs_error_in_std", "std_ratio_mean")
+    keys = ("cas", "label_fidelity", "frechet_distance", "precision", "recall",
+            "tstr_accuracy", "real_accuracy", "mean_abs_error_in_std", "std_ratio_mean")
     return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
 

@@ -54,15 +54,21 @@ Dataset = TableData | ImageData
 
 
 def load_dataset(spec: str, label_column: str = "label") -> Dataset:
-    """Load and validate a dataset: a bundled name, a ``.parquet``/``.csv`` table or an ``.npz`` image file."""
+    """Load and validate a dataset: a bundled name, a ``.parquet``/``.csv`` table, an ``.npz`` image file,
+    MNIST IDX files or a folder of PNGs per label (see `gen_factory.data.images`)."""
     if spec in BUNDLED_TABLES or spec in BUNDLED_IMAGES:
         return _load_bundled(spec)
     path = Path(spec)
     if not path.exists():
         raise DataValidationError(
             "dataset", repr(spec),
-            f"give a bundled name ({', '.join(BUNDLED_IMAGES + BUNDLED_TABLES)}) or an existing .parquet, .csv or .npz path",
+            f"give a bundled name ({', '.join(BUNDLED_IMAGES + BUNDLED_TABLES)}) or an existing .parquet, .csv or .npz "
+            "path, an MNIST IDX file or a folder of <label>/*.png",
         )
+    from gen_factory.data.images import is_idx, load_image_source
+
+    if path.is_dir() or is_idx(path):
+        return load_image_source(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return table_from_frame(pd.read_parquet(path), label_column, name=path.stem)
@@ -70,7 +76,8 @@ def load_dataset(spec: str, label_column: str = "label") -> Dataset:
         return table_from_frame(pd.read_csv(path), label_column, name=path.stem)
     if suffix == ".npz":
         return _images_from_npz(path)
-    raise DataValidationError("dataset", repr(spec), "use a .parquet, .csv or .npz file")
+    raise DataValidationError("dataset", repr(spec), "use a .parquet, .csv or .npz file, an MNIST IDX file "
+                              "or a folder of <label>/*.png")
 
 
 def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from gen_factory.models.image import ImageDiscriminator, ImageGenerator
+from gen_factory.models.image import ImageDiscriminator, ImageGenerator, MLPImageDiscriminator, MLPImageGenerator
 from gen_factory.models.tabular import TabularDiscriminator, TabularGenerator
 
 
@@ -20,6 +20,8 @@ class ModelSpec:
     noise_dim: int = 64
     spectral_norm: bool = True
     widths: dict = field(default_factory=dict)  # optional overrides: hidden/depth, g_width/d_width
+    arch: str = "conv"  # images: "conv" (DCGAN-shaped) | "mlp" (fully connected)
+    conditioning: str = "projection"  # images: how D sees the label: "projection" | "concat" | "none"
 
 
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
@@ -34,7 +36,15 @@ def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
         channels, height, width = spec.shape
         if height != width:
             raise ValueError(f"image shape {spec.shape}: only square images are supported; crop or pad them")
+        if spec.arch == "mlp":
+            g = MLPImageGenerator(spec.noise_dim, spec.n_labels, spec.shape, w.get("hidden", 256))
+            d = MLPImageDiscriminator(spec.n_labels, spec.shape, w.get("hidden", 256), spec.spectral_norm,
+                                      spec.conditioning)
+            return g, d
+        if spec.arch != "conv":
+            raise ValueError(f"image arch {spec.arch!r} is unknown; use 'conv' or 'mlp'")
         g = ImageGenerator(spec.noise_dim, spec.n_labels, channels, height, w.get("g_width", 128))
-        d = ImageDiscriminator(spec.n_labels, channels, height, w.get("d_width", 64), spectral_norm=spec.spectral_norm)
+        d = ImageDiscriminator(spec.n_labels, channels, height, w.get("d_width", 64), spec.spectral_norm,
+                               spec.conditioning)
         return g, d
     raise ValueError(f"model kind {spec.kind!r} is unknown; use 'table' or 'image'")

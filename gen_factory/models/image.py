@@ -1,11 +1,18 @@
-"""DCGAN-style conditional networks for small images (8x8 up to 64x64, gray or RGB)."""
+"""Conditional networks for small images (8x8 up to 64x64, gray or RGB).
+
+`conv` is DCGAN-shaped (transposed convs up, strided convs down); `mlp` is the original fully
+connected GAN. The discriminator's label enters by projection (Miyato & Koyama 2018), by
+concatenation (the conditional GAN of Mirza & Osindero), or not at all (a vanilla GAN).
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from gen_factory.models.layers import ProjectionHead, maybe_sn
+from gen_factory.models.layers import ConcatHead, PlainHead, ProjectionHead, maybe_sn
+
+HEADS = {"projection": ProjectionHead, "concat": ConcatHead, "none": PlainHead}
 
 
 def _base_size(size: int) -> tuple[int, int]:
@@ -17,8 +24,14 @@ def _base_size(size: int) -> tuple[int, int]:
     return size, steps
 
 
+def _head(conditioning: str, features: int, n_labels: int, spectral_norm: bool) -> nn.Module:
+    if conditioning not in HEADS:
+        raise ValueError(f"conditioning {conditioning!r} is unknown; use one of {', '.join(HEADS)}")
+    return HEADS[conditioning](features, n_labels, spectral_norm)
+
+
 class ImageGenerator(nn.Module):
-    """noise + label -> dense -> (ConvTranspose x2 + ReLU) * k -> conv -> tanh."""
+    """noise + label -> dense -> (ConvTranspose x2 + GroupNorm + ReLU) * k -> conv -> tanh."""
 
     def __init__(self, noise_dim: int, n_labels: int, channels: int, size: int, width: int = 128):
         super().__init__()
@@ -41,9 +54,10 @@ class ImageGenerator(nn.Module):
 
 
 class ImageDiscriminator(nn.Module):
-    """Strided convs -> global sum pooling -> projection head conditioned on the label."""
+    """Strided convs -> global sum pooling -> a label-conditioned head."""
 
-    def __init__(self, n_labels: int, channels: int, size: int, width: int = 64, spectral_norm: bool = True):
+    def __init__(self, n_labels: int, channels: int, size: int, width: int = 64, spectral_norm: bool = True,
+                 conditioning: str = "projection"):
         super().__init__()
         _, steps = _base_size(size)
         layers: list[nn.Module] = [maybe_sn(nn.Conv2d(channels, width, 3, 1, 1), spectral_norm), nn.LeakyReLU(0.2)]
@@ -52,7 +66,37 @@ class ImageDiscriminator(nn.Module):
             layers += [maybe_sn(nn.Conv2d(ch, ch * 2, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2)]
             ch *= 2
         self.body = nn.Sequential(*layers)
-        self.head = ProjectionHead(ch, n_labels, spectral_norm)
+        self.head = _head(conditioning, ch, n_labels, spectral_norm)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x).sum(dim=(2, 3)), labels)
+
+
+class MLPImageGenerator(nn.Module):
+    """The original GAN generator: noise + label embedding -> two hidden layers -> tanh pixels."""
+
+    def __init__(self, noise_dim: int, n_labels: int, shape: list[int], hidden: int = 256):
+        super().__init__()
+        self.noise_dim, self.shape = noise_dim, list(shape)
+        self.embed = nn.Embedding(n_labels, 32)
+        n_out = shape[0] * shape[1] * shape[2]
+        self.net = nn.Sequential(nn.Linear(noise_dim + 32, hidden), nn.ReLU(), nn.Linear(hidden, hidden * 2),
+                                 nn.ReLU(), nn.Linear(hidden * 2, n_out), nn.Tanh())
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([noise, self.embed(labels)], dim=1)).view(-1, *self.shape)
+
+
+class MLPImageDiscriminator(nn.Module):
+    """Flattened pixels -> two LeakyReLU layers -> a label-conditioned head."""
+
+    def __init__(self, n_labels: int, shape: list[int], hidden: int = 256, spectral_norm: bool = False,
+                 conditioning: str = "concat"):
+        super().__init__()
+        n_in = shape[0] * shape[1] * shape[2]
+        self.body = nn.Sequential(nn.Flatten(), maybe_sn(nn.Linear(n_in, hidden * 2), spectral_norm), nn.LeakyReLU(0.2),
+                                  maybe_sn(nn.Linear(hidden * 2, hidden), spectral_norm), nn.LeakyReLU(0.2))
+        self.head = _head(conditioning, hidden, n_labels, spectral_norm)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x), labels)
