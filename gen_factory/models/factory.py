@@ -20,13 +20,15 @@ class ModelSpec:
     noise_dim: int = 64
     spectral_norm: bool = True
     widths: dict = field(default_factory=dict)  # optional overrides: hidden/depth, g_width/d_width
+    spans: list = field(default_factory=list)  # tables: [activation, width] blocks of the encoded row
 
 
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     w = spec.widths
     if spec.kind == "table":
         (n_features,) = spec.shape
-        g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2))
+        g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
+                             spans=spec.spans)
         d = TabularDiscriminator(spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
                                  spectral_norm=spec.spectral_norm)
         return g, d
