@@ -8,22 +8,26 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gen_factory import registry, settings
 from gen_factory.data import load_dataset, split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
-from gen_factory.evaluate import column_moments, label_fidelity
+from gen_factory.data.datasets import frame_from_codes
+from gen_factory.evaluate import label_fidelity
+from gen_factory.evaluate.report import html_report
+from gen_factory.evaluate.tables import evaluate_table, headline
 from gen_factory.export import CARD_FILE, export_bundle
-from gen_factory.models import ModelSpec, build_models
+from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.losses import LOSSES
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
 from gen_factory.train.loop import GANTrainer, default_hyper
 
-DEFAULT_EPOCHS = {"image": 40, "table": 300}
+DEFAULT_EPOCHS = {"image": 40, "table": 150}
 
 
 @dataclass
@@ -69,9 +73,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     train, holdout = split(data, job.holdout, job.seed)
     encoding = fit_encoding(train)
     hyper = default_hyper(data.kind, job.loss)
-    values = train.features if train.kind == "table" else train.images
-    spec = ModelSpec(kind=data.kind, n_labels=len(data.label_names), shape=list(values.shape[1:]),
-                     spectral_norm=hyper.loss != "wgan-gp")
+    spec = spec_for(train, encoding, spectral_norm=hyper.loss != "wgan-gp")
     epochs = job.epochs or DEFAULT_EPOCHS[data.kind]
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
@@ -98,8 +100,10 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
             parity = export_bundle(generator, discriminator, encoding, card, bundle)
-            metrics = evaluate_bundle(bundle, train, holdout, job.seed)
+            metrics = evaluate_bundle(bundle, train, holdout, job.seed, report=Path(tmp) / "report.html")
             _add_to_card(bundle, {"metrics": metrics})
+            if data.kind == "table":
+                registry.log_artifact(run_id, Path(tmp) / "report.html")
             if data.kind == "image":
                 grid = Path(tmp) / "final_samples.png"
                 save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
@@ -118,24 +122,26 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "seconds": time.time() - started}
 
 
-def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 100) -> dict:
-    """Quality of what ships: sample the exported ONNX generator and compare with real data."""
+def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 100,
+                    report: Path | None = None) -> dict:
+    """Quality of what ships: sample the exported ONNX generator and compare with real data.
+
+    Tables: as many rows per label as the training set has (the label is one of the compared
+    columns), scored by `evaluate_table`; `report` gets the HTML report.
+    """
     model = OnnxModel(bundle)
-    values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
     if train.kind == "image":
+        values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
         fid = label_fidelity(train.images, train.labels, values, labels, len(train.label_names))
         return {"label_fidelity": fid["accuracy"],
                 **{f"label_fidelity_{name}": acc for name, acc in zip(train.label_names, fid["per_label"])}}
-    from sklearn.ensemble import RandomForestClassifier
-
-    moments = column_moments(train.features, values, train.columns)
-    tstr = RandomForestClassifier(200, random_state=seed).fit(values, labels).score(holdout.features, holdout.labels)
-    trtr = RandomForestClassifier(200, random_state=seed).fit(train.features, train.labels).score(
-        holdout.features, holdout.labels)
-    return {"mean_abs_error_in_std": moments["mean_abs_error_in_std"],
-            "max_abs_error_in_std": moments["max_abs_error_in_std"],
-            "std_ratio_mean": moments["std_ratio_mean"], "tstr_accuracy": tstr, "real_accuracy": trtr,
-            "columns": moments["columns"]}
+    values, labels = generate_arrays(model, np.bincount(train.labels, minlength=len(train.label_names)).tolist(), seed)
+    synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)
+    real = train.frame()
+    result = evaluate_table(real, synth, holdout.frame(), train.label_column, seed=seed)
+    if report is not None:
+        report.write_text(html_report(result, real, synth, f"{model.card['model_name']}: synthetic vs real"))
+    return {**headline(result), "column_shapes_per_column": result["quality"]["shapes"]}
 
 
 def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -153,6 +159,6 @@ def _add_to_card(bundle: Path, extra: dict) -> None:
 
 
 def _headline(metrics: dict) -> str:
-    keys = ("label_fidelity", "tstr_accuracy", "real_accuracy", "mean_abs_error_in_std", "std_ratio_mean")
+    keys = ("label_fidelity", "quality", "tstr_accuracy", "real_accuracy", "dcr_ratio")
     return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
 

@@ -13,14 +13,13 @@ from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import fit_encoding, encoding_to_dict
 from gen_factory.export import CARD_FILE, GeneratorGraph, ScoreGraph, export_bundle, parity
-from gen_factory.models import ModelSpec, build_models
+from gen_factory.models import build_models, spec_for
 from gen_factory.onnx_model import OnnxModel
 
 
 def _bundle(tmp_path, data, name="m"):
     enc = fit_encoding(data)
-    values = data.features if data.kind == "table" else data.images
-    spec = ModelSpec(data.kind, len(data.label_names), list(values.shape[1:]))
+    spec = spec_for(data, enc, spectral_norm=True)
     torch.manual_seed(0)
     g, d = build_models(spec)
     d(torch.randn(2, *spec.shape), torch.tensor([0, 1]))  # one training-mode pass, as after training

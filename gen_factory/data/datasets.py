@@ -152,11 +152,10 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
 
 def _is_categorical(series: pd.Series) -> bool:
     kind = series.dtype
-    if pd.api.types.is_bool_dtype(kind) or isinstance(kind, pd.CategoricalDtype) or pd.api.types.is_string_dtype(kind):
-        return True
     if kind == object:  # strings (or bools) with missing values; anything else cannot be modelled
         return all(isinstance(v, (str, bool, np.bool_)) for v in series.dropna())
-    return False
+    return (pd.api.types.is_bool_dtype(kind) or isinstance(kind, pd.CategoricalDtype)
+            or pd.api.types.is_string_dtype(kind))
 
 
 def _codes(col: str, series: pd.Series) -> tuple[list[str], np.ndarray]:

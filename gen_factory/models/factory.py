@@ -23,6 +23,15 @@ class ModelSpec:
     spans: list = field(default_factory=list)  # tables: [activation, width] blocks of the encoded row
 
 
+def spec_for(data, encoding, spectral_norm: bool) -> ModelSpec:
+    """The spec a dataset needs: encoded width and output activations for tables, image shape else."""
+    if data.kind == "table":
+        return ModelSpec(kind="table", n_labels=len(data.label_names), shape=[encoding.width],
+                         spectral_norm=spectral_norm, spans=[list(s) for s in encoding.spans()])
+    return ModelSpec(kind="image", n_labels=len(data.label_names), shape=list(data.images.shape[1:]),
+                     spectral_norm=spectral_norm)
+
+
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     w = spec.widths
     if spec.kind == "table":
