@@ -94,6 +94,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         card = {
             "model_name": job.model_name, "kind": data.kind, "dataset": data.name, "label_column": data.label_column,
             "label_names": data.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
+            "label_counts": np.bincount(train.labels, minlength=len(data.label_names)).tolist(),
             "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
             "loss": hyper.loss, "epochs": epochs, "seed": job.seed, "mlflow_run_id": run_id,
         }
