@@ -56,7 +56,7 @@ def test_in_process_training_learns_the_conditional_means(gauss_table, loss):
     hyper = default_hyper("table", loss)
     g, d = build_models(spec_for(data, enc, spectral_norm=loss != "wgan-gp"))
     trainer = GANTrainer(g, d, hyper, noise_dim=64)
-    for _ in range(120):
+    for _ in range(240):
         perm = torch.randperm(len(x))
         trainer.epoch((x[perm[i:i + 64]], y[perm[i:i + 64]]) for i in range(0, len(x), 64))
     with torch.no_grad():

@@ -147,20 +147,26 @@ def _one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class _PiecewiseLinear(nn.Module):
-    """y = f(x) through the knots (xs[i], ys[i]), xs increasing, clamped outside: ONNX-friendly
-    (clip, multiply, sum), no search. Each segment adds slope * (the part of it below x)."""
+    """y = f(x) through the knots (xs[i], ys[i]), xs increasing, clamped outside.
+
+    The segment index is a count of knots passed (an exact integer sum) and the value one
+    multiply-add on gathered knots: no float reduction, so ONNX Runtime gives bit-identical rows
+    whatever the batch size (sampling in chunks must not change a seed's rows).
+    """
 
     def __init__(self, xs: list[float], ys: list[float]):
         super().__init__()
         x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-        self.register_buffer("lower", _f32(x[:-1]))
-        self.register_buffer("upper", _f32(x[1:]))
+        self.register_buffer("inner", _f32(x[1:-1]))
+        self.register_buffer("x0", _f32(x[:-1]))
+        self.register_buffer("y0", _f32(y[:-1]))
         self.register_buffer("slope", _f32(np.diff(y) / np.diff(x)))
-        self.y0 = float(y[0])
+        self.low, self.high = float(x[0]), float(x[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.minimum(torch.maximum(x.unsqueeze(1), self.lower), self.upper)
-        return ((t - self.lower) * self.slope).sum(dim=1) + self.y0
+        t = torch.clamp(x, self.low, self.high)
+        i = (t.unsqueeze(1) >= self.inner).to(torch.int64).sum(dim=1)
+        return self.y0[i] + self.slope[i] * (t - self.x0[i])
 
 
 class _Encoder(nn.Module):
