@@ -158,7 +158,7 @@ def _score(args) -> None:
             if args.label_column not in df.columns:
                 raise DataValidationError("--label-column", repr(args.label_column), "name a column of the file")
             labels = df.pop(args.label_column).astype(str).tolist()
-        rows = df.to_dict(orient="records")
+        rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")  # missing -> JSON null
         result = client.score(args.url, args.model, rows=rows, labels=labels)
     else:
         raise DataValidationError("file", str(args.file), "give a .parquet, .csv or .npz file")
