@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-images clean-data
+.PHONY: demo test bench bench-images bench-tables bench-ops bench-venv clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,29 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+BENCH_VENV := .venv-bench
+
+# SDV is a benchmark-only dependency with pins of its own (pandas): it lives in its own venv.
+$(BENCH_VENV)/.installed:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BENCH_VENV)/bin/pip install -q sdv==2.0.0
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.installed
+
+bench: $(STAMP) bench-tables bench-images bench-ops
 	$(BIN)/python bench/quality.py
 
 bench-images: $(STAMP)
 	$(BIN)/python bench/image_quality.py
+
+bench-tables: $(STAMP) $(BENCH_VENV)/.installed
+	$(BIN)/python bench/tabular_quality.py --tables breast_cancer customers wine --ray
+
+bench-ops: $(STAMP)
+	cd bench && ../$(BIN)/python bulk.py && ../$(BIN)/python serve.py && ../$(BIN)/python train_scaling.py
 
 clean-data:
 	rm -rf data

@@ -16,7 +16,11 @@ MAX_INPUTS_PER_REQUEST = 100_000
 
 
 def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
-    """Table rows as lists in column order, or as {column: value} dicts, to a float32 [n, d] array."""
+    """Table rows as lists in column order, or as {column: value} dicts, to a float32 [n, d] array.
+
+    Categorical values are given as their strings and become the card's category codes; a missing
+    value (None) is accepted in the columns the model saw missing values in.
+    """
     columns = model.card["columns"]
     if not rows:
         raise DataValidationError("rows", "an empty list", "send at least one row")
@@ -30,13 +34,46 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
             raise DataValidationError(f"rows[*][{missing[0]!r}]", "missing",
                                       f"give every column ({len(columns)}): {', '.join(columns)}")
         rows = [[row[c] for c in columns] for row in rows]
-    return _as_array(rows, [len(columns)], "rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != len(columns):
+            raise DataValidationError(f"rows[{i}]", f"{len(row) if isinstance(row, (list, tuple)) else row!r} value(s)",
+                                      f"send rows of {len(columns)} values (the model's columns: {', '.join(columns)})")
+    out = np.empty((len(rows), len(columns)), dtype=np.float32)
+    for j, spec in enumerate(model.card["encoding"]["columns"]):
+        out[:, j] = _column_codes([row[j] for row in rows], spec)
+    return out
+
+
+def _column_codes(values: list, spec: dict) -> np.ndarray:
+    """One column's values to floats: category strings to codes, None to NaN where allowed."""
+    name, out = spec["name"], np.empty(len(values), dtype=np.float32)
+    index = {c: k for k, c in enumerate(spec.get("categories", []))}
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            if not spec["missing"]:
+                raise DataValidationError(f"rows[{i}][{name!r}]", "missing", "send a value: this column was never "
+                                          "missing in the training data")
+            out[i] = np.nan
+        elif spec["kind"] == "categorical":
+            key = str(v)
+            if key not in index:
+                raise DataValidationError(f"rows[{i}][{name!r}]", f"unknown category {v!r}",
+                                          f"use one of: {', '.join(spec['categories'][:20])}")
+            out[i] = index[key]
+        else:
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError) as err:
+                raise DataValidationError(f"rows[{i}][{name!r}]", repr(v), "send a number") from err
+            if not np.isfinite(out[i]):
+                raise DataValidationError(f"rows[{i}][{name!r}]", repr(v), "send a finite number (or null if missing)")
+    return out
 
 
 def images_to_array(model: OnnxModel, images: list | np.ndarray) -> np.ndarray:
     """Images as [n, H, W] (gray) or [n, C, H, W] to float32 [n, C, H, W]."""
     c, h, w = model.shape
-    arr = _as_array(images, None, "images")
+    arr = _as_array(images, "images")
     if arr.ndim == 3 and c == 1:
         arr = arr[:, None]
     if arr.shape[1:] != (c, h, w):
@@ -69,16 +106,13 @@ def score(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None
     return model.score_raw(tiled, every).reshape(len(values), n_labels).min(axis=1).astype(np.float32)
 
 
-def _as_array(data, inner_shape: list[int] | None, field: str) -> np.ndarray:
+def _as_array(data, field: str) -> np.ndarray:
     try:
         arr = np.asarray(data, dtype=np.float32)
     except (TypeError, ValueError) as err:
         raise DataValidationError(field, f"not a numeric array ({err})", "send numbers in equal-length lists") from err
     if arr.ndim == 0 or len(arr) == 0:
         raise DataValidationError(field, "no inputs", "send at least one input")
-    if inner_shape is not None and list(arr.shape[1:]) != inner_shape:
-        raise DataValidationError(field, f"shape {list(arr.shape)}",
-                                  f"send rows of {inner_shape[0]} values (the model's feature count)")
     bad = ~np.isfinite(arr.reshape(len(arr), -1))
     if bad.any():
         row = int(np.argmax(bad.any(axis=1)))

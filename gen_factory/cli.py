@@ -1,4 +1,4 @@
-"""`genfactory`: train, serve, pull, generate, augment, score, jobs, models, demo."""
+"""`genfactory`: train, serve, pull, generate, augment, evaluate, score, jobs, models, demo."""
 
 from __future__ import annotations
 
@@ -136,6 +136,18 @@ def _parser() -> argparse.ArgumentParser:
         ja.add_argument("--address", **address)
         ja.set_defaults(func=_jobs_action, action=action)
 
+    ev = sub.add_parser("evaluate", help="score a synthetic table against the real one; write an HTML report",
+                        description="Quality (SDMetrics definitions: column shapes, column pair trends), TSTR "
+                                    "(RandomForest trained on SYNTHETIC, tested on HOLDOUT) and distance to "
+                                    "closest record. Files are .parquet or .csv with the same columns.")
+    ev.add_argument("real", type=Path, help="the real rows the generator was trained on")
+    ev.add_argument("synthetic", type=Path, help="the generated rows")
+    ev.add_argument("--holdout", type=Path, required=True, help="real rows not used for training (for TSTR)")
+    ev.add_argument("--label-column", default="label", help="label column (default: label)")
+    ev.add_argument("--report", type=Path, help="write the HTML report here")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the TSTR classifier (default: 0)")
+    ev.set_defaults(func=_evaluate)
+
     m = sub.add_parser("models", help="list registered models, their aliases and latest versions")
     m.set_defaults(func=_models)
 
@@ -214,7 +226,7 @@ def _score(args) -> None:
             if args.label_column not in df.columns:
                 raise DataValidationError("--label-column", repr(args.label_column), "name a column of the file")
             labels = df.pop(args.label_column).astype(str).tolist()
-        rows = df.to_dict(orient="records")
+        rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")  # missing -> JSON null
         result = client.score(args.url, args.model, rows=rows, labels=labels)
     else:
         raise DataValidationError("file", str(args.file), "give a .parquet, .csv or .npz file")
@@ -262,6 +274,27 @@ def _jobs_action(args) -> None:
         print(c.get_job_logs(args.job_id), end="")
     else:
         print("stopped" if c.stop_job(args.job_id) else "not running")
+
+def _evaluate(args) -> None:
+    import pandas as pd
+
+    from gen_factory.data.validate import DataValidationError
+    from gen_factory.evaluate import evaluate_table, headline
+    from gen_factory.evaluate.report import html_report
+
+    frames = []
+    for path in (args.real, args.synthetic, args.holdout):
+        if path.suffix.lower() not in (".parquet", ".pq", ".csv") or not path.exists():
+            raise DataValidationError("file", str(path), "give an existing .parquet or .csv file")
+        frames.append(pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path))
+    real, synth, holdout = frames
+    if args.label_column not in real.columns:
+        raise DataValidationError("--label-column", repr(args.label_column), "name a column of the real table")
+    result = evaluate_table(real, synth, holdout, args.label_column, seed=args.seed)
+    if args.report:
+        args.report.write_text(html_report(result, real, synth, f"{args.synthetic.name} vs {args.real.name}"))
+    json.dump(headline(result), sys.stdout, indent=1)
+    print()
 
 
 def _models(args) -> None:

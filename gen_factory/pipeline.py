@@ -15,10 +15,12 @@ from gen_factory.data import load_dataset, split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.card import read_card, write_card
-from gen_factory.evaluate import column_moments
+from gen_factory.data.datasets import frame_from_codes
 from gen_factory.evaluate.images import image_quality, save_class_grids
+from gen_factory.evaluate.report import html_report
+from gen_factory.evaluate.tables import evaluate_table, headline
 from gen_factory.export import export_bundle
-from gen_factory.models import ModelSpec, build_models
+from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.losses import LOSSES
 from gen_factory.models.variants import DEFAULT_VARIANT, VARIANTS
 from gen_factory.onnx_model import OnnxModel
@@ -26,7 +28,17 @@ from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
 from gen_factory.train.loop import GANTrainer, default_hyper
 
-DEFAULT_EPOCHS = {"image": 100, "table": 300}
+DEFAULT_EPOCHS = {"image": 100}
+# Tables: small tables give few batches per epoch, so the default is a number of optimizer steps
+# (measured on breast_cancer, customers, wine: bench/RESULTS.md), within an epoch range.
+TABLE_STEPS, TABLE_EPOCHS = 3000, (150, 600)
+
+
+def default_epochs(kind: str, rows: int, batch_size: int) -> int:
+    if kind != "table":
+        return DEFAULT_EPOCHS[kind]
+    batches = max(1, rows // batch_size)
+    return min(TABLE_EPOCHS[1], max(TABLE_EPOCHS[0], -(-TABLE_STEPS // batches)))
 
 
 @dataclass
@@ -76,9 +88,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     train, holdout = split(data, job.holdout, job.seed)
     encoding = fit_encoding(train)
     hyper, networks = _settings(data.kind, job)
-    values = train.features if train.kind == "table" else train.images
-    spec = ModelSpec(kind=data.kind, n_labels=len(data.label_names), shape=list(values.shape[1:]), **networks)
-    epochs = job.epochs or DEFAULT_EPOCHS[data.kind]
+    spec = spec_for(train, encoding, **networks)
+    epochs = job.epochs or default_epochs(data.kind, len(train.labels), job.batch_size)
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
         "batch_size": job.batch_size, "epochs": epochs, "encoding": encoding_to_dict(encoding),
@@ -99,6 +110,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         card = {
             "model_name": job.model_name, "kind": data.kind, "dataset": data.name, "label_column": data.label_column,
             "label_names": data.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
+            "label_counts": np.bincount(train.labels, minlength=len(data.label_names)).tolist(),
             "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
             "loss": hyper.loss, "variant": job.variant or (DEFAULT_VARIANT if data.kind == "image" else None),
             "epochs": epochs, "seed": job.seed, "mlflow_run_id": run_id,
@@ -106,8 +118,10 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
             parity = export_bundle(generator, discriminator, encoding, card, bundle)
-            metrics = evaluate_bundle(bundle, train, holdout, job.seed)
+            metrics = evaluate_bundle(bundle, train, holdout, job.seed, report=Path(tmp) / "report.html")
             _add_to_card(bundle, {"metrics": metrics})
+            if data.kind == "table":
+                registry.log_artifact(run_id, Path(tmp) / "report.html")
             if data.kind == "image":
                 grid = Path(tmp) / "final_samples.png"
                 save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
@@ -130,32 +144,27 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "seconds": time.time() - started}
 
 
-def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 200) -> dict:
+def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 200,
+                    report: Path | None = None) -> dict:
     """Quality of what ships: sample the exported ONNX generator and compare with real data.
 
     Images: `per_label` per class; CAS, label fidelity, Fréchet distance, precision/recall and the
-    mode-collapse check (`gen_factory.evaluate.images`). Tables: as many rows as the training set,
-    in its label proportions, so column moments compare like with like.
+    mode-collapse check (`gen_factory.evaluate.images`). Tables: as many rows per label as the
+    training set has (the label is one of the compared columns), scored by `evaluate_table`;
+    `report` gets the HTML report.
     """
     model = OnnxModel(bundle)
     if train.kind == "image":
-        counts = [per_label] * len(train.label_names)
-    else:
-        counts = np.bincount(train.labels, minlength=len(train.label_names)).tolist()
-    values, labels = generate_arrays(model, counts, seed)
-    if train.kind == "image":
+        values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
         return image_quality(train.images, train.labels, holdout.images, holdout.labels, values, labels,
                              train.label_names, seed)
-    from sklearn.ensemble import RandomForestClassifier
-
-    moments = column_moments(train.features, values, train.columns)
-    tstr = RandomForestClassifier(200, random_state=seed).fit(values, labels).score(holdout.features, holdout.labels)
-    trtr = RandomForestClassifier(200, random_state=seed).fit(train.features, train.labels).score(
-        holdout.features, holdout.labels)
-    return {"mean_abs_error_in_std": moments["mean_abs_error_in_std"],
-            "max_abs_error_in_std": moments["max_abs_error_in_std"],
-            "std_ratio_mean": moments["std_ratio_mean"], "tstr_accuracy": tstr, "real_accuracy": trtr,
-            "columns": moments["columns"]}
+    values, labels = generate_arrays(model, np.bincount(train.labels, minlength=len(train.label_names)).tolist(), seed)
+    synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)
+    real = train.frame()
+    result = evaluate_table(real, synth, holdout.frame(), train.label_column, seed=seed)
+    if report is not None:
+        report.write_text(html_report(result, real, synth, f"{model.card['model_name']}: synthetic vs real"))
+    return {**headline(result), "column_shapes_per_column": result["quality"]["shapes"]}
 
 
 def _log_class_grids(bundle: Path, run_id: str, out_dir: Path, seed: int, per_class: int = 64) -> None:
@@ -202,6 +211,6 @@ def _add_to_card(bundle: Path, extra: dict) -> None:
 
 def _headline(metrics: dict) -> str:
     keys = ("cas", "label_fidelity", "frechet_distance", "precision", "recall",
-            "tstr_accuracy", "real_accuracy", "mean_abs_error_in_std", "std_ratio_mean")
+            "quality", "tstr_accuracy", "real_accuracy", "dcr_ratio")
     return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
 

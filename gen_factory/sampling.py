@@ -72,9 +72,8 @@ def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_met
     names = pa.array(card["label_names"], type=pa.string())
     label_array = pa.DictionaryArray.from_arrays(pa.array(labels.astype(np.int32)), names)
     if model.kind == "table":
-        integer = card["encoding"]["integer"]
         columns = np.ascontiguousarray(values.T)  # one contiguous buffer per column: fast to wrap
-        arrays = [pa.array(col.astype(np.int64) if is_int else col) for col, is_int in zip(columns, integer)]
+        arrays = [column_array(col_values, col) for col_values, col in zip(columns, card["encoding"]["columns"])]
         fields = list(card["columns"])
     else:
         flat = values.reshape(len(values), -1)
@@ -84,6 +83,21 @@ def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_met
             "shape": card["shape"], **(extra_meta or {})}
     table = pa.Table.from_arrays(arrays + [label_array], names=fields + [label_col])
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+
+
+def column_array(values: np.ndarray, column: dict) -> pa.Array:
+    """One decoded column as Arrow: categories as dictionary strings, whole numbers as int64, values
+    with a fixed number of decimals rounded in float64 (exact cents), NaN as null."""
+    missing = np.isnan(values)
+    if column["kind"] == "categorical":
+        codes = pa.array(np.where(missing, 0, values).astype(np.int32), mask=missing)
+        return pa.DictionaryArray.from_arrays(codes, pa.array(column["categories"], type=pa.string()))
+    if column["integer"]:
+        return pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
+    wide = values.astype(np.float64)
+    if column["decimals"] is not None:
+        wide = np.round(wide, column["decimals"])
+    return pa.array(wide, mask=missing)
 
 
 def generate_table(model: OnnxModel, counts: list[int], seed: int | list[int], extra_meta: dict | None = None) -> pa.Table:

@@ -42,8 +42,9 @@ class GenerateRequest(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    rows: list[list[float]] | list[dict[str, float]] | None = Field(
-        None, description="table rows: lists in the model's column order, or {column: value} objects")
+    rows: list[list[float | str | None]] | list[dict[str, float | str | None]] | None = Field(
+        None, description="table rows: lists in the model's column order, or {column: value} objects; "
+                          "categories as strings, null where a value is missing")
     images: list | None = Field(None, description="images as nested lists [n, H, W] or [n, C, H, W]")
     labels: list[str] | None = Field(None, description="score against these labels; omitted: best over all labels")
 

@@ -39,9 +39,10 @@ def test_npz_images_load_in_any_layout(tmp_path):
 
 @pytest.mark.parametrize("mutate, field, words", [
     (lambda df: df.drop(columns=["label"]), "label_column", "--label-column"),
-    (lambda df: df.assign(x=df["x"].where(df.index != 7)), "column 'x'", "missing"),
+    (lambda df: df.assign(x=np.nan), "column 'x'", "missing in every row"),
     (lambda df: df.assign(y=df["y"].replace(df["y"].iloc[3], np.inf)), "column 'y'", "infinite"),
-    (lambda df: df.assign(city="paris"), "column 'city'", "encode"),
+    (lambda df: df.assign(when=pd.Timestamp("2024-01-01")), "column 'when'", "cannot be modelled"),
+    (lambda df: df.assign(tags=[[1, 2]] * len(df)), "column 'tags'", "cannot be modelled"),
     (lambda df: pd.concat([df, df.iloc[:1].assign(label="lonely")]), "column 'label'", "lonely"),
     (lambda df: df.iloc[:0], "dataset", "at least 2 rows"),
     (lambda df: df.assign(label="a"), "column 'label'", "at least 2 label values"),
@@ -73,3 +74,18 @@ def test_split_is_stratified_and_deterministic():
     assert len(test_a.labels) == round(212 * 0.3) + round(357 * 0.3)
     _, test_c = split(data, 0.3, seed=1)
     assert not np.array_equal(test_a.features, test_c.features)
+
+
+def test_mixed_tables_keep_categories_and_missing_values(gauss_table):
+    df = gauss_table.assign(city=np.where(gauss_table["x"] > 0, "paris", "rome"), flag=gauss_table["y"] > 0)
+    df.loc[3, "city"] = None
+    df.loc[5, "x"] = np.nan
+    data = table_from_frame(df, "label", categorical=["count"])
+    assert data.categories["city"] == ["paris", "rome"] and data.categories["flag"] == ["False", "True"]
+    assert data.categories["count"] == [str(i) for i in range(10)]
+    assert np.isnan(data.features[3, data.columns.index("city")]) and np.isnan(data.features[5, 0])
+    back = data.frame()
+    assert back["city"].tolist()[:3] == df["city"].tolist()[:3] and back["city"].isna().sum() == 1
+    assert back["label"].tolist() == df["label"].tolist()
+    with pytest.raises(DataValidationError, match="categorical"):
+        table_from_frame(df, "label", categorical=["nope"])

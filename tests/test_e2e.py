@@ -13,7 +13,9 @@ import requests
 from gen_factory import client, registry
 from gen_factory.cli import main as cli
 from gen_factory.data import DataValidationError
+from gen_factory.data.procedural import customers
 from gen_factory.pipeline import TrainJob, train_and_register
+from gen_factory.synthesizer import Synthesizer
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +27,8 @@ def trained():
 
     digits = train_and_register(TrainJob("digits", model_name="e2e-digits", epochs=2, num_workers=2))
     table = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=4, num_workers=2))
-    yield {"digits": digits, "table": table}
+    mixed = Synthesizer("e2e-mixed", epochs=2).fit(customers(300), label="churn")
+    yield {"digits": digits, "table": table, "mixed": mixed}
     serve.shutdown()
     ray.shutdown()
 
@@ -73,7 +76,7 @@ def test_same_run_name_resumes_from_the_latest_checkpoint(trained, capfd):
 
 
 def test_bad_dataset_fails_before_any_training(tmp_path):
-    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "label": ["x", "x", "y", "y"]})
+    frame = pd.DataFrame({"a": [np.nan] * 4, "b": [1.0, 2.0, 3.0, 4.0], "label": ["x", "x", "y", "y"]})
     frame.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataValidationError, match="column 'a'"):
         train_and_register(TrainJob(str(tmp_path / "bad.csv"), model_name="never"))
@@ -186,3 +189,44 @@ def test_concurrent_scores_are_batched_without_mixing_requests(api_url):
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda chunk: client.score(api_url, "e2e-table", rows=chunk)["scores"], chunks))
     np.testing.assert_allclose(together, alone, rtol=1e-5)
+
+
+def test_same_seed_same_rows_from_python_api_http_and_cli(trained, api_url, tmp_path):
+    counts = {"no": 6, "yes": 3}
+    from_python = Synthesizer.load("e2e-mixed@champion").sample(counts=counts, seed=7)
+    assert from_python["churn"].tolist() == ["no"] * 6 + ["yes"] * 3  # exact counts, no rejection
+    assert set(from_python["plan"].dropna()) <= {"basic", "plus", "pro"}
+    assert (from_python["age"] == from_python["age"].round()).all()
+    resp = requests.post(f"{api_url}/v1/models/e2e-mixed/generate", json={"counts": counts, "seed": 7}, timeout=60)
+    from_http = pq.read_table(io.BytesIO(resp.content)).to_pandas()
+    assert cli(["pull", "e2e-mixed", "--count", "no=6", "--count", "yes=3", "--seed", "7",
+                "--out", str(tmp_path / "m.parquet"), "--url", api_url]) == 0
+    from_cli = pq.read_table(tmp_path / "m.parquet").to_pandas()
+    pd.testing.assert_frame_equal(from_python, from_http)
+    pd.testing.assert_frame_equal(from_python, from_cli)
+    assert not from_python.equals(trained["mixed"].sample(counts=counts, seed=8))
+    assert trained["mixed"].sample(10)["churn"].value_counts().sum() == 10
+
+
+def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, api_url):
+    mixed = trained["mixed"]
+    assert 0 < mixed.metrics["quality"] <= 1 and 0 <= mixed.metrics["tstr_accuracy"] <= 1
+    run_id = registry.client().get_model_version("e2e-mixed", mixed.ref.version).run_id
+    assert "report.html" in {a.path for a in registry.client().list_artifacts(run_id)}
+    rows = customers(300).drop(columns=["churn"]).head(3).astype(object)
+    rows = rows.where(rows.notna(), None).to_dict(orient="records")
+    assert len(client.score(api_url, "e2e-mixed", rows=rows)["scores"]) == 3
+    rows[0]["plan"] = "platinum"
+    resp = requests.post(f"{api_url}/v1/models/e2e-mixed/score", json={"rows": rows}, timeout=60)
+    assert resp.status_code == 422 and "unknown category 'platinum'" in resp.text
+
+
+@pytest.mark.parametrize("mutate, column", [
+    (lambda df: df.assign(income=np.nan), "income"),
+    (lambda df: pd.concat([df, df.iloc[:1].assign(churn="maybe")]), "churn"),
+    (lambda df: df.assign(signup=pd.Timestamp("2024-01-01")), "signup"),
+])
+def test_synthesizer_refuses_bad_tables_naming_the_column(mutate, column):
+    with pytest.raises(DataValidationError) as err:
+        Synthesizer("never-fitted").fit(mutate(customers(50)), label="churn")
+    assert err.value.field == f"column {column!r}"

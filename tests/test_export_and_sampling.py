@@ -14,14 +14,13 @@ from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import fit_encoding, encoding_to_dict
 from gen_factory.card import CARD_FILE
 from gen_factory.export import GeneratorGraph, ScoreGraph, export_bundle, parity
-from gen_factory.models import ModelSpec, build_models
+from gen_factory.models import build_models, spec_for
 from gen_factory.onnx_model import OnnxModel
 
 
 def _bundle(tmp_path, data, name="m"):
     enc = fit_encoding(data)
-    values = data.features if data.kind == "table" else data.images
-    spec = ModelSpec(data.kind, len(data.label_names), list(values.shape[1:]))
+    spec = spec_for(data, enc, spectral_norm=True)
     torch.manual_seed(0)
     g, d = build_models(spec)
     d(torch.randn(2, *spec.shape), torch.tensor([0, 1]))  # one training-mode pass, as after training
@@ -126,8 +125,9 @@ def test_scores_by_label_and_best_over_labels(table_model):
 @pytest.mark.parametrize("rows, field", [
     ([{"x": 1.0, "y": 2.0, "count": 1, "zzz": 0}], "rows"),
     ([{"x": 1.0, "y": 2.0}], "rows[*]['count']"),
-    ([[1.0, 2.0]], "rows"),
-    ([[1.0, float("nan"), 2.0]], "rows[0]"),
+    ([[1.0, 2.0]], "rows[0]"),
+    ([[1.0, float("nan"), 2.0]], "rows[0]['y']"),
+    ([[1.0, "high", 2.0]], "rows[0]['y']"),
     ([], "rows"),
 ])
 def test_bad_rows_name_the_field(table_model, rows, field):
@@ -143,6 +143,45 @@ def test_image_inputs_are_shape_checked(image_model):
         anomaly.images_to_array(model, np.zeros((3, 7, 7)))
     with pytest.raises(DataValidationError, match="unknown label"):
         anomaly.label_ids(model, ["0", "x"], 2)
+
+
+@pytest.fixture(scope="module")
+def mixed_model(tmp_path_factory, gauss_table_module):
+    rng = np.random.default_rng(2)
+    df = gauss_table_module.assign(city=rng.choice(["paris", "rome", "oslo"], 200),
+                                   price=np.round(rng.gamma(2.0, 10.0, 200), 2))
+    df.loc[::9, "price"] = np.nan
+    df.loc[::13, "city"] = None
+    return _bundle(tmp_path_factory.mktemp("mixed"), table_from_frame(df, "label"))
+
+
+def test_mixed_tables_export_with_parity_and_typed_columns(mixed_model):
+    model = mixed_model[0]
+    assert max(model.card["parity_max_abs_diff"].values()) <= 1e-4
+    table = sampling.generate_table(model, [300, 300], seed=1)
+    schema = {f.name: str(f.type) for f in table.schema}
+    assert schema["city"] == "dictionary<values=string, indices=int32, ordered=0>"
+    assert schema["count"] == "int64" and schema["price"] == "double"
+    frame = table.to_pandas()
+    assert set(frame["city"].dropna()) <= {"oslo", "paris", "rome"}
+    assert frame["city"].isna().any() and frame["price"].isna().any()  # missing values are generated too
+    price = frame["price"].dropna().to_numpy()
+    assert np.array_equal(price, np.round(price, 2))  # whole cents, exactly as float64 writes them
+
+
+def test_mixed_rows_score_with_category_strings_and_missing_values(mixed_model):
+    model = mixed_model[0]
+    rows = [{"x": 1.0, "y": 0.5, "count": 3, "city": "rome", "price": None},
+            {"x": -3.0, "y": 1.0, "count": 9, "city": None, "price": 12.5}]
+    values = anomaly.rows_to_array(model, rows)
+    assert values[0, 3] == model.card["encoding"]["columns"][3]["categories"].index("rome")
+    assert np.isnan(values[0, 4]) and np.isnan(values[1, 3])
+    assert np.isfinite(anomaly.score(model, values)).all()
+    with pytest.raises(DataValidationError, match="unknown category 'lima'") as err:
+        anomaly.rows_to_array(model, [{**rows[0], "city": "lima"}])
+    assert err.value.field == "rows[0]['city']"
+    with pytest.raises(DataValidationError, match="never missing"):
+        anomaly.rows_to_array(model, [{**rows[0], "x": None}])
 
 
 def test_serving_and_bulk_modules_do_not_import_torch():

@@ -4,7 +4,7 @@ import torch
 
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import fit_encoding
-from gen_factory.models import ModelSpec, build_models
+from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.losses import discriminator_loss, generator_loss, gradient_penalty
 from gen_factory.train.loop import GANTrainer, default_hyper
 
@@ -54,9 +54,9 @@ def test_in_process_training_learns_the_conditional_means(gauss_table, loss):
     enc = fit_encoding(data)
     x, y = torch.tensor(enc.encode(data.features)), torch.tensor(data.labels)
     hyper = default_hyper("table", loss)
-    g, d = build_models(ModelSpec("table", 2, [3], spectral_norm=loss != "wgan-gp"))
+    g, d = build_models(spec_for(data, enc, spectral_norm=loss != "wgan-gp"))
     trainer = GANTrainer(g, d, hyper, noise_dim=64)
-    for _ in range(120):
+    for _ in range(240):
         perm = torch.randperm(len(x))
         trainer.epoch((x[perm[i:i + 64]], y[perm[i:i + 64]]) for i in range(0, len(x), 64))
     with torch.no_grad():

@@ -6,7 +6,7 @@ node instead of receiving it through the object store: a bundled name (``digits`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +14,18 @@ import pandas as pd
 
 from gen_factory.data.validate import DataValidationError, check_finite, check_labels
 
-BUNDLED_TABLES = ("breast_cancer", "iris", "wine")
+BUNDLED_TABLES = ("breast_cancer", "iris", "wine", "customers")
+MAX_CATEGORIES = 1000
 BUNDLED_IMAGES = ("digits",)
 
 
 @dataclass
 class TableData:
-    """Numeric feature columns plus an integer label per row (label names kept in order)."""
+    """Feature columns as float32 plus an integer label per row (label names kept in order).
+
+    Categorical columns (those in `categories`) hold the index of their value in that list;
+    a missing value is NaN in any column.
+    """
 
     name: str
     features: np.ndarray  # float32 [n, d]
@@ -29,10 +34,31 @@ class TableData:
     label_names: list[str]
     label_column: str = "label"
     kind: str = "table"
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     def subset(self, idx: np.ndarray) -> "TableData":
         return TableData(self.name, self.features[idx], self.labels[idx], self.columns,
-                         self.label_names, self.label_column)
+                         self.label_names, self.label_column, categories=self.categories)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame with category strings and the label column, as the user gave them."""
+        return frame_from_codes(self.features, self.labels, self.columns, self.categories,
+                                self.label_names, self.label_column)
+
+
+def frame_from_codes(values: np.ndarray, labels: np.ndarray, columns: list[str], categories: dict[str, list[str]],
+                     label_names: list[str], label_column: str) -> pd.DataFrame:
+    """Codes back to a DataFrame: categorical codes to their strings (NaN stays missing)."""
+    out = {}
+    for i, col in enumerate(columns):
+        if col in categories:
+            vocab = np.asarray(categories[col] + [None], dtype=object)
+            codes = values[:, i]
+            out[col] = vocab[np.where(np.isnan(codes), len(categories[col]), codes).astype(np.int64)]
+        else:
+            out[col] = values[:, i]
+    out[label_column] = np.asarray(label_names, dtype=object)[labels]
+    return pd.DataFrame(out)
 
 
 @dataclass
@@ -81,8 +107,13 @@ def load_dataset(spec: str, label_column: str = "label") -> Dataset:
 
 
 def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
-                     label_names: list[str] | None = None) -> TableData:
-    """Validate a frame and turn it into numeric features + integer labels (in ``label_names`` order)."""
+                     label_names: list[str] | None = None, categorical: list[str] | None = None) -> TableData:
+    """Validate a frame and turn it into features + integer labels (in ``label_names`` order).
+
+    Column types are inferred: numbers are continuous, strings / booleans / pandas categories are
+    categorical; `categorical` names numeric columns to treat as categories instead. Missing values
+    are kept (NaN) and modelled; a column that is missing everywhere is refused.
+    """
     if df.shape[0] == 0:
         raise DataValidationError("dataset", "0 rows", "provide a table with at least 2 rows per label")
     if label_column not in df.columns:
@@ -98,22 +129,53 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
         )
     features = df.drop(columns=[label_column])
     if features.shape[1] == 0:
-        raise DataValidationError("dataset", "no feature columns", "add at least one numeric column besides the label")
-    for col in features.columns:
-        if not (pd.api.types.is_numeric_dtype(features[col]) or pd.api.types.is_bool_dtype(features[col])):
-            example = features[col].dropna().iloc[0] if features[col].notna().any() else None
-            raise DataValidationError(
-                f"column {col!r}", f"non-numeric value {example!r} (dtype {features[col].dtype})",
-                "encode the column as numbers or drop it (categorical columns are not supported yet)",
-            )
-    values = features.to_numpy(dtype=np.float64)
+        raise DataValidationError("dataset", "no feature columns", "add at least one column besides the label")
+    unknown = sorted(set(categorical or []) - set(map(str, features.columns)))
+    if unknown:
+        raise DataValidationError("categorical", f"unknown column(s) {unknown}", "name feature columns of the table")
     columns = [str(c) for c in features.columns]
+    values = np.empty(features.shape, dtype=np.float64)
+    categories: dict[str, list[str]] = {}
+    for i, (col, series) in enumerate(zip(columns, (features[c] for c in features.columns))):
+        if series.isna().all():
+            raise DataValidationError(f"column {col!r}", "missing in every row", "drop the column or fill it")
+        if col in (categorical or []) or _is_categorical(series):
+            categories[col], values[:, i] = _codes(col, series)
+        elif pd.api.types.is_numeric_dtype(series):
+            values[:, i] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            example = series.dropna().iloc[0]
+            raise DataValidationError(
+                f"column {col!r}", f"value {example!r} of a type that cannot be modelled (dtype {series.dtype})",
+                "convert it to numbers or strings (e.g. a date to days since a start date), or drop it",
+            )
     check_finite(values, columns)
     label_names = label_names or sorted(labels_raw.astype(str).unique().tolist(), key=_natural_key)
     index = {name: i for i, name in enumerate(label_names)}
     labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64)
     check_labels(labels, label_names, field=f"column {label_column!r}")
-    return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column)
+    return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column, categories=categories)
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    kind = series.dtype
+    if kind == object:  # strings (or bools) with missing values; anything else cannot be modelled
+        return all(isinstance(v, (str, bool, np.bool_)) for v in series.dropna())
+    return (pd.api.types.is_bool_dtype(kind) or isinstance(kind, pd.CategoricalDtype)
+            or pd.api.types.is_string_dtype(kind))
+
+
+def _codes(col: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Category strings in sorted order and each row's index into them (NaN where missing)."""
+    present = series.notna().to_numpy()
+    text = series[present].astype(str)
+    vocab = sorted(text.unique().tolist(), key=_natural_key)
+    if len(vocab) > MAX_CATEGORIES:
+        raise DataValidationError(f"column {col!r}", f"{len(vocab)} distinct values",
+                                  f"drop identifier-like columns or group values to at most {MAX_CATEGORIES} categories")
+    codes = np.full(len(series), np.nan)
+    codes[present] = text.map({v: i for i, v in enumerate(vocab)}).to_numpy(dtype=np.float64)
+    return vocab, codes
 
 
 def images_from_arrays(images: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None,
@@ -163,6 +225,10 @@ def split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dat
 def _load_bundled(name: str) -> Dataset:
     from sklearn import datasets as skd
 
+    if name == "customers":
+        from gen_factory.data.procedural import customers
+
+        return table_from_frame(customers(), "churn", name="customers", label_names=["no", "yes"])
     if name == "digits":
         d = skd.load_digits()
         return images_from_arrays(d.images, d.target, [str(i) for i in range(10)], name="digits")

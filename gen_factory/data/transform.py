@@ -13,43 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen_factory.data.datasets import Dataset, ImageData, TableData
-
-
-@dataclass
-class TableEncoding:
-    """Per-column standardisation; decode clips to the observed range and restores integer columns."""
-
-    mean: list[float]
-    std: list[float]
-    low: list[float]
-    high: list[float]
-    integer: list[bool]
-
-    @classmethod
-    def fit(cls, data: TableData) -> "TableEncoding":
-        x = data.features.astype(np.float64)
-        std = x.std(axis=0)
-        return cls(
-            mean=x.mean(axis=0).tolist(),
-            std=np.where(std > 0, std, 1.0).tolist(),
-            low=x.min(axis=0).tolist(),
-            high=x.max(axis=0).tolist(),
-            integer=[bool(np.all(np.mod(col, 1) == 0)) for col in x.T],
-        )
-
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
-
-    def encoder(self) -> nn.Module:
-        return _Affine(1.0 / np.asarray(self.std), -np.asarray(self.mean) / np.asarray(self.std))
-
-    def decoder(self) -> nn.Module:
-        return _TableDecoder(self)
-
-    def unit(self) -> np.ndarray:
-        """Size of one encoded unit in raw values, per column."""
-        return np.asarray(self.std, dtype=np.float32)
+from gen_factory.data.datasets import Dataset, ImageData
+from gen_factory.data.table_transformer import TableEncoding
 
 
 @dataclass
@@ -102,21 +67,6 @@ class _Affine(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift
-
-
-class _TableDecoder(nn.Module):
-    def __init__(self, enc: TableEncoding):
-        super().__init__()
-        f32 = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
-        self.register_buffer("mean", f32(enc.mean))
-        self.register_buffer("std", f32(enc.std))
-        self.register_buffer("low", f32(enc.low))
-        self.register_buffer("high", f32(enc.high))
-        self.register_buffer("integer", torch.tensor(enc.integer, dtype=torch.bool))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = torch.maximum(torch.minimum(z * self.std + self.mean, self.high), self.low)
-        return torch.where(self.integer, torch.round(x), x)
 
 
 class _ImageDecoder(nn.Module):

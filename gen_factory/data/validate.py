@@ -32,13 +32,13 @@ def check_labels(labels: np.ndarray, label_names: list[str], field: str = "label
 
 
 def check_finite(values: np.ndarray, columns: list[str]) -> None:
-    """NaN or inf would poison every gradient: reject them with the column and the count."""
-    bad = ~np.isfinite(values)
+    """Infinities cannot be modelled: reject them with the column and the count (NaN = missing is fine)."""
+    bad = np.isinf(values)
     if bad.any():
         col = int(np.argmax(bad.any(axis=0)))
         rows = np.flatnonzero(bad[:, col])
         sample = values[rows[0], col]
         raise DataValidationError(
             f"column {columns[col]!r}", f"{sample} in {len(rows)} row(s) (first at row {int(rows[0])})",
-            "fill or drop the missing/infinite values before training",
+            "replace the infinite values (e.g. by NaN, a missing value) before training",
         )

@@ -22,13 +22,24 @@ class ModelSpec:
     widths: dict = field(default_factory=dict)  # optional overrides: hidden/depth, g_width/d_width
     arch: str = "conv"  # images: "conv" (DCGAN-shaped) | "mlp" (fully connected)
     conditioning: str = "projection"  # images: how D sees the label: "projection" | "concat" | "none"
+    spans: list = field(default_factory=list)  # tables: [activation, width] blocks of the encoded row
+
+
+def spec_for(data, encoding, **networks) -> ModelSpec:
+    """The spec a dataset needs: encoded width and output activations for tables, image shape else;
+    `networks` carries the other ModelSpec fields (spectral_norm, an image variant's arch, ...)."""
+    if data.kind == "table":
+        return ModelSpec(kind="table", n_labels=len(data.label_names), shape=[encoding.width],
+                         spans=[list(s) for s in encoding.spans()], **networks)
+    return ModelSpec(kind="image", n_labels=len(data.label_names), shape=list(data.images.shape[1:]), **networks)
 
 
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     w = spec.widths
     if spec.kind == "table":
         (n_features,) = spec.shape
-        g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2))
+        g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
+                             spans=spec.spans)
         d = TabularDiscriminator(spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
                                  spectral_norm=spec.spectral_norm)
         return g, d

@@ -1,0 +1,134 @@
+"""gen_factory vs SDV (CTGAN, GaussianCopula) on the same 70/30 stratified split (seed 0).
+
+    python bench/tabular_quality.py [--tables breast_cancer customers wine] [--ray]
+
+gen_factory trains in-process (the same encoding, networks and GANTrainer a Ray worker runs;
+`--ray` also times the full Ray Train + MLflow path once) and samples through its exported ONNX
+graph. SDV runs in its own venv (.venv-bench, `make bench-venv`) through bench/sdv_runner.py.
+Every system is scored by gen_factory.evaluate with SDMetrics' definitions; the SDMetrics
+QualityReport itself scores gen_factory's rows too, as a check of those definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen_factory.data import load_dataset, split  # noqa: E402
+from gen_factory.data.datasets import frame_from_codes  # noqa: E402
+from gen_factory.evaluate.quality import column_kinds  # noqa: E402
+from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
+
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
+RUNNER = ROOT / "bench" / "sdv_runner.py"
+SAMPLE_ROWS = 20_000
+
+
+def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    import torch
+
+    from gen_factory.export import export_bundle
+    from gen_factory.onnx_model import OnnxModel
+    from gen_factory.sampling import generate_arrays, generate_table
+    from gen_factory.data.transform import encoding_to_dict
+    from gen_factory.train.local import train_table
+
+    torch.set_num_threads(1)  # as SDV below; the machine's 2 cores are shared
+    started = time.perf_counter()
+    g, d, encoding, spec, _ = train_table(train, epochs, seed=seed)
+    fit_seconds = time.perf_counter() - started
+    card = {"kind": "table", "label_names": train.label_names, "label_column": train.label_column,
+            "columns": train.columns, "shape": spec.shape, "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
+            "encoding": encoding_to_dict(encoding)}
+    export_bundle(g, d, encoding, card, tmp / "gf")
+    model = OnnxModel(tmp / "gf", threads=1)
+    values, labels = generate_arrays(model, np.bincount(train.labels).tolist(), seed)
+    synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)
+    per_label = -(-SAMPLE_ROWS // len(train.label_names))
+    started = time.perf_counter()
+    generate_table(model, [per_label] * len(train.label_names), seed + 1)
+    return synth, {"fit_seconds": fit_seconds, "rows_per_second": per_label * len(train.label_names)
+                   / (time.perf_counter() - started)}
+
+
+def run_sdv(kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    train_csv, out_csv = tmp / "train.csv", tmp / f"{kind}.csv"
+    train_frame.to_csv(train_csv, index=False)
+    out = subprocess.run([str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out_csv), str(seed)],
+                         check=True, capture_output=True, text=True)
+    return pd.read_csv(out_csv), json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sdmetrics_check(real: pd.DataFrame, synth: pd.DataFrame, kinds: dict, tmp: Path) -> dict:
+    real.to_csv(tmp / "real.csv", index=False)
+    synth.to_csv(tmp / "synth.csv", index=False)
+    out = subprocess.run([str(BENCH_PYTHON), str(RUNNER), "check", str(tmp / "real.csv"), str(tmp / "synth.csv"),
+                          json.dumps(kinds)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ray_path_seconds(dataset: str, epochs: int | None) -> float:
+    from gen_factory.pipeline import TrainJob, train_and_register
+
+    started = time.perf_counter()
+    train_and_register(TrainJob(dataset=dataset, epochs=epochs, num_workers=1, run_name=f"bench-{dataset}-{time.time():.0f}"),
+                       log=lambda *_: None)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", nargs="+", default=["breast_cancer", "customers"])
+    parser.add_argument("--epochs", type=int, default=None, help="gen_factory epochs (default: the pipeline's)")
+    parser.add_argument("--ray", action="store_true", help="also time the Ray Train + MLflow path once")
+    args = parser.parse_args()
+    from gen_factory.pipeline import default_epochs
+
+    if not BENCH_PYTHON.exists():
+        sys.exit(f"{BENCH_PYTHON} is missing: run `make bench-venv` (SDV lives in its own venv)")
+    rows, checks = [], []
+    for name in args.tables:
+        train, holdout = split(load_dataset(name), 0.3, 0)
+        epochs = args.epochs or default_epochs("table", len(train.labels), 64)
+        real, hold = train.frame(), holdout.frame()
+        kinds = column_kinds(real, {train.label_column})
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            systems = {"gen_factory": run_gen_factory(train, tmp, epochs)}
+            for kind, label in (("ctgan", "SDV CTGAN"), ("copula", "SDV GaussianCopula")):
+                systems[label] = run_sdv(kind, real, train.label_column, tmp)
+            checks.append((name, sdmetrics_check(real, systems["gen_factory"][0], kinds, tmp)))
+        for system, (synth, timing) in systems.items():
+            result = evaluate_table(real, synth, hold, train.label_column)
+            rows.append({"table": name, "system": system, **headline(result), **timing,
+                         "epochs": epochs if system == "gen_factory" else None})
+            if system == "gen_factory":
+                checks[-1] = (*checks[-1], result["quality"])
+    frame = pd.DataFrame(rows)
+    cols = ["table", "system", "quality", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_macro_f1",
+            "real_accuracy", "dcr_ratio", "fit_seconds", "rows_per_second", "epochs"]
+    print(f"\n70/30 stratified split, seed 0; TSTR = RandomForest(200, seed 0) on the real hold-out")
+    print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"))
+    print("\nSDMetrics QualityReport on gen_factory's rows vs gen_factory.evaluate (same definitions):")
+    for name, sdm, ours in checks:
+        print(f"  {name}: SDMetrics quality {sdm['quality']:.4f} shapes {sdm['column_shapes']:.4f} "
+              f"trends {sdm['column_pair_trends']:.4f} | ours {ours['quality']:.4f} {ours['column_shapes']:.4f} "
+              f"{ours['column_pair_trends']:.4f}")
+    if args.ray:
+        print(f"\nRay Train path (1 worker, train + export + evaluate + register), {args.tables[0]}: "
+              f"{ray_path_seconds(args.tables[0], args.epochs):.1f} s")
+
+
+if __name__ == "__main__":
+    main()

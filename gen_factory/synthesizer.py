@@ -1,0 +1,73 @@
+"""The Python API a data scientist expects: `fit(df, label=...)`, `sample(n or counts, seed=...)`,
+save/load through the MLflow registry by `name@alias`.
+
+`fit` takes the same path as `genfactory train` (validation, Ray Train, ONNX export, evaluation,
+registration); `sample` runs the registered ONNX generator, so rows are identical to what the
+HTTP API and `genfactory pull` return for the same model, counts and seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from gen_factory import registry, settings
+from gen_factory.data.datasets import table_from_frame
+from gen_factory.data.validate import DataValidationError
+from gen_factory.onnx_model import OnnxModel
+from gen_factory.sampling import generate_table, resolve_counts
+
+
+class Synthesizer:
+    """A conditional table GAN registered as `name`; `load` one that is, or `fit` a new version."""
+
+    def __init__(self, name: str, *, epochs: int | None = None, num_workers: int = 1, seed: int = 0):
+        self.name, self.epochs, self.num_workers, self.seed = name, epochs, num_workers, seed
+        self.model: OnnxModel | None = None
+        self.ref: registry.ModelRef | None = None
+        self.metrics: dict = {}
+
+    def fit(self, df: pd.DataFrame, label: str, alias: str | None = settings.DEFAULT_ALIAS) -> "Synthesizer":
+        """Validate `df` (errors name the column), train on Ray, register a new version of `name`."""
+        from gen_factory.pipeline import TrainJob, train_and_register
+
+        table_from_frame(df, label)  # refuse bad input here, before anything is written or started
+        path = settings.data_dir() / "datasets" / f"{self.name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(path)
+        summary = train_and_register(TrainJob(str(path), model_name=self.name, label_column=label, epochs=self.epochs,
+                                              num_workers=self.num_workers, seed=self.seed, alias=alias),
+                                     log=lambda *_: None)
+        self.metrics = summary["metrics"]
+        return self._open(summary["ref"])
+
+    @classmethod
+    def load(cls, ref: str) -> "Synthesizer":
+        """`name@alias`, `name/version` or `name` (its champion) from the registry."""
+        resolved = registry.resolve(ref)
+        return cls(resolved.name)._open(resolved)
+
+    def sample(self, n: int | None = None, *, counts: dict[str, int] | None = None, seed: int = 0) -> pd.DataFrame:
+        """`n` rows in the training label proportions, or exactly `counts` rows per label."""
+        if self.model is None:
+            raise DataValidationError("synthesizer", "not fitted", "call fit(df, label=...) or Synthesizer.load(ref)")
+        if (n is None) == (counts is None):
+            raise DataValidationError("sample", "both or neither of n / counts", "give n rows or counts per label")
+        if counts is None:
+            counts = dict(zip(self.model.label_names, apportion(n, self.model.card["label_counts"])))
+        table = generate_table(self.model, resolve_counts(self.model.label_names, counts), seed)
+        return table.to_pandas()
+
+    def _open(self, ref: registry.ModelRef) -> "Synthesizer":
+        self.ref, self.model = ref, OnnxModel(registry.download(ref))
+        return self
+
+
+def apportion(n: int, weights: list[int]) -> list[int]:
+    """Split `n` in proportion to `weights`, whole numbers summing to n (largest remainders first)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataValidationError("n", repr(n), "ask for a whole number of rows >= 1")
+    share = n * np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    out = np.floor(share).astype(int)
+    out[np.argsort(-(share - out), kind="stable")[: n - out.sum()]] += 1
+    return out.tolist()

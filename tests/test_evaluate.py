@@ -1,0 +1,74 @@
+"""Evaluation: SDMetrics-definition scores on hand-checkable tables, TSTR, DCR, the report and the CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gen_factory.cli import main as cli
+from gen_factory.evaluate import evaluate_table
+from gen_factory.evaluate.quality import (contingency_similarity, correlation_similarity, ks_complement,
+                                          quality_report, tv_complement)
+
+
+@pytest.fixture
+def tables():
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=n)
+    label = np.where(x + rng.normal(0, 0.3, n) > 0, "hi", "lo")
+    frame = pd.DataFrame({"x": x, "y": 2 * x + rng.normal(0, 0.5, n), "city": np.where(x > 0.5, "paris", "rome"),
+                          "label": label})
+    return frame.iloc[:200].reset_index(drop=True), frame.iloc[200:].reset_index(drop=True)
+
+
+def test_single_column_and_pair_scores_match_their_definitions():
+    a = pd.Series(["x"] * 6 + ["y"] * 4)
+    b = pd.Series(["x"] * 3 + ["y"] * 7)
+    assert tv_complement(a, b) == pytest.approx(0.7)  # 1 - (|0.6-0.3| + |0.4-0.7|) / 2
+    assert ks_complement(pd.Series([1.0, 2, 3, 4]), pd.Series([3.0, 4, 5, 6])) == pytest.approx(0.5)
+    r = pd.DataFrame({"u": np.arange(10.0), "v": np.arange(10.0)})
+    s = pd.DataFrame({"u": np.arange(10.0), "v": -np.arange(10.0)})
+    assert correlation_similarity(r, s) == pytest.approx(0.0)  # r = 1 vs -1
+    weak = pd.DataFrame({"u": [0.0, 1, 0, 1], "v": [0.0, 0, 1, 1]})  # no real correlation: not scored
+    assert np.isnan(correlation_similarity(weak, weak))
+    pairs = pd.DataFrame({"a": ["p", "p", "q", "q"], "b": ["m", "m", "n", "n"]})
+    assert contingency_similarity(pairs, pairs) == 1.0
+    assert contingency_similarity(pairs, pairs.assign(b=["n", "n", "m", "m"])) == 0.0
+
+
+def test_identical_tables_score_one_and_a_shift_scores_lower(tables):
+    train, _ = tables
+    same = quality_report(train, train, {"city", "label"})
+    assert same["quality"] == pytest.approx(1.0) and same["kinds"]["city"] == "categorical"
+    shifted = quality_report(train, train.assign(x=train["x"] + 1.0), {"city", "label"})
+    assert shifted["shapes"]["x"] < 0.8 and shifted["shapes"]["y"] == 1.0
+
+
+def test_tstr_and_privacy_see_copies_and_noise(tables):
+    train, holdout = tables
+    copies = evaluate_table(train, train, holdout, "label")
+    assert copies["tstr"] == copies["trtr"] and copies["tstr"]["accuracy"] > 0.8
+    assert copies["privacy"]["exact_copies_fraction"] == 1.0 and copies["privacy"]["dcr_ratio"] == 0.0
+    rng = np.random.default_rng(1)
+    noise = train.assign(x=rng.normal(size=len(train)), y=rng.normal(size=len(train)))
+    useless = evaluate_table(train, noise, holdout, "label")
+    assert useless["tstr"]["accuracy"] < copies["tstr"]["accuracy"] - 0.1
+    assert useless["privacy"]["exact_copies_fraction"] == 0.0
+
+
+def test_cli_evaluate_writes_a_report_with_plots(tables, tmp_path, capsys):
+    train, holdout = tables
+    train.to_parquet(tmp_path / "real.parquet")
+    train.sample(frac=1.0, random_state=0).to_csv(tmp_path / "synth.csv", index=False)
+    holdout.to_parquet(tmp_path / "hold.parquet")
+    assert cli(["evaluate", str(tmp_path / "real.parquet"), str(tmp_path / "synth.csv"), "--holdout",
+                str(tmp_path / "hold.parquet"), "--report", str(tmp_path / "r.html")]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["quality"] == pytest.approx(1.0) and 0 <= figures["tstr_macro_f1"] <= 1
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64,") == 1 + len(train.columns)  # heat maps + one per column
+    assert cli(["evaluate", str(tmp_path / "real.parquet"), str(tmp_path / "synth.csv"), "--holdout",
+                str(tmp_path / "hold.parquet"), "--label-column", "nope"]) == 2
+    assert "--label-column" in capsys.readouterr().err
