@@ -141,7 +141,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         raise
     log(f"[train] registered {ref.name} version {ref.version}" + (f" as @{ref.alias}" if ref.alias else "")
         + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}")
-    return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "seconds": time.time() - started}
+    return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "epochs": epochs,
+            "seconds": time.time() - started}
 
 
 def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 200,
