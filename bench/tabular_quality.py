@@ -118,7 +118,7 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     cols = ["table", "system", "quality", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_macro_f1",
             "real_accuracy", "dcr_ratio", "fit_seconds", "rows_per_second", "epochs"]
-    print(f"\n70/30 stratified split, seed 0; TSTR = RandomForest(200, seed 0) on the real hold-out")
+    print("\n70/30 stratified split, seed 0; TSTR = RandomForest(200, seed 0) on the real hold-out")
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"))
     print("\nSDMetrics QualityReport on gen_factory's rows vs gen_factory.evaluate (same definitions):")
     for name, sdm, ours in checks:
