@@ -19,9 +19,10 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from pyarrow.fs import FileSystem, FileType, LocalFileSystem
+from pyarrow.fs import FileType
 
 from gen_factory import registry
+from gen_factory.settings import filesystem
 from gen_factory.data.validate import DataValidationError
 
 MANIFEST = "_manifest.json"
@@ -54,7 +55,7 @@ class ShardWriter:
         os.environ.update(env)  # the driver's data directory and tracking URI
         self.ref = registry.ModelRef(name, version)
         self.model = OnnxModel(registry.download(self.ref), threads=1)
-        self.fs, self.root = _filesystem(root)
+        self.fs, self.root = filesystem(root)
         self.seed = seed
 
     def __call__(self, batch: dict) -> dict:
@@ -90,7 +91,7 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
 
     if workers < 1 or block_rows < 1:
         raise DataValidationError("--workers/--block-rows", f"{workers}/{block_rows}", "use whole numbers >= 1")
-    fs, final = _filesystem(str(out))
+    fs, final = filesystem(str(out))
     local = fs.type_name == "local"
     if fs.get_file_info(final).type != FileType.NotFound and not overwrite:
         raise DataValidationError("--out", str(out), "choose a new directory, or pass --overwrite to replace it")
@@ -139,7 +140,7 @@ def verify(out: str | Path) -> list[str]:
 
     import pyarrow.parquet as pq
 
-    fs, root = _filesystem(str(out))
+    fs, root = filesystem(str(out))
     with fs.open_input_stream(f"{root}/{MANIFEST}") as fh:
         manifest = json.loads(fh.read())
     bad = []
@@ -172,13 +173,6 @@ def _counts(label_names: list[str], rows: int | None, counts: dict[str, int] | N
     if sum(out) == 0:
         raise DataValidationError("--count", "0 rows in total", "ask for at least one row")
     return out
-
-
-def _filesystem(location: str):
-    """(pyarrow filesystem, path) for a local path or a URI (s3://, gs://, file://, ...)."""
-    if "://" not in location:
-        return LocalFileSystem(), str(Path(location).resolve())
-    return FileSystem.from_uri(location)
 
 
 def _safe(label: str) -> str:

@@ -34,3 +34,13 @@ def artifact_root() -> str:
 def ray_storage() -> str:
     """Ray Train storage path: checkpoints of every run, shared by all workers of a node."""
     return os.environ.get("GENFACTORY_RAY_STORAGE") or str(data_dir() / "ray_results")
+
+
+def filesystem(location: str):
+    """(pyarrow filesystem, path) for a local path or a URI (s3://, gs://, file://, ...): checkpoint
+    storage and bulk output can live on any of them."""
+    from pyarrow.fs import FileSystem, LocalFileSystem
+
+    if "://" not in location:
+        return LocalFileSystem(), str(Path(location).resolve())
+    return FileSystem.from_uri(location)

@@ -169,18 +169,27 @@ class _PiecewiseLinear(nn.Module):
         return self.y0[i] + self.slope[i] * (t - self.x0[i])
 
 
+def _register_columns(module: nn.Module, columns: list[dict], inverse: bool) -> None:
+    """What encoder and decoder share: the quantile maps (values -> scores, or back when `inverse`)
+    and each mode-normalised column's means and stds as buffers."""
+    module.columns = columns
+    module.maps = nn.ModuleDict({
+        str(i): _PiecewiseLinear(*((c["scores"], c["values"]) if inverse else (c["values"], c["scores"])))
+        for i, c in enumerate(columns) if c["kind"] == "continuous" and c["method"] == "quantile"})
+    for i, c in enumerate(columns):
+        if c["kind"] == "continuous" and c["method"] == "modes":
+            module.register_buffer(f"mu{i}", _f32(c["means"]))
+            module.register_buffer(f"sd{i}", _f32(c["stds"]))
+
+
 class _Encoder(nn.Module):
     """raw values [B, d] (codes for categories, NaN = missing) -> encoded rows [B, width]."""
 
     def __init__(self, columns: list[dict]):
         super().__init__()
-        self.columns = columns
-        self.maps = nn.ModuleDict({str(i): _PiecewiseLinear(c["values"], c["scores"]) for i, c in enumerate(columns)
-                                   if c["kind"] == "continuous" and c["method"] == "quantile"})
+        _register_columns(self, columns, inverse=False)
         for i, c in enumerate(columns):
             if c["kind"] == "continuous" and c["method"] == "modes":
-                self.register_buffer(f"mu{i}", _f32(c["means"]))
-                self.register_buffer(f"sd{i}", _f32(c["stds"]))
                 self.register_buffer(f"logw{i}", _f32(np.log(c["weights"])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,13 +221,7 @@ class _Decoder(nn.Module):
 
     def __init__(self, columns: list[dict]):
         super().__init__()
-        self.columns = columns
-        self.maps = nn.ModuleDict({str(i): _PiecewiseLinear(c["scores"], c["values"]) for i, c in enumerate(columns)
-                                   if c["kind"] == "continuous" and c["method"] == "quantile"})
-        for i, c in enumerate(columns):
-            if c["kind"] == "continuous" and c["method"] == "modes":
-                self.register_buffer(f"mu{i}", _f32(c["means"]))
-                self.register_buffer(f"sd{i}", _f32(c["stds"]))
+        _register_columns(self, columns, inverse=True)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         out, at = [], 0

@@ -21,6 +21,7 @@ import torch
 from gen_factory.data import load_dataset, split
 from gen_factory.data.transform import encoding_from_dict
 from gen_factory.models import ModelSpec, build_models
+from gen_factory.settings import filesystem
 from gen_factory.train.loop import GANTrainer, Hyper
 
 STATE_FILE = "state.pt"
@@ -59,7 +60,7 @@ def check_resumable(config: dict, name: str, storage_path: str) -> None:
 
     from gen_factory.data.validate import DataValidationError
 
-    fs, root = pyarrow.fs.FileSystem.from_uri(storage_path if "://" in storage_path else Path(storage_path).resolve().as_uri())
+    fs, root = filesystem(storage_path)
     path = f"{root}/{name}/{SETTINGS_FILE}"
     # Through JSON so tuples and lists compare equal.
     wanted = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_SETTINGS}))
