@@ -39,6 +39,7 @@ def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[pd.Da
     import torch
 
     from gen_factory.export import export_bundle
+    from gen_factory.models.encoder import build_encoder
     from gen_factory.onnx_model import OnnxModel
     from gen_factory.sampling import generate_arrays, generate_table
     from gen_factory.data.transform import encoding_to_dict
@@ -51,7 +52,8 @@ def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[pd.Da
     card = {"kind": "table", "label_names": train.label_names, "label_column": train.label_column,
             "columns": train.columns, "shape": spec.shape, "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
             "encoding": encoding_to_dict(encoding)}
-    export_bundle(g, d, encoding, card, tmp / "gf")
+    # Only the generator is measured here: the scorer gets an untrained encoder (bench/anomaly.py trains one).
+    export_bundle(g, d, build_encoder(spec).eval(), (1.0, 1.0), encoding, card, tmp / "gf")
     model = OnnxModel(tmp / "gf", threads=1)
     values, labels = generate_arrays(model, np.bincount(train.labels).tolist(), seed)
     synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)

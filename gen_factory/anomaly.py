@@ -1,14 +1,17 @@
-"""Anomaly scores from the exported discriminator: higher = less like the training data.
+"""Anomaly scores from the exported scorer graph, and their calibration: higher = less like the training data.
 
-First version: the negated critic output. Without a label, an input is scored against every
-label and keeps its lowest score (its most plausible class), so a normal row of any class
-scores low.
+The graph returns every method at once (card `score_methods`: the negated critic, and the
+f-AnoGAN residual through the encoder and generator). Without a label, an input is scored against
+every label and keeps its lowest score (its most plausible class), so a normal row of any class
+scores low. A threshold per method, set at a false-positive rate on held-out normal data when the
+model was trained (card `anomaly`), turns a score into an `is_anomaly` flag.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gen_factory.card import DEFAULT_SCORE_METHOD
 from gen_factory.data.validate import DataValidationError
 from gen_factory.onnx_model import OnnxModel
 
@@ -94,8 +97,8 @@ def label_ids(model: OnnxModel, labels: list | None, n: int) -> np.ndarray | Non
     return np.array([names.index(str(v)) for v in labels], dtype=np.int64)
 
 
-def score(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """One score per input; against its given label, else the minimum over all labels."""
+def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Scores [n, methods]: against each input's label, else the minimum over all labels (per method)."""
     if len(values) > MAX_INPUTS_PER_REQUEST:
         raise DataValidationError("inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request")
     if labels is not None:
@@ -103,7 +106,44 @@ def score(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None
     n_labels = len(model.label_names)
     tiled = np.repeat(values, n_labels, axis=0)
     every = np.tile(np.arange(n_labels, dtype=np.int64), len(values))
-    return model.score_raw(tiled, every).reshape(len(values), n_labels).min(axis=1).astype(np.float32)
+    scores = model.score_raw(tiled, every)
+    return scores.reshape(len(values), n_labels, -1).min(axis=1).astype(np.float32)
+
+
+def method_index(model: OnnxModel, method: str | None) -> int:
+    """Column of `method` (default: the card's default) in the scorer's output."""
+    methods = model.card["score_methods"]
+    method = method or DEFAULT_SCORE_METHOD
+    if method not in methods:
+        raise DataValidationError("method", repr(method), f"use one of: {', '.join(methods)}")
+    return methods.index(method)
+
+
+def score(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None,
+          method: str | None = None) -> np.ndarray:
+    """One score per input with one method (default: the card's default)."""
+    return score_matrix(model, values, labels)[:, method_index(model, method)]
+
+
+def calibrate(model: OnnxModel, values: np.ndarray, labels: np.ndarray, fpr: float) -> dict:
+    """Per method, the score above which at most `fpr` of these (normal, held-out) inputs fall: one
+    threshold for scoring against the given label, one for the best over all labels."""
+    given, best = score_matrix(model, values, labels), score_matrix(model, values)
+    return {method: {"given_label": _upper_quantile(given[:, k], fpr), "best_label": _upper_quantile(best[:, k], fpr)}
+            for k, method in enumerate(model.card["score_methods"])}
+
+
+def _upper_quantile(scores: np.ndarray, fpr: float) -> float:
+    return float(np.quantile(scores, 1.0 - fpr, method="higher"))
+
+
+def verdict(model: OnnxModel, scores: np.ndarray, method: str | None, by_label: bool) -> tuple[float | None, list[bool] | None]:
+    """(threshold, is_anomaly per score) from the card's calibration; (None, None) if it has none."""
+    calibration = model.card.get("anomaly", {}).get("thresholds", {}).get(method or DEFAULT_SCORE_METHOD)
+    if not calibration:
+        return None, None
+    threshold = calibration["given_label" if by_label else "best_label"]
+    return threshold, (np.asarray(scores) > threshold).tolist()
 
 
 def _as_array(data, field: str) -> np.ndarray:

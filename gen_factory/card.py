@@ -9,6 +9,9 @@ from pathlib import Path
 GENERATOR_FILE = "model.onnx"  # the name MLflow's ONNX flavour expects for the primary model
 SCORER_FILE = "discriminator.onnx"
 CARD_FILE = "card.json"
+# The columns of the scorer graph's output, in order; `fanogan` is the default (bench/RESULTS.md).
+SCORE_METHODS = ("critic", "fanogan")
+DEFAULT_SCORE_METHOD = "fanogan"
 
 
 def read_card(bundle_dir: Path) -> dict:

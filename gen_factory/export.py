@@ -1,4 +1,5 @@
-"""Export to ONNX: the generator with its decoding, the discriminator with its encoding.
+"""Export to ONNX: the generator with its decoding; the anomaly scorer (discriminator, encoder and
+generator) with the value encoding in front.
 
 The graphs take and return *real* values (table columns, pixels), so serving needs neither torch
 nor Python-side transforms. Each export is parity-checked against torch on fresh random inputs,
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen_factory.card import GENERATOR_FILE, SCORER_FILE, write_card
+from gen_factory.card import GENERATOR_FILE, SCORE_METHODS, SCORER_FILE, write_card
+from gen_factory.models.encoder import residuals
 
 PARITY_TOLERANCE = 1e-4
 
@@ -31,14 +33,25 @@ class GeneratorGraph(nn.Module):
 
 
 class ScoreGraph(nn.Module):
-    """(values [B, ...] float32, labels [B] int64) -> anomaly score [B]: the negated critic output."""
+    """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(SCORE_METHODS)]; higher = stranger.
 
-    def __init__(self, discriminator: nn.Module, encoder: nn.Module):
+    `critic`: the negated discriminator output. `fanogan`: the f-AnoGAN residual of x against
+    G(E(x), label) - values plus discriminator features, each divided by its mean on the normal
+    training data (`scales`), so a typical normal input scores about 2.
+    """
+
+    def __init__(self, discriminator: nn.Module, generator: nn.Module, encoder: nn.Module, value_encoder: nn.Module,
+                 scales: tuple[float, float]):
         super().__init__()
-        self.discriminator, self.encoder = discriminator, encoder
+        self.discriminator, self.generator, self.encoder, self.value_encoder = (discriminator, generator, encoder,
+                                                                               value_encoder)
+        self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return -self.discriminator(self.encoder(values), labels)
+        x = self.value_encoder(values)
+        reconstruction, features = residuals(self.encoder, self.generator, self.discriminator, x, labels)
+        fanogan = reconstruction / self.scales[0] + features / self.scales[1]
+        return torch.stack([-self.discriminator(x, labels), fanogan], dim=1)
 
 
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
@@ -87,8 +100,9 @@ def _fresh_like(example: tuple[torch.Tensor, torch.Tensor], seed: int, batch: in
             torch.randint(0, max(1, n_labels), (batch,), generator=gen))
 
 
-def export_bundle(generator: nn.Module, discriminator: nn.Module, encoding, card: dict, out_dir: Path) -> dict:
-    """Write model.onnx, discriminator.onnx and card.json into `out_dir`; return the parity figures.
+def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module, scales: tuple[float, float],
+                  encoding, card: dict, out_dir: Path) -> dict:
+    """Write model.onnx, discriminator.onnx (the scorer) and card.json into `out_dir`; return the parity figures.
 
     Raises if either graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
     export is wrong must never reach the registry.
@@ -100,12 +114,12 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoding, card
                          out_dir / GENERATOR_FILE, ["noise", "labels"], "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
-    d_diff = export_onnx(ScoreGraph(discriminator, encoding.encoder()), (raw, labels),
-                         out_dir / SCORER_FILE, ["values", "labels"], "score")
-    for what, diff in (("generator", g_diff), ("discriminator", d_diff)):
+    scorer = ScoreGraph(discriminator, generator, encoder.eval(), encoding.encoder(), scales)
+    d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
+    for what, diff in (("generator", g_diff), ("scorer", d_diff)):
         if not diff <= PARITY_TOLERANCE:
             raise RuntimeError(f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
-    card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE},
-            "parity_max_abs_diff": {"generator": g_diff, "discriminator": d_diff}}
+    card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE}, "score_methods": list(SCORE_METHODS),
+            "parity_max_abs_diff": {"generator": g_diff, "scorer": d_diff}}
     write_card(out_dir, card)
     return card["parity_max_abs_diff"]

@@ -11,21 +11,25 @@ import numpy as np
 import torch
 
 from gen_factory import registry, settings
-from gen_factory.data import load_dataset, split
+from gen_factory.data import load_dataset, training_split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
+from gen_factory.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics
 from gen_factory.card import read_card, write_card
-from gen_factory.data.datasets import frame_from_codes
+from gen_factory.data.datasets import frame_from_codes, keep_labels
+from gen_factory.evaluate.quality import quality_report
 from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.evaluate.report import html_report
 from gen_factory.evaluate.tables import evaluate_table, headline
 from gen_factory.export import export_bundle
 from gen_factory.models import ModelSpec, build_models, spec_for
+from gen_factory.models.encoder import build_encoder
 from gen_factory.models.losses import LOSSES
 from gen_factory.models.variants import DEFAULT_VARIANT, VARIANTS
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
+from gen_factory.train.encoder import residual_scales
 from gen_factory.train.loop import GANTrainer, default_hyper
 
 DEFAULT_EPOCHS = {"image": 100}
@@ -34,11 +38,22 @@ DEFAULT_EPOCHS = {"image": 100}
 TABLE_STEPS, TABLE_EPOCHS = 3000, (150, 600)
 
 
+# Images: at least this many optimizer steps, so a small (one-class) image set trains as long as
+# the 10-class digits do in 100 epochs.
+IMAGE_STEPS = 1900
+REPORTS_PER_RUN = 50  # checkpoints per run: more only add Ray round trips on small epochs
+
+
 def default_epochs(kind: str, rows: int, batch_size: int) -> int:
-    if kind != "table":
-        return DEFAULT_EPOCHS[kind]
     batches = max(1, rows // batch_size)
+    if kind != "table":
+        return max(DEFAULT_EPOCHS[kind], -(-IMAGE_STEPS // batches))
     return min(TABLE_EPOCHS[1], max(TABLE_EPOCHS[0], -(-TABLE_STEPS // batches)))
+
+
+def default_encoder_epochs(epochs: int) -> int:
+    """Half the GAN's epochs: the f-AnoGAN residual stops improving well before (bench/anomaly.py)."""
+    return max(1, epochs // 2)
 
 
 @dataclass
@@ -59,6 +74,9 @@ class TrainJob:
     alias: str | None = settings.DEFAULT_ALIAS
     run_name: str | None = None
     variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan | projgan-gp (default)
+    normal_labels: list[str] | None = None  # a one-class (anomaly-detection) model of these labels only
+    encoder_epochs: int | None = None  # f-AnoGAN encoder epochs after the GAN (default: half the GAN's)
+    fpr: float = DEFAULT_FPR  # false-positive rate of the anomaly thresholds on held-out normal data
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -68,11 +86,13 @@ class TrainJob:
         if self.variant is not None and self.variant not in VARIANTS:
             raise DataValidationError("variant", repr(self.variant), f"choose one of {', '.join(VARIANTS)}")
         for field, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
-                                  ("num_workers", self.num_workers, 1)):
+                                  ("num_workers", self.num_workers, 1), ("encoder_epochs", self.encoder_epochs, 1)):
             if value is not None and value < low:
                 raise DataValidationError(field, value, f"use a whole number >= {low}")
         if not 0 < self.holdout < 1:
             raise DataValidationError("holdout", self.holdout, "use a fraction between 0 and 1, e.g. 0.3")
+        if not 0 < self.fpr < 1:
+            raise DataValidationError("fpr", self.fpr, "use a false-positive rate between 0 and 1, e.g. 0.05")
         if self.dataset not in BUNDLED_IMAGES + BUNDLED_TABLES:
             self.dataset = str(Path(self.dataset).resolve())  # every worker must find the same file
         self.model_name = self.model_name or f"{Path(self.dataset).stem}-cgan"
@@ -85,41 +105,47 @@ def train_and_register(job: TrainJob, log=print) -> dict:
 
     started = time.time()
     data = load_dataset(job.dataset, job.label_column)  # all input errors surface before Ray starts
-    train, holdout = split(data, job.holdout, job.seed)
+    train, holdout = training_split(data, job.holdout, job.seed, job.normal_labels)
     encoding = fit_encoding(train)
     hyper, networks = _settings(data.kind, job)
     spec = spec_for(train, encoding, **networks)
     epochs = job.epochs or default_epochs(data.kind, len(train.labels), job.batch_size)
+    encoder_epochs = job.encoder_epochs or default_encoder_epochs(epochs)
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
-        "batch_size": job.batch_size, "epochs": epochs, "encoding": encoding_to_dict(encoding),
+        "normal_labels": job.normal_labels, "batch_size": job.batch_size, "epochs": epochs,
+        "encoder_epochs": encoder_epochs, "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
+        "encoding": encoding_to_dict(encoding),
         "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
     }
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
                                                        "kind": data.kind, "rows": len(train.labels)})
     config["mlflow_run_id"] = run_id
-    log(f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, {len(data.label_names)} labels; "
-        f"loss={hyper.loss}, epochs={epochs}, workers={job.num_workers}; MLflow run {run_id}"
+    log(f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, {len(train.label_names)} labels"
+        + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")
+        + f"; loss={hyper.loss}, epochs={epochs} + {encoder_epochs} encoder, workers={job.num_workers}; MLflow run {run_id}"
         + (" (resumed)" if resumed else ""))
     try:
         ensure_ray()
         gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
         state = fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage())
-        generator, discriminator = _restore(spec, hyper, state)
+        generator, discriminator, encoder = _restore(spec, hyper, state)
         train_seconds = time.time() - started
         card = {
             "model_name": job.model_name, "kind": data.kind, "dataset": data.name, "label_column": data.label_column,
-            "label_names": data.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
-            "label_counts": np.bincount(train.labels, minlength=len(data.label_names)).tolist(),
+            "label_names": train.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
+            "label_counts": np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
             "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
             "loss": hyper.loss, "variant": job.variant or (DEFAULT_VARIANT if data.kind == "image" else None),
-            "epochs": epochs, "seed": job.seed, "mlflow_run_id": run_id,
+            "epochs": epochs, "encoder_epochs": encoder_epochs, "seed": job.seed, "mlflow_run_id": run_id,
         }
+        scales = _residual_scales(encoder, generator, discriminator, encoding, train)
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
-            parity = export_bundle(generator, discriminator, encoding, card, bundle)
+            parity = export_bundle(generator, discriminator, encoder, scales, encoding, card, bundle)
             metrics = evaluate_bundle(bundle, train, holdout, job.seed, report=Path(tmp) / "report.html")
-            _add_to_card(bundle, {"metrics": metrics})
+            detection = calibrate_bundle(bundle, train, holdout, job.fpr, job.seed)
+            _add_to_card(bundle, {"metrics": metrics, "anomaly": detection})
             if data.kind == "table":
                 registry.log_artifact(run_id, Path(tmp) / "report.html")
             if data.kind == "image":
@@ -131,7 +157,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
                     log(f"[train] WARNING: possible mode collapse in class(es) {', '.join(metrics['mode_collapse'])}: "
                         "their samples are far less diverse than the real ones (see diversity_ratio_*)")
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-            registry.log_metrics(run_id, {**flat, "train_seconds": train_seconds,
+            registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
                                           **{f"onnx_parity_{k}": v for k, v in parity.items()}})
             ref = registry.register(run_id, bundle, job.model_name, job.alias,
                                     description=f"conditional GAN on {data.name} ({data.kind})")
@@ -140,8 +166,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         registry.finish_run(run_id, failed=True)
         raise
     log(f"[train] registered {ref.name} version {ref.version}" + (f" as @{ref.alias}" if ref.alias else "")
-        + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}")
-    return {"ref": ref, "run_id": run_id, "metrics": metrics, "parity": parity, "epochs": epochs,
+        + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}" + _detection_line(detection))
+    return {"ref": ref, "run_id": run_id, "metrics": metrics, "anomaly": detection, "parity": parity, "epochs": epochs,
             "seconds": time.time() - started}
 
 
@@ -155,13 +181,20 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 20
     `report` gets the HTML report.
     """
     model = OnnxModel(bundle)
+    holdout = keep_labels(holdout, train.label_names)  # a one-class model is judged on its own labels
+    one_class = len(train.label_names) == 1  # no class signal to measure: its figures are the anomaly ones
     if train.kind == "image":
+        if one_class:
+            return {}
         values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
         return image_quality(train.images, train.labels, holdout.images, holdout.labels, values, labels,
                              train.label_names, seed)
     values, labels = generate_arrays(model, np.bincount(train.labels, minlength=len(train.label_names)).tolist(), seed)
     synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)
     real = train.frame()
+    if one_class:
+        return {k: v for k, v in quality_report(real, synth, set(train.categories) | {train.label_column}).items()
+                if isinstance(v, float)}
     result = evaluate_table(real, synth, holdout.frame(), train.label_column, seed=seed)
     if report is not None:
         report.write_text(html_report(result, real, synth, f"{model.card['model_name']}: synthetic vs real"))
@@ -198,16 +231,31 @@ def _settings(kind: str, job: TrainJob) -> tuple:
     return hyper, networks
 
 
-def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Rebuild the EMA generator and the discriminator from the final checkpoint."""
+def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """Rebuild the EMA generator, the discriminator and the f-AnoGAN encoder from the final checkpoint."""
     g, d = build_models(spec)
     trainer = GANTrainer(g, d, hyper, spec.noise_dim)
     trainer.load_state_dict(state["trainer"])
-    return trainer.g_ema.eval(), trainer.d.eval()
+    encoder = build_encoder(spec)
+    encoder.load_state_dict(state["encoder"]["encoder"])
+    return trainer.g_ema.eval(), trainer.d.eval(), encoder.eval()
+
+
+def _residual_scales(encoder, generator, discriminator, encoding, train) -> tuple[float, float]:
+    values = train.features if train.kind == "table" else train.images
+    x = torch.from_numpy(encoding.encode(values))
+    return residual_scales(encoder, generator, discriminator, x, torch.from_numpy(train.labels))
 
 
 def _add_to_card(bundle: Path, extra: dict) -> None:
     write_card(bundle, {**read_card(bundle), **extra})
+
+
+def _detection_line(info: dict) -> str:
+    held = info.get("holdout")
+    if not held:
+        return ""
+    return "; anomaly AUROC on the hold-out: " + ", ".join(f"{m}={d['auroc']:.3f}" for m, d in held.items())
 
 
 def _headline(metrics: dict) -> str:

@@ -15,6 +15,7 @@ from gen_factory.data.transform import fit_encoding, encoding_to_dict
 from gen_factory.card import CARD_FILE
 from gen_factory.export import GeneratorGraph, ScoreGraph, export_bundle, parity
 from gen_factory.models import build_models, spec_for
+from gen_factory.models.encoder import build_encoder
 from gen_factory.onnx_model import OnnxModel
 
 
@@ -27,8 +28,9 @@ def _bundle(tmp_path, data, name="m"):
     card = {"kind": data.kind, "label_names": data.label_names, "label_column": "label", "shape": spec.shape,
             "columns": getattr(data, "columns", None), "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
             "encoding": encoding_to_dict(enc)}
-    export_bundle(g.eval(), d.eval(), enc, card, tmp_path / name)
-    return OnnxModel(tmp_path / name), g, d, enc
+    encoder = build_encoder(spec).eval()
+    export_bundle(g.eval(), d.eval(), encoder, (1.0, 1.0), enc, card, tmp_path / name)
+    return OnnxModel(tmp_path / name), g, d, enc, encoder
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def gauss_table_module():
 
 @pytest.mark.parametrize("which", ["table_model", "image_model"])
 def test_onnx_matches_torch_on_fresh_inputs_of_any_batch(request, which):
-    model, g, d, enc = request.getfixturevalue(which)
+    model, g, d, enc, encoder = request.getfixturevalue(which)
     card = json.loads((model.dir / CARD_FILE).read_text())
     assert max(card["parity_max_abs_diff"].values()) <= 1e-4
     for batch, seed in ((1, 11), (257, 12)):
@@ -62,7 +64,8 @@ def test_onnx_matches_torch_on_fresh_inputs_of_any_batch(request, which):
         assert parity(GeneratorGraph(g, enc.decoder()).eval(), model.dir / "model.onnx", (noise, labels),
                       enc.unit()) <= 1e-4
         raw = enc.decoder()(torch.randn(batch, *model.shape, generator=gen)).detach()
-        assert parity(ScoreGraph(d, enc.encoder()).eval(), model.dir / "discriminator.onnx", (raw, labels)) <= 1e-4
+        scorer = ScoreGraph(d, g, encoder, enc.encoder(), (1.0, 1.0)).eval()
+        assert parity(scorer, model.dir / "discriminator.onnx", (raw, labels)) <= 1e-4
 
 
 def test_generated_table_has_labels_counts_schema_and_reproduces(table_model):
@@ -116,10 +119,14 @@ def test_scores_by_label_and_best_over_labels(table_model):
     model = table_model[0]
     rows = [{"x": 1.0, "y": 0.5, "count": 3}, {"x": -2000.0, "y": 1.0, "count": 9}]
     values = anomaly.rows_to_array(model, rows)
-    per_label = [anomaly.score(model, values, np.array([k, k])) for k in range(2)]
-    best = anomaly.score(model, values)
-    np.testing.assert_allclose(best, np.minimum(*per_label), rtol=1e-6)
-    np.testing.assert_array_equal(anomaly.score(model, values), best)  # deterministic
+    for method in model.card["score_methods"]:
+        per_label = [anomaly.score(model, values, np.array([k, k]), method) for k in range(2)]
+        best = anomaly.score(model, values, method=method)
+        np.testing.assert_allclose(best, np.minimum(*per_label), rtol=1e-6)
+        np.testing.assert_array_equal(anomaly.score(model, values, method=method), best)  # deterministic
+    with pytest.raises(DataValidationError) as err:
+        anomaly.score(model, values, method="magic")
+    assert err.value.field == "method" and "fanogan" in err.value.fix
 
 
 @pytest.mark.parametrize("rows, field", [

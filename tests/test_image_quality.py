@@ -11,6 +11,7 @@ from gen_factory.evaluate.images import (FeatureSpace, class_diversity, classifi
 from gen_factory.export import export_bundle
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.augment import diff_augment
+from gen_factory.models.encoder import build_encoder
 from gen_factory.models.variants import VARIANTS
 from gen_factory.train.loop import GANTrainer, default_hyper
 
@@ -95,5 +96,7 @@ def test_every_variant_trains_a_step(name):
 def test_variants_export_with_parity_at_28_and_32_rgb(name, shape, tmp_path):
     trainer = _trainer(name, shape)
     card = {"n_labels": 3, "noise_dim": 64, "shape": shape}
-    parity = export_bundle(trainer.g_ema, trainer.d.eval(), ImageEncoding(0.0, 255.0), card, tmp_path / "bundle")
+    encoder = build_encoder(ModelSpec(kind="image", n_labels=3, shape=shape)).eval()
+    parity = export_bundle(trainer.g_ema, trainer.d.eval(), encoder, (1.0, 1.0), ImageEncoding(0.0, 255.0), card,
+                           tmp_path / "bundle")
     assert max(parity.values()) <= 1e-4

@@ -222,6 +222,31 @@ def split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dat
     return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))
 
 
+def keep_labels(data: Dataset, normal_labels: list[str]) -> Dataset:
+    """Only the rows of `normal_labels`, relabelled in that order: the training set of a one-class
+    (anomaly-detection) model, which learns what normal looks like and nothing else."""
+    unknown = [name for name in normal_labels if name not in data.label_names]
+    if unknown or not normal_labels:
+        raise DataValidationError("normal_labels", repr(unknown or normal_labels),
+                                  f"name one or more of the dataset's labels: {', '.join(data.label_names)}")
+    old_ids = [data.label_names.index(name) for name in normal_labels]
+    kept = data.subset(np.flatnonzero(np.isin(data.labels, old_ids)))
+    relabel = np.full(len(data.label_names), -1, dtype=np.int64)
+    relabel[old_ids] = np.arange(len(old_ids))
+    kept.labels = relabel[kept.labels]
+    kept.label_names = list(normal_labels)
+    return kept
+
+
+def training_split(data: Dataset, holdout: float, seed: int, normal_labels: list[str] | None = None
+                   ) -> tuple[Dataset, Dataset]:
+    """(training set, holdout) as every worker and the driver must see them: a stratified split,
+    then, for a one-class model, the training set cut down to the normal labels. The holdout
+    keeps every label: its other labels are the anomalies the scores are measured on."""
+    train, test = split(data, holdout, seed)
+    return (keep_labels(train, normal_labels) if normal_labels else train), test
+
+
 def _load_bundled(name: str) -> Dataset:
     from sklearn import datasets as skd
 

@@ -68,8 +68,12 @@ class ImageDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = _head(conditioning, ch, n_labels, spectral_norm)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum-pooled last conv features: what f-AnoGAN's feature residual compares."""
+        return self.body(x).sum(dim=(2, 3))
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).sum(dim=(2, 3)), labels)
+        return self.head(self.features(x), labels)
 
 
 class MLPImageGenerator(nn.Module):
@@ -98,5 +102,8 @@ class MLPImageDiscriminator(nn.Module):
                                   maybe_sn(nn.Linear(hidden * 2, hidden), spectral_norm), nn.LeakyReLU(0.2))
         self.head = _head(conditioning, hidden, n_labels, spectral_norm)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x), labels)
+        return self.head(self.features(x), labels)

@@ -74,5 +74,9 @@ class TabularDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = ProjectionHead(width, n_labels, spectral_norm)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer: what f-AnoGAN's feature residual compares."""
+        return self.body(x)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x), labels)
+        return self.head(self.features(x), labels)

@@ -2,8 +2,10 @@
 
 Each worker loads the dataset from its spec, takes its shard (DistributedSampler via
 ``prepare_data_loader``), wraps both networks in DDP (``prepare_model``: gloo on CPU, nccl on
-GPU), and reports a checkpoint every epoch. Re-running with the same ``name`` and storage path
-makes Ray hand the latest checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
+GPU), trains the GAN for ``epochs`` and then the f-AnoGAN encoder for ``encoder_epochs`` (the same
+DDP wiring, the GAN frozen), and reports a checkpoint every ``report_every`` epochs and at the end
+of each phase. Re-running with the same ``name`` and storage path makes Ray hand the latest
+checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gen_factory.data import load_dataset, split
+from gen_factory.data import load_dataset, training_split
 from gen_factory.data.transform import encoding_from_dict
 from gen_factory.models import ModelSpec, build_models
+from gen_factory.models.encoder import build_encoder
 from gen_factory.settings import filesystem
+from gen_factory.train.encoder import EncoderTrainer
 from gen_factory.train.loop import GANTrainer, Hyper
 
 STATE_FILE = "state.pt"
@@ -102,7 +106,8 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(reserved or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
     torch.manual_seed(config["seed"])  # identical initial weights on every worker
 
-    data, _ = split(load_dataset(config["dataset"], config["label_column"]), config["holdout"], config["seed"])
+    data, _ = training_split(load_dataset(config["dataset"], config["label_column"]), config["holdout"],
+                             config["seed"], config.get("normal_labels"))
     encoding = encoding_from_dict(config["encoding"])
     values = data.features if data.kind == "table" else data.images
     tensors = torch.utils.data.TensorDataset(torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels))
@@ -119,12 +124,23 @@ def train_loop_per_worker(config: dict) -> None:
     hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
     trainer = GANTrainer(g, d, hyper, spec.noise_dim)
 
+    gan_epochs, total = config["epochs"], config["epochs"] + config.get("encoder_epochs", 0)
+    report_every = config.get("report_every", 1)
+    encoder = None  # the f-AnoGAN phase's trainer, made when the GAN is done
+
+    def encoder_trainer() -> EncoderTrainer:
+        net = ray.train.torch.prepare_model(build_encoder(spec), parallel_strategy_kwargs=ddp)
+        return EncoderTrainer(net, trainer.g_ema, trainer.d)
+
     start = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as ckpt_dir:
             state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
         trainer.load_state_dict(state["trainer"])
+        if "encoder" in state:
+            encoder = encoder_trainer()
+            encoder.load_state_dict(state["encoder"])
         start = state["epoch"] + 1
         if rank == 0:
             print(f"resuming from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
@@ -135,25 +151,33 @@ def train_loop_per_worker(config: dict) -> None:
         print(f"training on {world} worker(s) across {nodes} node(s)", flush=True)
         if logger:
             logger.client.set_tag(logger.run_id, "gen_factory.nodes", str(nodes))
-    epochs = config["epochs"]
-    for epoch in range(start, epochs):
+    for epoch in range(start, total):
         started = time.time()
         # Re-seed per epoch so a resumed run draws the same noise as an uninterrupted one.
         torch.manual_seed(config["seed"] * 100_003 + epoch * 101 + rank)
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
-        metrics = trainer.epoch(loader)
+        if epoch < gan_epochs:
+            metrics = trainer.epoch(loader)
+        else:
+            encoder = encoder or encoder_trainer()
+            metrics = encoder.epoch(loader)
         metrics["epoch"] = epoch + 1
         metrics["epoch_seconds"] = time.time() - started
+        if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):
+            continue  # small epochs: a report (and checkpoint) each time would cost more than the epoch
         if rank == 0:
-            print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+            phase = "epoch" if epoch < gan_epochs else "encoder epoch"
+            print(f"{phase} {epoch + 1}/{total}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                                          if k not in ("epoch",)), flush=True)
             if logger:
-                logger.log(metrics, epoch + 1, trainer, spec, len(data.label_names))
+                logger.log(metrics, epoch + 1, trainer if epoch < gan_epochs else None, spec, len(data.label_names))
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
                 state = {"trainer": trainer.state_dict(), "epoch": epoch}
+                if encoder:
+                    state["encoder"] = encoder.state_dict()
                 torch.save(state, Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
@@ -189,13 +213,14 @@ class _MlflowLogger:
         self.run_id = config["mlflow_run_id"]
         self.grid_every = config.get("grid_every", 1)
 
-    def log(self, metrics: dict, step: int, trainer: GANTrainer, spec: ModelSpec, n_labels: int) -> None:
+    def log(self, metrics: dict, step: int, trainer: GANTrainer | None, spec: ModelSpec, n_labels: int) -> None:
+        """`trainer` is None in the encoder phase: the samples no longer change."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
                                                     if k != "epoch"])
-        if spec.kind == "image" and step % self.grid_every == 0:
+        if trainer and spec.kind == "image" and step % self.grid_every == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"epoch_{step:04d}.png"
                 save_sample_grid(trainer.g_ema, spec.noise_dim, n_labels, path)
