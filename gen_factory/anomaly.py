@@ -97,6 +97,30 @@ def label_ids(model: OnnxModel, labels: list | None, n: int) -> np.ndarray | Non
     return np.array([names.index(str(v)) for v in labels], dtype=np.int64)
 
 
+def prepare(model: OnnxModel, rows: list | None, images, labels: list | None,
+            method: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """A score request checked and turned into (values, label ids or None, method): shared by the
+    HTTP runner and `genfactory score --local`, so both score exactly the same inputs."""
+    if model.kind == "table":
+        if rows is None:
+            raise DataValidationError("rows", "missing", "send table rows in `rows` for a table model")
+        values = rows_to_array(model, rows)
+    else:
+        if images is None:
+            raise DataValidationError("images", "missing", "send `images` for an image model")
+        values = images_to_array(model, images)
+    method = method or DEFAULT_SCORE_METHOD
+    method_index(model, method)
+    return values, label_ids(model, labels, len(values)), method
+
+
+def respond(model: OnnxModel, matrix: np.ndarray, method: str, by_label: bool) -> dict:
+    """The response body for scores [n, methods]: the method's scores, its threshold and the flags."""
+    scores = matrix[:, method_index(model, method)]
+    threshold, flags = verdict(model, scores, method, by_label)
+    return {"method": method, "scores": scores.tolist(), "threshold": threshold, "is_anomaly": flags}
+
+
 def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """Scores [n, methods]: against each input's label, else the minimum over all labels (per method)."""
     if len(values) > MAX_INPUTS_PER_REQUEST:

@@ -14,6 +14,7 @@ import numpy as np
 
 from gen_factory import anomaly
 from gen_factory.card import DEFAULT_SCORE_METHOD
+from gen_factory.data.datasets import values_of
 from gen_factory.evaluate.anomaly import baseline_report, detection_metrics
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.sampling import generate_arrays
@@ -25,7 +26,7 @@ def calibrate_bundle(bundle: Path, train, holdout, fpr: float = DEFAULT_FPR, see
     """The card's `anomaly` section: thresholds, and (one-class models) detection metrics and baselines."""
     model = OnnxModel(bundle)
     names = model.label_names
-    values = _values(holdout)
+    values = values_of(holdout)
     holdout_names = np.asarray(holdout.label_names)[holdout.labels]
     normal = np.isin(holdout_names, names)
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
@@ -39,7 +40,7 @@ def calibrate_bundle(bundle: Path, train, holdout, fpr: float = DEFAULT_FPR, see
     info["holdout"] = {method: detection_metrics(scores[:, k], is_anomaly)
                        for k, method in enumerate(model.card["score_methods"])}
     synthetic, _ = generate_arrays(model, np.bincount(train.labels, minlength=len(names)).tolist(), seed)
-    info["baseline"] = baseline_report(_values(train), synthetic, values, is_anomaly, seed)
+    info["baseline"] = baseline_report(values_of(train), synthetic, values, is_anomaly, seed)
     return info
 
 
@@ -49,7 +50,3 @@ def flat_metrics(info: dict) -> dict[str, float]:
     out.update({f"baseline_{name}_{source}_auroc": d[source] for name, d in info.get("baseline", {}).items()
                 for source in ("real", "synthetic")})
     return out
-
-
-def _values(data) -> np.ndarray:
-    return (data.features if data.kind == "table" else data.images).astype(np.float32)

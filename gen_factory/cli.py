@@ -1,4 +1,4 @@
-"""`genfactory`: train, serve, pull, generate, augment, evaluate, score, jobs, models, demo."""
+"""`genfactory`: train, serve, pull, generate, augment, baseline, evaluate, score, jobs, models, demo."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--holdout", type=float, default=0.3, help="held-out fraction for evaluation (default: 0.3)")
     t.add_argument("--alias", default=settings.DEFAULT_ALIAS, help="alias to set on the new version (default: champion)")
     t.add_argument("--run-name", help="Ray Train / MLflow run name (default: the model name); reuse it to resume")
+    t.add_argument("--normal-label", dest="normal_labels", action="append", metavar="LABEL",
+                   help="train a one-class anomaly model on this label's rows only (repeatable); the other labels "
+                        "of the hold-out measure its anomaly scores")
+    t.add_argument("--encoder-epochs", type=int, help="f-AnoGAN encoder epochs after the GAN (default: half of --epochs)")
+    t.add_argument("--fpr", type=float, default=0.05,
+                   help="false-positive rate of the anomaly threshold on held-out normal data (default: 0.05)")
     t.set_defaults(func=_train)
 
     s = sub.add_parser("serve", help="start the HTTP API (Ray Serve) and keep it running",
@@ -80,11 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--url", default=settings.DEFAULT_API_URL, help=f"API URL (default: {settings.DEFAULT_API_URL})")
     pl.set_defaults(func=_pull)
 
-    sc = sub.add_parser("score", help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images")
+    sc = sub.add_parser("score", help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images",
+                        description="Prints JSON: the scores (higher = stranger), the model's calibrated threshold "
+                                    "and an is_anomaly flag per input - the same over HTTP and with --local.")
     sc.add_argument("model", help="name, name@alias or name/version")
     sc.add_argument("file", type=Path, help=".parquet / .csv (columns as the model's) or .npz with `images`")
     sc.add_argument("--label-column", help="score each row against this column's label (default: best over labels)")
-    sc.add_argument("--url", default=settings.DEFAULT_API_URL)
+    sc.add_argument("--method", choices=["fanogan", "critic"],
+                    help="fanogan (default): f-AnoGAN residual through encoder and generator; critic: -discriminator")
+    sc.add_argument("--local", action="store_true",
+                    help="score in this process with ONNX Runtime (model from the MLflow registry), no API needed")
+    sc.add_argument("--url", default=settings.DEFAULT_API_URL, help="API URL when not --local")
     sc.set_defaults(func=_score)
 
     au = sub.add_parser("augment", help="write a labelled Parquet of real + synthetic rows from a registered model",
@@ -103,6 +115,24 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--holdout", type=float, help="hold this fraction out and measure the uplift on it")
     au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")
     au.set_defaults(func=_augment)
+
+    b = sub.add_parser("baseline", help="write an anomaly-detection baseline dataset (synthetic normal + labelled "
+                                        "anomaly rows) and optionally the classic-detector report",
+                       description="Rows from a registered generator with an is_anomaly column: --normal-rows over the "
+                                   "normal labels (training proportions), --anomaly-rows over the --anomaly-label "
+                                   "labels. With --evaluate-on DATASET, IsolationForest, ECOD and KNN are fitted on "
+                                   "real vs on the synthetic normal rows and scored (AUROC) on the real hold-out.")
+    b.add_argument("model", help="name, name@alias or name/version")
+    b.add_argument("--out", required=True, type=Path, help="Parquet file to write (atomically)")
+    b.add_argument("--normal-rows", type=int, default=1000, help="synthetic normal rows (default: 1000)")
+    b.add_argument("--anomaly-label", dest="anomaly_labels", action="append", metavar="LABEL",
+                   help="a label of the model that is an anomaly class (repeatable)")
+    b.add_argument("--anomaly-rows", type=int, default=0, help="synthetic anomaly rows (default: 0)")
+    b.add_argument("--evaluate-on", metavar="DATASET", help="the real data (as for `train`) for the detector report")
+    b.add_argument("--label-column", default="label", help="label column of a table (default: label)")
+    b.add_argument("--holdout", type=float, default=0.3, help="held-out fraction, as in training (default: 0.3)")
+    b.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    b.set_defaults(func=_baseline)
 
     g = sub.add_parser("generate", help="bulk-generate a label-partitioned Parquet dataset with Ray Data",
                        description="Writes DIR/label=<name>/part-NNNNN.parquet and DIR/_manifest.json (rows, "
@@ -211,15 +241,14 @@ def _score(args) -> None:
     import numpy as np
     import pandas as pd
 
-    from gen_factory import client
     from gen_factory.data.validate import DataValidationError
 
     suffix = args.file.suffix.lower()
-    labels = None
+    rows = images = labels = None
     if suffix == ".npz":
         with np.load(args.file, allow_pickle=False) as z:
-            result = client.score(args.url, args.model, images=z["images"],
-                                  labels=[str(v) for v in z["labels"]] if args.label_column else None)
+            images = z["images"]
+            labels = [str(v) for v in z["labels"]] if args.label_column else None
     elif suffix in (".parquet", ".pq", ".csv"):
         df = pd.read_parquet(args.file) if suffix != ".csv" else pd.read_csv(args.file)
         if args.label_column:
@@ -227,11 +256,39 @@ def _score(args) -> None:
                 raise DataValidationError("--label-column", repr(args.label_column), "name a column of the file")
             labels = df.pop(args.label_column).astype(str).tolist()
         rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")  # missing -> JSON null
-        result = client.score(args.url, args.model, rows=rows, labels=labels)
     else:
         raise DataValidationError("file", str(args.file), "give a .parquet, .csv or .npz file")
+    if args.local:
+        result = _score_locally(args.model, rows, images, labels, args.method)
+    else:
+        from gen_factory import client
+
+        result = client.score(args.url, args.model, rows=rows, images=images, labels=labels, method=args.method)
     json.dump(result, sys.stdout)
     print()
+
+
+def _score_locally(ref_text: str, rows, images, labels, method) -> dict:
+    """What the API's /score returns, computed here from the registered ONNX bundle."""
+    from gen_factory import anomaly, registry
+    from gen_factory.onnx_model import OnnxModel
+
+    ref = registry.resolve(ref_text)
+    model = OnnxModel(registry.download(ref))
+    values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
+    body = anomaly.respond(model, anomaly.score_matrix(model, values, label_ids), method, label_ids is not None)
+    return {"model": ref.name, "version": ref.version, **body}
+
+
+def _baseline(args) -> None:
+    from gen_factory.baseline import baseline_dataset
+
+    info = baseline_dataset(args.model, args.out, args.normal_rows, args.anomaly_labels, args.anomaly_rows, args.seed,
+                            args.evaluate_on, args.label_column, args.holdout)
+    print(f"wrote {info['rows']} rows ({info['anomaly_rows']} anomalies) from {info['model']} to {info['path']}")
+    for name, r in info.get("report", {}).items():
+        print(f"{name:<8} AUROC on the real hold-out: fitted on real {r['real']:.3f}, on synthetic {r['synthetic']:.3f} "
+              f"(loss {r['loss']:+.3f})")
 
 
 def _augment(args) -> None:

@@ -48,8 +48,8 @@ def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = No
 
 
 def score(api_url: str, model: str, *, rows: list | None = None, images: np.ndarray | list | None = None,
-          labels: list[str] | None = None, timeout: float = 600) -> dict:
-    payload: dict = {"labels": labels}
+          labels: list[str] | None = None, method: str | None = None, timeout: float = 600) -> dict:
+    payload: dict = {"labels": labels, "method": method}
     if rows is not None:
         payload["rows"] = rows
     if images is not None:

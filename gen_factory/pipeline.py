@@ -25,7 +25,7 @@ from gen_factory.export import export_bundle
 from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.models.losses import LOSSES
-from gen_factory.models.variants import DEFAULT_VARIANT, VARIANTS
+from gen_factory.models.variants import DEFAULT_VARIANT, ONE_CLASS_VARIANT, VARIANTS
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
@@ -40,14 +40,14 @@ TABLE_STEPS, TABLE_EPOCHS = 3000, (150, 600)
 
 # Images: at least this many optimizer steps, so a small (one-class) image set trains as long as
 # the 10-class digits do in 100 epochs.
-IMAGE_STEPS = 1900
+IMAGE_STEPS = 2000
 REPORTS_PER_RUN = 50  # checkpoints per run: more only add Ray round trips on small epochs
 
 
 def default_epochs(kind: str, rows: int, batch_size: int) -> int:
-    batches = max(1, rows // batch_size)
     if kind != "table":
-        return max(DEFAULT_EPOCHS[kind], -(-IMAGE_STEPS // batches))
+        return max(DEFAULT_EPOCHS[kind], -(-IMAGE_STEPS // max(1, round(rows / batch_size))))
+    batches = max(1, rows // batch_size)
     return min(TABLE_EPOCHS[1], max(TABLE_EPOCHS[0], -(-TABLE_STEPS // batches)))
 
 
@@ -136,7 +136,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
             "label_names": train.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
             "label_counts": np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
             "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
-            "loss": hyper.loss, "variant": job.variant or (DEFAULT_VARIANT if data.kind == "image" else None),
+            "loss": hyper.loss, "variant": _variant(job) if data.kind == "image" else None,
             "epochs": epochs, "encoder_epochs": encoder_epochs, "seed": job.seed, "mlflow_run_id": run_id,
         }
         scales = _residual_scales(encoder, generator, discriminator, encoding, train)
@@ -146,14 +146,14 @@ def train_and_register(job: TrainJob, log=print) -> dict:
             metrics = evaluate_bundle(bundle, train, holdout, job.seed, report=Path(tmp) / "report.html")
             detection = calibrate_bundle(bundle, train, holdout, job.fpr, job.seed)
             _add_to_card(bundle, {"metrics": metrics, "anomaly": detection})
-            if data.kind == "table":
+            if (Path(tmp) / "report.html").exists():  # tables with a label to compare (not one-class)
                 registry.log_artifact(run_id, Path(tmp) / "report.html")
             if data.kind == "image":
                 grid = Path(tmp) / "final_samples.png"
                 save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
                 registry.log_artifact(run_id, grid)
                 _log_class_grids(bundle, run_id, Path(tmp) / "classes", job.seed)
-                if metrics["mode_collapse"]:
+                if metrics.get("mode_collapse"):
                     log(f"[train] WARNING: possible mode collapse in class(es) {', '.join(metrics['mode_collapse'])}: "
                         "their samples are far less diverse than the real ones (see diversity_ratio_*)")
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -219,7 +219,7 @@ def _settings(kind: str, job: TrainJob) -> tuple:
     hyper = default_hyper(kind)
     networks: dict = {}
     if kind == "image":
-        preset = VARIANTS[job.variant or DEFAULT_VARIANT]
+        preset = VARIANTS[_variant(job)]
         networks.update(preset["spec"])
         for key, value in preset["hyper"].items():
             setattr(hyper, key, value)
@@ -229,6 +229,10 @@ def _settings(kind: str, job: TrainJob) -> tuple:
     if job.loss or "spectral_norm" not in networks:
         networks["spectral_norm"] = hyper.loss != "wgan-gp"
     return hyper, networks
+
+
+def _variant(job: TrainJob) -> str:
+    return job.variant or (ONE_CLASS_VARIANT if job.normal_labels else DEFAULT_VARIANT)
 
 
 def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:

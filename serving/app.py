@@ -47,12 +47,18 @@ class ScoreRequest(BaseModel):
                           "categories as strings, null where a value is missing")
     images: list | None = Field(None, description="images as nested lists [n, H, W] or [n, C, H, W]")
     labels: list[str] | None = Field(None, description="score against these labels; omitted: best over all labels")
+    method: str | None = Field(None, description="`fanogan` (default: the f-AnoGAN residual) or `critic` "
+                                                 "(the negated discriminator output)")
 
 
 class ScoreResponse(BaseModel):
     model: str
     version: str
-    scores: list[float]
+    method: str
+    scores: list[float] = Field(description="higher = less like the training data")
+    threshold: float | None = Field(description="scores above it are anomalies (set at the model's false-positive "
+                                                "rate on held-out normal data)")
+    is_anomaly: list[bool] | None
 
 
 def _pin_stores(data_dir: str | None, tracking_uri: str | None) -> None:
@@ -93,32 +99,26 @@ class ModelRunner:
                                {"model": name, "version": version})
         return to_parquet_bytes(table), table.num_rows
 
-    async def score(self, rows: list | None, images: list | None, labels: list | None) -> list[float] | dict:
+    async def score(self, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
         try:
-            return await self._score(rows, images, labels)
+            return await self._score(rows, images, labels, method)
         except DataValidationError as err:
             return {"input_error": str(err)}
 
-    async def _score(self, rows: list | None, images: list | None, labels: list | None) -> list[float]:
+    async def _score(self, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
         from gen_factory import anomaly
 
         model_id = serve.get_multiplexed_model_id()
         model = await self.get_model(model_id)
-        if model.kind == "table":
-            if rows is None:
-                raise DataValidationError("rows", "missing", "send table rows in `rows` for a table model")
-            values = anomaly.rows_to_array(model, rows)
-        else:
-            if images is None:
-                raise DataValidationError("images", "missing", "send `images` for an image model")
-            values = anomaly.images_to_array(model, images)
-        label_ids = anomaly.label_ids(model, labels, len(values))
-        return (await self._score_batch(model_id, values, label_ids)).tolist()
+        values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
+        matrix = await self._score_batch(model_id, values, label_ids)
+        return anomaly.respond(model, matrix, method, by_label=label_ids is not None)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _score_batch(self, model_ids: list[str], values: list[np.ndarray],
                            label_ids: list[np.ndarray | None]) -> list[np.ndarray]:
-        """Concurrent requests for the same model (and labelling mode) run as one ONNX call."""
+        """Concurrent requests for the same model (and labelling mode) run as one ONNX call; every
+        method's scores come back ([n, methods]), each request picks its own."""
         from gen_factory import anomaly
 
         out: list = [None] * len(model_ids)
@@ -129,7 +129,7 @@ class ModelRunner:
             model = await self.get_model(model_id)
             stacked = np.concatenate([values[i] for i in idx])
             labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
-            scores = anomaly.score(model, stacked, labels)
+            scores = anomaly.score_matrix(model, stacked, labels)
             for i, part in zip(idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1])):
                 out[i] = part
         return out
@@ -180,8 +180,8 @@ class GenFactoryAPI:
     @api.post("/v1/models/{name}/score", response_model=ScoreResponse)
     async def score(self, name: str, request: ScoreRequest) -> ScoreResponse:
         ref, runner = await self._runner_for(name)
-        scores = await _call(runner.score, request.rows, request.images, request.labels)
-        return ScoreResponse(model=ref.name, version=ref.version, scores=scores)
+        result = await _call(runner.score, request.rows, request.images, request.labels, request.method)
+        return ScoreResponse(model=ref.name, version=ref.version, **result)
 
 
 def build_app(args: dict) -> serve.Application:

@@ -222,6 +222,11 @@ def split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dat
     return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))
 
 
+def values_of(data: Dataset) -> np.ndarray:
+    """The raw inputs as float32: table features (codes, NaN for missing) or images [n, C, H, W]."""
+    return (data.features if data.kind == "table" else data.images).astype(np.float32)
+
+
 def keep_labels(data: Dataset, normal_labels: list[str]) -> Dataset:
     """Only the rows of `normal_labels`, relabelled in that order: the training set of a one-class
     (anomaly-detection) model, which learns what normal looks like and nothing else."""
