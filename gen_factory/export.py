@@ -15,19 +15,27 @@ import torch
 from torch import nn
 
 from gen_factory.card import GENERATOR_FILE, SCORER_FILE, write_card
+from gen_factory.data.conditions import FREE, cond_blocks, one_hot
 
 PARITY_TOLERANCE = 1e-4
 
 
 class GeneratorGraph(nn.Module):
-    """(noise [B, z] float32, labels [B] int64) -> decoded values [B, ...] float32."""
+    """(noise [B, z] float32, labels [B] int64[, cond [B, c] float32]) -> decoded values [B, ...] float32.
 
-    def __init__(self, generator: nn.Module, decoder: nn.Module):
+    `cond` exists only with a `forcer` (tables with categorical columns): a graph without one keeps
+    the two inputs of images, of tables without categories and of models exported before conditions.
+    A set cond block forces its column's value (exact counts); a zero one leaves the column free.
+    """
+
+    def __init__(self, generator: nn.Module, decoder: nn.Module, forcer: nn.Module | None = None):
         super().__init__()
-        self.generator, self.decoder = generator, decoder
+        self.generator, self.decoder, self.forcer = generator, decoder, forcer
 
-    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.generator(noise, labels))
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.forcer is None:
+            return self.decoder(self.generator(noise, labels))
+        return self.decoder(self.forcer(self.generator(noise, labels, cond), cond))
 
 
 class ScoreGraph(nn.Module):
@@ -79,12 +87,24 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
     return float(np.max(np.abs(expected - got) / unit))
 
 
-def _fresh_like(example: tuple[torch.Tensor, torch.Tensor], seed: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tuple[torch.Tensor, ...]:
+    """New random inputs shaped as `example`; inputs after the first two (cond) are its rows redrawn."""
     gen = torch.Generator().manual_seed(seed)
-    values, labels = example
+    values, labels, *extra = example
     n_labels = int(labels.max()) + 1
     return (torch.randn(batch, *values.shape[1:], generator=gen),
-            torch.randint(0, max(1, n_labels), (batch,), generator=gen))
+            torch.randint(0, max(1, n_labels), (batch,), generator=gen),
+            *(t[torch.randint(0, len(t), (batch,), generator=gen)] for t in extra))
+
+
+def example_conds(columns: list[dict]) -> torch.Tensor:
+    """Cond vectors for tracing and parity: no condition, and each category of each column once."""
+    blocks = cond_blocks(columns)
+    codes = [np.full(len(blocks), FREE)]
+    for k, b in enumerate(blocks):
+        for v in range(b.width):
+            codes.append(np.where(np.arange(len(blocks)) == k, v, FREE))
+    return torch.from_numpy(one_hot(np.stack(codes), blocks))
 
 
 def export_bundle(generator: nn.Module, discriminator: nn.Module, encoding, card: dict, out_dir: Path) -> dict:
@@ -96,8 +116,14 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoding, card
     out_dir.mkdir(parents=True, exist_ok=True)
     n_labels, noise_dim, shape = card["n_labels"], card["noise_dim"], card["shape"]
     labels = torch.arange(4) % n_labels
-    g_diff = export_onnx(GeneratorGraph(generator, encoding.decoder()), (torch.randn(4, noise_dim), labels),
-                         out_dir / GENERATOR_FILE, ["noise", "labels"], "values", encoding.unit())
+    g_graph, g_example, g_inputs = GeneratorGraph(generator, encoding.decoder()), (torch.randn(4, noise_dim), labels), \
+        ["noise", "labels"]
+    if getattr(generator, "cond_dim", 0):
+        conds = example_conds(encoding.columns)
+        g_graph = GeneratorGraph(generator, encoding.decoder(), encoding.forcer())
+        g_example = (torch.randn(len(conds), noise_dim), torch.arange(len(conds)) % n_labels, conds)
+        g_inputs = g_inputs + ["cond"]
+    g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
     d_diff = export_onnx(ScoreGraph(discriminator, encoding.encoder()), (raw, labels),

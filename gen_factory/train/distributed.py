@@ -1,7 +1,8 @@
 """Ray Train wiring: the per-worker function and the TorchTrainer that runs it.
 
 Each worker loads the dataset from its spec, takes its shard (DistributedSampler via
-``prepare_data_loader``), wraps both networks in DDP (``prepare_model``: gloo on CPU, nccl on
+``prepare_data_loader``; a table with categorical columns instead draws conditioned batches from
+the whole table, `gen_factory.train.batches`), wraps both networks in DDP (``prepare_model``: gloo on CPU, nccl on
 GPU), and reports a checkpoint every epoch. Re-running with the same ``name`` and storage path
 makes Ray hand the latest checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
 """
@@ -19,9 +20,11 @@ import numpy as np
 import torch
 
 from gen_factory.data import load_dataset, split
+from gen_factory.data.conditions import CondSampler, cond_blocks
 from gen_factory.data.transform import encoding_from_dict
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.settings import filesystem
+from gen_factory.train.batches import conditional_batches
 from gen_factory.train.loop import GANTrainer, Hyper
 
 STATE_FILE = "state.pt"
@@ -102,13 +105,15 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(reserved or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
     torch.manual_seed(config["seed"])  # identical initial weights on every worker
 
-    data, _ = split(load_dataset(config["dataset"], config["label_column"]), config["holdout"], config["seed"])
+    data, _ = split(load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
+                    config["holdout"], config["seed"])
     encoding = encoding_from_dict(config["encoding"])
     values = data.features if data.kind == "table" else data.images
     tensors = torch.utils.data.TensorDataset(torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels))
     loader = torch.utils.data.DataLoader(tensors, batch_size=max(1, config["batch_size"] // world),
                                          shuffle=True, drop_last=len(tensors) > config["batch_size"])
     loader = ray.train.torch.prepare_data_loader(loader)
+    blocks = cond_blocks(encoding.columns) if data.kind == "table" else []
 
     spec = ModelSpec(**config["spec"])
     g, d = build_models(spec)
@@ -117,7 +122,8 @@ def train_loop_per_worker(config: dict) -> None:
     g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
     d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
     hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
-    trainer = GANTrainer(g, d, hyper, spec.noise_dim)
+    trainer = GANTrainer(g, d, hyper, spec.noise_dim, blocks)
+    sampler = CondSampler(data.features, blocks, hyper.uncond_prob) if blocks else None
 
     start = 0
     checkpoint = ray.train.get_checkpoint()
@@ -142,7 +148,11 @@ def train_loop_per_worker(config: dict) -> None:
         torch.manual_seed(config["seed"] * 100_003 + epoch * 101 + rank)
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
-        metrics = trainer.epoch(loader)
+        if sampler:  # training-by-sampling: every worker draws its rows per condition from the whole table
+            rng = np.random.default_rng([config["seed"], epoch, rank])
+            metrics = trainer.epoch(conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng))
+        else:
+            metrics = trainer.epoch(loader)
         metrics["epoch"] = epoch + 1
         metrics["epoch_seconds"] = time.time() - started
         if rank == 0:
