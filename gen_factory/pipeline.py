@@ -59,6 +59,7 @@ class TrainJob:
     alias: str | None = settings.DEFAULT_ALIAS
     run_name: str | None = None
     variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan | projgan-gp (default)
+    column_types: dict[str, str] | None = None  # overrides of inferred types, e.g. {"zip": "categorical"}
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -71,6 +72,10 @@ class TrainJob:
                                   ("num_workers", self.num_workers, 1)):
             if value is not None and value < low:
                 raise DataValidationError(field, value, f"use a whole number >= {low}")
+        for column, kind in (self.column_types or {}).items():
+            if kind != "categorical":
+                raise DataValidationError(f"column_types[{column!r}]", repr(kind),
+                                          "use 'categorical' (numbers are inferred continuous, strings categorical)")
         if not 0 < self.holdout < 1:
             raise DataValidationError("holdout", self.holdout, "use a fraction between 0 and 1, e.g. 0.3")
         if self.dataset not in BUNDLED_IMAGES + BUNDLED_TABLES:
@@ -84,7 +89,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     from gen_factory.cluster import ensure_ray
 
     started = time.time()
-    data = load_dataset(job.dataset, job.label_column)  # all input errors surface before Ray starts
+    categorical = sorted(job.column_types or {})
+    data = load_dataset(job.dataset, job.label_column, categorical)  # all input errors surface before Ray starts
     train, holdout = split(data, job.holdout, job.seed)
     encoding = fit_encoding(train)
     hyper, networks = _settings(data.kind, job)
@@ -94,6 +100,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
         "batch_size": job.batch_size, "epochs": epochs, "encoding": encoding_to_dict(encoding),
         "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
+        **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
                                                        "kind": data.kind, "rows": len(train.labels)})

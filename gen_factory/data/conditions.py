@@ -106,20 +106,8 @@ def resolve_conditions(columns: list[dict], conditions: dict | list | None, tota
     blocks = cond_blocks(columns)
     codes = np.full((total, len(blocks)), FREE, dtype=np.int64)
     if isinstance(conditions, dict):
-        for name, per_value in conditions.items():
-            k, block = _block(blocks, columns, name, f"conditions[{name!r}]")
-            if not isinstance(per_value, dict):
-                raise DataValidationError(f"conditions[{name!r}]", repr(per_value),
-                                          'give rows per category, e.g. {"lima": 30, "oslo": 20}')
-            wanted = []
-            for value, n in per_value.items():
-                field = f"conditions[{name!r}][{value!r}]"
-                if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-                    raise DataValidationError(field, repr(n), "give a whole number >= 0")
-                wanted += [_code(block, value, field)] * int(n)
-            if len(wanted) > total:
-                raise DataValidationError(f"conditions[{name!r}]", f"{len(wanted)} rows conditioned",
-                                          f"condition at most the {total} requested rows")
+        for k, per_code in condition_counts(columns, conditions, total).items():
+            wanted = np.repeat(np.arange(len(per_code)), per_code)
             codes[rng.permutation(total)[:len(wanted)], k] = wanted
         return codes
     if not isinstance(conditions, list) or len(conditions) != total:
@@ -132,6 +120,43 @@ def resolve_conditions(columns: list[dict], conditions: dict | list | None, tota
             k, block = _block(blocks, columns, name, f"conditions[{i}][{name!r}]")
             codes[i, k] = _code(block, value, f"conditions[{i}][{name!r}]")
     return codes
+
+
+def condition_counts(columns: list[dict], conditions: dict, total: int) -> dict[int, np.ndarray]:
+    """{block index: rows per category code} of {column: {category: rows}}, validated."""
+    blocks = cond_blocks(columns)
+    out = {}
+    for name, per_value in conditions.items():
+        k, block = _block(blocks, columns, name, f"conditions[{name!r}]")
+        if not isinstance(per_value, dict):
+            raise DataValidationError(f"conditions[{name!r}]", repr(per_value),
+                                      'give rows per category, e.g. {"lima": 30, "oslo": 20}')
+        out[k] = np.zeros(block.width, dtype=np.int64)
+        for value, n in per_value.items():
+            field = f"conditions[{name!r}][{value!r}]"
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise DataValidationError(field, repr(n), "give a whole number >= 0")
+            out[k][_code(block, value, field)] += int(n)
+        if out[k].sum() > total:
+            raise DataValidationError(f"conditions[{name!r}]", f"{int(out[k].sum())} rows conditioned",
+                                      f"condition at most the {total} requested rows")
+    return out
+
+
+def split_conditions(columns: list[dict], conditions: dict, sizes: list[int],
+                     rng: np.random.Generator) -> list[dict]:
+    """{column: {category: rows}} spread over parts of `sizes` rows as a random placement over all
+    rows would spread them (multivariate hypergeometric draws): totals stay exact, and no per-row
+    array is built (bulk datasets have millions of rows)."""
+    blocks = cond_blocks(columns)
+    parts: list[dict] = [{} for _ in sizes]
+    for k, per_code in condition_counts(columns, conditions, sum(sizes)).items():
+        left = np.append(per_code, sum(sizes) - per_code.sum())  # the last colour: rows left free
+        for part, size in zip(parts, sizes):
+            draw = rng.multivariate_hypergeometric(left, size)
+            left = left - draw
+            part[blocks[k].name] = {blocks[k].categories[c]: int(n) for c, n in enumerate(draw[:-1]) if n}
+    return parts
 
 
 def _block(blocks: list[Block], columns: list[dict], name: str, field: str) -> tuple[int, Block]:
