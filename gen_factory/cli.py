@@ -172,7 +172,8 @@ def _train(args) -> None:
     for item in args.column_types or []:
         name, sep, kind = item.rpartition("=")
         if not sep or not name:
-            raise DataValidationError("--column-type", repr(item), "write NAME=categorical, e.g. --column-type zip=categorical")
+            raise DataValidationError("--column-type", repr(item),
+                                      "write NAME=categorical, e.g. --column-type zip=categorical")
         types[name] = kind
     fields["column_types"] = types or None
     train_and_register(TrainJob(**fields))

@@ -95,7 +95,8 @@ class GANTrainer:
                 else:
                     fake, logits = self.g(noise, labels, cond, with_logits=True)
                     cond_loss = self.cond_loss(logits, cond)
-                    g_loss = generator_loss(self.h.loss, self.critic(fake, labels, cond)) + self.h.cond_weight * cond_loss
+                    g_loss = (generator_loss(self.h.loss, self.critic(fake, labels, cond))
+                              + self.h.cond_weight * cond_loss)
                     out["cond_loss"] = cond_loss.item()
                 self.opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
