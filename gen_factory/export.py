@@ -49,7 +49,7 @@ class ScoreGraph(nn.Module):
         return -self.discriminator(self.encoder(values), labels)
 
 
-def export_onnx(module: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
+def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                 input_names: list[str], output_name: str, unit: np.ndarray | float | None = None) -> float:
     """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs.
 
@@ -97,6 +97,17 @@ def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tup
             *(t[torch.randint(0, len(t), (batch,), generator=gen)] for t in extra))
 
 
+def _generator_graph(generator: nn.Module, encoding, noise_dim: int, labels: torch.Tensor) -> tuple:
+    """(graph, example inputs, input names): with the cond input only where the generator takes one."""
+    if not getattr(generator, "cond_dim", 0):
+        return GeneratorGraph(generator, encoding.decoder()), (torch.randn(len(labels), noise_dim), labels), \
+            ["noise", "labels"]
+    conds = example_conds(encoding.columns)
+    labels = torch.arange(len(conds)) % (int(labels.max()) + 1)
+    return (GeneratorGraph(generator, encoding.decoder(), encoding.forcer()),
+            (torch.randn(len(conds), noise_dim), labels, conds), ["noise", "labels", "cond"])
+
+
 def example_conds(columns: list[dict]) -> torch.Tensor:
     """Cond vectors for tracing and parity: no condition, and each category of each column once."""
     blocks = cond_blocks(columns)
@@ -116,13 +127,7 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoding, card
     out_dir.mkdir(parents=True, exist_ok=True)
     n_labels, noise_dim, shape = card["n_labels"], card["noise_dim"], card["shape"]
     labels = torch.arange(4) % n_labels
-    g_graph, g_example, g_inputs = GeneratorGraph(generator, encoding.decoder()), (torch.randn(4, noise_dim), labels), \
-        ["noise", "labels"]
-    if getattr(generator, "cond_dim", 0):
-        conds = example_conds(encoding.columns)
-        g_graph = GeneratorGraph(generator, encoding.decoder(), encoding.forcer())
-        g_example = (torch.randn(len(conds), noise_dim), torch.arange(len(conds)) % n_labels, conds)
-        g_inputs = g_inputs + ["cond"]
+    g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
