@@ -23,6 +23,7 @@ from pyarrow.fs import FileType
 
 from gen_factory import registry
 from gen_factory.settings import filesystem
+from gen_factory.data.conditions import split_conditions
 from gen_factory.data.validate import DataValidationError
 
 MANIFEST = "_manifest.json"
@@ -63,11 +64,13 @@ class ShardWriter:
 
         out = {"path": [], "label": [], "rows": [], "sha256": [], "bytes": []}
         names = self.model.label_names
-        for label, index, rows in zip(batch["label"], batch["index"], batch["rows"]):
+        conditions = batch.get("conditions", [""] * len(batch["rows"]))
+        for label, index, rows, shard_conditions in zip(batch["label"], batch["index"], batch["rows"], conditions):
             counts = [0] * len(names)
             counts[int(label)] = int(rows)
             table = generate_table(self.model, counts, [self.seed, int(label), int(index)],
-                                   {"model": self.ref.name, "version": self.ref.version})
+                                   {"model": self.ref.name, "version": self.ref.version},
+                                   json.loads(shard_conditions) if shard_conditions else None)
             data = to_parquet_bytes(table)
             rel = f"label={_safe(names[int(label)])}/part-{int(index):05d}.parquet"
             self.fs.create_dir(f"{self.root}/{rel.rsplit('/', 1)[0]}", recursive=True)
@@ -81,8 +84,13 @@ class ShardWriter:
 
 def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
                      counts: dict[str, int] | None = None, seed: int = 0, workers: int = 2,
-                     block_rows: int = DEFAULT_BLOCK_ROWS, overwrite: bool = False) -> dict:
-    """Write the dataset to `out` (a directory or an object-store URI) and return its manifest."""
+                     block_rows: int = DEFAULT_BLOCK_ROWS, overwrite: bool = False,
+                     conditions: dict | None = None) -> dict:
+    """Write the dataset to `out` (a directory or an object-store URI) and return its manifest.
+
+    `conditions` ({column: {category: rows}}) are exact over the whole dataset: the driver spreads
+    them over the shards (`split_conditions`, seeded by `seed`), each shard forces its share.
+    """
     import ray
 
     from gen_factory import settings
@@ -96,8 +104,17 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
     if fs.get_file_info(final).type != FileType.NotFound and not overwrite:
         raise DataValidationError("--out", str(out), "choose a new directory, or pass --overwrite to replace it")
     ref = registry.resolve(ref_text)
-    label_names = OnnxModel(registry.download(ref)).label_names
+    model = OnnxModel(registry.download(ref))
+    label_names = model.label_names
     per_label = _counts(label_names, rows, counts)
+    shards = plan_shards(per_label, block_rows)
+    if conditions:
+        if not model.conditional:
+            raise DataValidationError("--condition", repr(conditions)[:80],
+                                      "this model has no categorical columns to condition on (or predates conditions)")
+        placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+        parts = split_conditions(model.card["encoding"]["columns"], conditions, [s["rows"] for s in shards], placement)
+        shards = [{**shard, "conditions": json.dumps(part)} for shard, part in zip(shards, parts)]
 
     staging = f"{final.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}" if local else final
     if overwrite and not local and fs.get_file_info(final).type != FileType.NotFound:
@@ -106,7 +123,6 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
     try:
         ensure_ray()
         env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
-        shards = plan_shards(per_label, block_rows)
         # Actors reopen the filesystem from this: a plain path, or the URI with its scheme.
         uri = staging if local else f"{str(out).split('://', 1)[0]}://{staging}"
         written = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
@@ -119,6 +135,7 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
         manifest = {
             "model": ref.name, "version": ref.version, "model_uri": ref.uri, "seed": seed,
             "rows": sum(per_label), "counts": dict(zip(label_names, per_label)), "block_rows": block_rows,
+            **({"conditions": conditions} if conditions else {}),
             "files": files,
         }
         with fs.open_output_stream(f"{staging}/{MANIFEST}") as fh:  # last: the manifest commits

@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--encoder-epochs", type=int, help="f-AnoGAN encoder epochs after the GAN (default: half of --epochs)")
     t.add_argument("--fpr", type=float, default=0.05,
                    help="false-positive rate of the anomaly threshold on held-out normal data (default: 0.05)")
+    t.add_argument("--column-type", action="append", metavar="NAME=categorical", dest="column_types",
+                   help="model a numeric column as categories (repeatable; other types are inferred)")
     t.set_defaults(func=_train)
 
     s = sub.add_parser("serve", help="start the HTTP API (Ray Serve) and keep it running",
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     group = pl.add_mutually_exclusive_group(required=True)
     group.add_argument("--rows-per-label", type=int, help="rows for every label")
     group.add_argument("--count", action="append", metavar="LABEL=N", help="rows for one label (repeatable)")
+    pl.add_argument("--condition", action="append", metavar="COLUMN=CATEGORY:N", help="fix a categorical column exactly in N rows (repeatable), e.g. --condition city=lima:30")
     pl.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
     pl.add_argument("--url", default=settings.DEFAULT_API_URL, help=f"API URL (default: {settings.DEFAULT_API_URL})")
     pl.set_defaults(func=_pull)
@@ -143,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     group = g.add_mutually_exclusive_group(required=True)
     group.add_argument("--rows", type=int, help="total rows, spread evenly over the labels")
     group.add_argument("--count", action="append", metavar="LABEL=N", help="rows for one label (repeatable)")
+    g.add_argument("--condition", action="append", metavar="COLUMN=CATEGORY:N", help="fix a categorical column exactly in N rows (repeatable), e.g. --condition city=lima:30")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=2, help="ONNX Runtime actors (default: 2)")
     g.add_argument("--block-rows", type=int, default=262_144, help="rows per Parquet file (default: 262144)")
@@ -190,9 +194,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> None:
+    from gen_factory.data.validate import DataValidationError
     from gen_factory.pipeline import TrainJob, train_and_register
 
     fields = {k: v for k, v in vars(args).items() if k != "func"}
+    types = {}
+    for item in args.column_types or []:
+        name, sep, kind = item.rpartition("=")
+        if not sep or not name:
+            raise DataValidationError("--column-type", repr(item),
+                                      "write NAME=categorical, e.g. --column-type zip=categorical")
+        types[name] = kind
+    fields["column_types"] = types or None
     train_and_register(TrainJob(**fields))
 
 
@@ -220,11 +233,29 @@ def _parse_counts(items: list[str] | None) -> dict[str, int] | None:
     return counts
 
 
+def _parse_conditions(items: list[str] | None) -> dict[str, dict[str, int]] | None:
+    """`--condition COLUMN=CATEGORY:N` items as {column: {category: N}} (validated against the model later)."""
+    from gen_factory.data.validate import DataValidationError
+
+    if not items:
+        return None
+    conditions: dict[str, dict[str, int]] = {}
+    for item in items:
+        column, sep, rest = item.partition("=")
+        category, colon, n = rest.rpartition(":")
+        if not sep or not colon or not column or not n.strip().isdigit():
+            raise DataValidationError("--condition", repr(item), "write COLUMN=CATEGORY:N, e.g. --condition city=lima:30")
+        per_value = conditions.setdefault(column, {})
+        per_value[category] = per_value.get(category, 0) + int(n)
+    return conditions
+
+
 def _generate(args) -> None:
     from gen_factory.bulk import generate_dataset
 
     manifest = generate_dataset(args.model, args.out, rows=args.rows, counts=_parse_counts(args.count), seed=args.seed,
-                                workers=args.workers, block_rows=args.block_rows, overwrite=args.overwrite)
+                                workers=args.workers, block_rows=args.block_rows, overwrite=args.overwrite,
+                                conditions=_parse_conditions(args.condition))
     print(f"wrote {manifest['rows']} rows in {len(manifest['files'])} files from {manifest['model_uri']} "
           f"to {args.out} (manifest: {args.out / '_manifest.json'})")
 
@@ -233,7 +264,8 @@ def _pull(args) -> None:
     from gen_factory import client
 
     counts = _parse_counts(args.count)
-    info = client.pull(args.url, args.model, args.out, rows_per_label=args.rows_per_label, counts=counts, seed=args.seed)
+    info = client.pull(args.url, args.model, args.out, rows_per_label=args.rows_per_label, counts=counts, seed=args.seed,
+                       conditions=_parse_conditions(args.condition))
     print(f"wrote {info['rows']} rows ({info['bytes']} bytes) from version {info['version']} to {info['path']}")
 
 

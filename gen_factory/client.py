@@ -29,9 +29,10 @@ def _post(url: str, payload: dict, timeout: float) -> requests.Response:
 
 
 def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = None,
-         counts: dict[str, int] | None = None, seed: int = 0, timeout: float = 600) -> dict:
+         counts: dict[str, int] | None = None, seed: int = 0, conditions: dict | list | None = None,
+         timeout: float = 600) -> dict:
     """Request a labelled dataset and write it to `out` atomically (temp file + rename)."""
-    payload = {"seed": seed, "rows_per_label": rows_per_label, "counts": counts}
+    payload = {"seed": seed, "rows_per_label": rows_per_label, "counts": counts, "conditions": conditions}
     resp = _post(f"{api_url.rstrip('/')}/v1/models/{model}/generate", payload, timeout)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

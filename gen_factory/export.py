@@ -16,20 +16,28 @@ import torch
 from torch import nn
 
 from gen_factory.card import GENERATOR_FILE, SCORE_METHODS, SCORER_FILE, write_card
+from gen_factory.data.conditions import FREE, cond_blocks, one_hot
 from gen_factory.models.encoder import residuals
 
 PARITY_TOLERANCE = 1e-4
 
 
 class GeneratorGraph(nn.Module):
-    """(noise [B, z] float32, labels [B] int64) -> decoded values [B, ...] float32."""
+    """(noise [B, z] float32, labels [B] int64[, cond [B, c] float32]) -> decoded values [B, ...] float32.
 
-    def __init__(self, generator: nn.Module, decoder: nn.Module):
+    `cond` exists only with a `forcer` (tables with categorical columns): a graph without one keeps
+    the two inputs of images, of tables without categories and of models exported before conditions.
+    A set cond block forces its column's value (exact counts); a zero one leaves the column free.
+    """
+
+    def __init__(self, generator: nn.Module, decoder: nn.Module, forcer: nn.Module | None = None):
         super().__init__()
-        self.generator, self.decoder = generator, decoder
+        self.generator, self.decoder, self.forcer = generator, decoder, forcer
 
-    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.generator(noise, labels))
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.forcer is None:
+            return self.decoder(self.generator(noise, labels))
+        return self.decoder(self.forcer(self.generator(noise, labels, cond), cond))
 
 
 class ScoreGraph(nn.Module):
@@ -54,7 +62,7 @@ class ScoreGraph(nn.Module):
         return torch.stack([-self.discriminator(x, labels), fanogan], dim=1)
 
 
-def export_onnx(module: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path,
+def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                 input_names: list[str], output_name: str, unit: np.ndarray | float | None = None) -> float:
     """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs.
 
@@ -92,12 +100,35 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
     return float(np.max(np.abs(expected - got) / unit))
 
 
-def _fresh_like(example: tuple[torch.Tensor, torch.Tensor], seed: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tuple[torch.Tensor, ...]:
+    """New random inputs shaped as `example`; inputs after the first two (cond) are its rows redrawn."""
     gen = torch.Generator().manual_seed(seed)
-    values, labels = example
+    values, labels, *extra = example
     n_labels = int(labels.max()) + 1
     return (torch.randn(batch, *values.shape[1:], generator=gen),
-            torch.randint(0, max(1, n_labels), (batch,), generator=gen))
+            torch.randint(0, max(1, n_labels), (batch,), generator=gen),
+            *(t[torch.randint(0, len(t), (batch,), generator=gen)] for t in extra))
+
+
+def _generator_graph(generator: nn.Module, encoding, noise_dim: int, labels: torch.Tensor) -> tuple:
+    """(graph, example inputs, input names): with the cond input only where the generator takes one."""
+    if not getattr(generator, "cond_dim", 0):
+        return GeneratorGraph(generator, encoding.decoder()), (torch.randn(len(labels), noise_dim), labels), \
+            ["noise", "labels"]
+    conds = example_conds(encoding.columns)
+    labels = torch.arange(len(conds)) % (int(labels.max()) + 1)
+    return (GeneratorGraph(generator, encoding.decoder(), encoding.forcer()),
+            (torch.randn(len(conds), noise_dim), labels, conds), ["noise", "labels", "cond"])
+
+
+def example_conds(columns: list[dict]) -> torch.Tensor:
+    """Cond vectors for tracing and parity: no condition, and each category of each column once."""
+    blocks = cond_blocks(columns)
+    codes = [np.full(len(blocks), FREE)]
+    for k, b in enumerate(blocks):
+        for v in range(b.width):
+            codes.append(np.where(np.arange(len(blocks)) == k, v, FREE))
+    return torch.from_numpy(one_hot(np.stack(codes), blocks))
 
 
 def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module, scales: tuple[float, float],
@@ -110,8 +141,8 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Mo
     out_dir.mkdir(parents=True, exist_ok=True)
     n_labels, noise_dim, shape = card["n_labels"], card["noise_dim"], card["shape"]
     labels = torch.arange(4) % n_labels
-    g_diff = export_onnx(GeneratorGraph(generator, encoding.decoder()), (torch.randn(4, noise_dim), labels),
-                         out_dir / GENERATOR_FILE, ["noise", "labels"], "values", encoding.unit())
+    g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
+    g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
     scorer = ScoreGraph(discriminator, generator, encoder.eval(), encoding.encoder(), scales)

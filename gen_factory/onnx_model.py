@@ -50,8 +50,17 @@ class OnnxModel:
     def shape(self) -> list[int]:
         return self.card["shape"]
 
-    def generate_raw(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return self.generator.run(None, {"noise": noise, "labels": labels})[0]
+    @property
+    def conditional(self) -> bool:
+        """Whether the generator takes a cond vector (a table with categorical columns)."""
+        return any(i.name == "cond" for i in self.generator.get_inputs())
+
+    def generate_raw(self, noise: np.ndarray, labels: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
+        feeds = {"noise": noise, "labels": labels}
+        if self.conditional:  # no cond given: every column free (zeros)
+            width = self.generator.get_inputs()[2].shape[1]
+            feeds["cond"] = cond if cond is not None else np.zeros((len(noise), width), dtype=np.float32)
+        return self.generator.run(None, feeds)[0]
 
     def score_raw(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.scorer.run(None, {"values": values, "labels": labels})[0]

@@ -77,6 +77,7 @@ class TrainJob:
     normal_labels: list[str] | None = None  # a one-class (anomaly-detection) model of these labels only
     encoder_epochs: int | None = None  # f-AnoGAN encoder epochs after the GAN (default: half the GAN's)
     fpr: float = DEFAULT_FPR  # false-positive rate of the anomaly thresholds on held-out normal data
+    column_types: dict[str, str] | None = None  # overrides of inferred types, e.g. {"zip": "categorical"}
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -89,6 +90,10 @@ class TrainJob:
                                   ("num_workers", self.num_workers, 1), ("encoder_epochs", self.encoder_epochs, 1)):
             if value is not None and value < low:
                 raise DataValidationError(field, value, f"use a whole number >= {low}")
+        for column, kind in (self.column_types or {}).items():
+            if kind != "categorical":
+                raise DataValidationError(f"column_types[{column!r}]", repr(kind),
+                                          "use 'categorical' (numbers are inferred continuous, strings categorical)")
         if not 0 < self.holdout < 1:
             raise DataValidationError("holdout", self.holdout, "use a fraction between 0 and 1, e.g. 0.3")
         if not 0 < self.fpr < 1:
@@ -104,7 +109,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     from gen_factory.cluster import ensure_ray
 
     started = time.time()
-    data = load_dataset(job.dataset, job.label_column)  # all input errors surface before Ray starts
+    categorical = sorted(job.column_types or {})
+    data = load_dataset(job.dataset, job.label_column, categorical)  # all input errors surface before Ray starts
     train, holdout = training_split(data, job.holdout, job.seed, job.normal_labels)
     encoding = fit_encoding(train)
     hyper, networks = _settings(data.kind, job)
@@ -117,6 +123,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         "encoder_epochs": encoder_epochs, "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
         "encoding": encoding_to_dict(encoding),
         "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
+        **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
                                                        "kind": data.kind, "rows": len(train.labels)})

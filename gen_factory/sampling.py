@@ -2,7 +2,9 @@
 
 Deterministic by construction: the noise comes from one NumPy generator seeded by the caller and
 drawn label by label in the card's label order, so the same model, counts and seed give the
-same rows - and the same Parquet bytes - in any process.
+same rows - and the same Parquet bytes - in any process. Conditions on categorical columns
+(`gen_factory.data.conditions`) are placed among the rows by a second generator spawned from
+the same seed, and the exported graph forces them: exact counts, no rejection sampling.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gen_factory.data.conditions import cond_blocks, one_hot, resolve_conditions
 from gen_factory.data.validate import DataValidationError
 from gen_factory.onnx_model import OnnxModel
 
@@ -48,17 +51,37 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
     return out
 
 
-def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(values, label ids) for the requested counts; values are decoded (real columns / pixels)."""
+def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
+                    conditions: dict | list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, label ids) for the requested counts; values are decoded (real columns / pixels).
+
+    `conditions`: {column: {category: rows}} or one {column: category} per row (see
+    `resolve_conditions`); categorical columns of table models only.
+    """
     rng = np.random.default_rng(seed)
     noise_dim = model.card["noise_dim"]
     labels = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    codes = _condition_codes(model, conditions, len(labels), seed)
+    blocks = cond_blocks(model.card["encoding"]["columns"]) if codes is not None else []
     parts = []
     for start in range(0, len(labels), CHUNK_ROWS):
         chunk = labels[start:start + CHUNK_ROWS]
         noise = rng.standard_normal((len(chunk), noise_dim), dtype=np.float32)
-        parts.append(model.generate_raw(noise, chunk))
+        cond = one_hot(codes[start:start + CHUNK_ROWS], blocks) if codes is not None else None
+        parts.append(model.generate_raw(noise, chunk, cond))
     return np.concatenate(parts), labels
+
+
+def _condition_codes(model: OnnxModel, conditions: dict | list | None, total: int,
+                     seed: int | list[int]) -> np.ndarray | None:
+    if not conditions:
+        return None
+    if model.kind != "table" or not model.conditional:
+        raise DataValidationError("conditions", repr(conditions)[:80],
+                                  "this model takes no conditions: it has no categorical columns, or was trained "
+                                  "before conditions existed (train it again)")
+    placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # leaves the noise stream as it was
+    return resolve_conditions(model.card["encoding"]["columns"], conditions, total, placement)
 
 
 def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_meta: dict | None = None) -> pa.Table:
@@ -100,8 +123,9 @@ def column_array(values: np.ndarray, column: dict) -> pa.Array:
     return pa.array(wide, mask=missing)
 
 
-def generate_table(model: OnnxModel, counts: list[int], seed: int | list[int], extra_meta: dict | None = None) -> pa.Table:
-    values, labels = generate_arrays(model, counts, seed)
+def generate_table(model: OnnxModel, counts: list[int], seed: int | list[int], extra_meta: dict | None = None,
+                   conditions: dict | list | None = None) -> pa.Table:
+    values, labels = generate_arrays(model, counts, seed, conditions)
     return to_arrow(model, values, labels, {"seed": seed, **(extra_meta or {})})
 
 

@@ -39,6 +39,9 @@ class GenerateRequest(BaseModel):
     counts: dict[str, int] | None = Field(None, description="rows per label name, e.g. {\"0\": 100, \"7\": 50}")
     rows_per_label: int | None = Field(None, description="the same number of rows for every label")
     seed: int = Field(0, description="the same model, counts and seed give identical Parquet bytes")
+    conditions: dict[str, dict[str, int]] | list[dict[str, str]] | None = Field(
+        None, description="categorical columns forced exactly: {\"city\": {\"lima\": 30}} (rows per category, "
+                          "placed at random by the seed) or one {column: category} object per row, in label order")
 
 
 class ScoreRequest(BaseModel):
@@ -83,20 +86,22 @@ class ModelRunner:
         path = await asyncio.to_thread(registry.download, registry.ModelRef(name, version))
         return OnnxModel(path)
 
-    async def generate(self, counts: dict | None, rows_per_label: int | None, seed: int) -> tuple[bytes, int] | dict:
+    async def generate(self, counts: dict | None, rows_per_label: int | None, seed: int,
+                       conditions: dict | list | None = None) -> tuple[bytes, int] | dict:
         try:
-            return await self._generate(counts, rows_per_label, seed)
+            return await self._generate(counts, rows_per_label, seed, conditions)
         except DataValidationError as err:  # returned, not raised: Ray would wrap it beyond recognition
             return {"input_error": str(err)}
 
-    async def _generate(self, counts: dict | None, rows_per_label: int | None, seed: int) -> tuple[bytes, int]:
+    async def _generate(self, counts: dict | None, rows_per_label: int | None, seed: int,
+                        conditions: dict | list | None) -> tuple[bytes, int]:
         from gen_factory.sampling import generate_table, resolve_counts, to_parquet_bytes
 
         model_id = serve.get_multiplexed_model_id()
         model = await self.get_model(model_id)
         name, version = model_id.rsplit("/", 1)
         table = generate_table(model, resolve_counts(model.label_names, counts, rows_per_label), seed,
-                               {"model": name, "version": version})
+                               {"model": name, "version": version}, conditions)
         return to_parquet_bytes(table), table.num_rows
 
     async def score(self, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
@@ -174,7 +179,8 @@ class GenFactoryAPI:
     async def generate(self, name: str, request: GenerateRequest) -> Response:
         """`name` is `model`, `model@alias` (default alias: champion) or `model/version`."""
         ref, runner = await self._runner_for(name)
-        data, rows = await _call(runner.generate, request.counts, request.rows_per_label, request.seed)
+        data, rows = await _call(runner.generate, request.counts, request.rows_per_label, request.seed,
+                                 request.conditions)
         return Response(data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)})
 
     @api.post("/v1/models/{name}/score", response_model=ScoreResponse)

@@ -120,6 +120,9 @@ def test_api_scores_real_and_perturbed_rows(api_url):
     ("/v1/models/e2e-table/score", {"rows": [[1.0, 2.0]]}, 422, "30 values"),
     ("/v1/models/e2e-table/score", {"rows": [{"nope": 1.0}]}, 422, "unknown column"),
     ("/v1/models/e2e-digits/score", {"rows": [[1.0]]}, 422, "images"),
+    ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"plan": {"platinum": 1}}}, 422,
+     "unknown category 'platinum'"),
+    ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"age": {"40": 1}}}, 422, "numeric column"),
 ])
 def test_api_rejects_bad_requests_and_keeps_serving(api_url, path, body, status, words):
     resp = requests.post(api_url + path, json=body, timeout=60)
@@ -206,6 +209,26 @@ def test_same_seed_same_rows_from_python_api_http_and_cli(trained, api_url, tmp_
     pd.testing.assert_frame_equal(from_python, from_cli)
     assert not from_python.equals(trained["mixed"].sample(counts=counts, seed=8))
     assert trained["mixed"].sample(10)["churn"].value_counts().sum() == 10
+
+
+def test_conditions_are_exact_and_the_same_from_python_api_http_cli_and_bulk(trained, api_url, tmp_path):
+    from gen_factory import bulk
+
+    counts, conditions = {"no": 6, "yes": 3}, {"plan": {"pro": 5, "basic": 4}}
+    from_python = Synthesizer.load("e2e-mixed@champion").sample(counts=counts, seed=7, conditions=conditions)
+    assert from_python["plan"].astype(str).value_counts().to_dict() == {"pro": 5, "basic": 4}  # forced, no rejection
+    assert from_python["churn"].tolist() == ["no"] * 6 + ["yes"] * 3
+    resp = requests.post(f"{api_url}/v1/models/e2e-mixed/generate",
+                         json={"counts": counts, "seed": 7, "conditions": conditions}, timeout=60)
+    assert cli(["pull", "e2e-mixed", "--count", "no=6", "--count", "yes=3", "--condition", "plan=pro:5",
+                "--condition", "plan=basic:4", "--seed", "7", "--out", str(tmp_path / "c.parquet"), "--url", api_url]) == 0
+    pd.testing.assert_frame_equal(from_python, pq.read_table(io.BytesIO(resp.content)).to_pandas())
+    pd.testing.assert_frame_equal(from_python, pq.read_table(tmp_path / "c.parquet").to_pandas())
+    manifests = [bulk.generate_dataset("e2e-mixed", tmp_path / f"bulk{w}", rows=60, seed=3, workers=w, block_rows=8,
+                                       conditions={"region": {"islands": 25, "north": 35}}) for w in (1, 2)]
+    assert manifests[0]["files"] == manifests[1]["files"]  # the shards' shares of the conditions too
+    region = pq.read_table(tmp_path / "bulk1").to_pandas()["region"].astype(str)
+    assert region.value_counts().to_dict() == {"north": 35, "islands": 25}  # every row conditioned: exact
 
 
 def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, api_url):

@@ -79,9 +79,12 @@ class ImageData:
 Dataset = TableData | ImageData
 
 
-def load_dataset(spec: str, label_column: str = "label") -> Dataset:
+def load_dataset(spec: str, label_column: str = "label", categorical: list[str] | None = None) -> Dataset:
     """Load and validate a dataset: a bundled name, a ``.parquet``/``.csv`` table, an ``.npz`` image file,
-    MNIST IDX files or a folder of PNGs per label (see `gen_factory.data.images`)."""
+    MNIST IDX files or a folder of PNGs per label (see `gen_factory.data.images`). `categorical`
+    names numeric table columns to model as categories (the inferred types' override)."""
+    if categorical and (spec in BUNDLED_IMAGES or Path(spec).suffix.lower() not in (".parquet", ".pq", ".csv")):
+        raise DataValidationError("column_types", repr(categorical), "column types apply to .parquet / .csv tables only")
     if spec in BUNDLED_TABLES or spec in BUNDLED_IMAGES:
         return _load_bundled(spec)
     path = Path(spec)
@@ -97,9 +100,9 @@ def load_dataset(spec: str, label_column: str = "label") -> Dataset:
         return load_image_source(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return table_from_frame(pd.read_parquet(path), label_column, name=path.stem)
+        return table_from_frame(pd.read_parquet(path), label_column, name=path.stem, categorical=categorical)
     if suffix == ".csv":
-        return table_from_frame(pd.read_csv(path), label_column, name=path.stem)
+        return table_from_frame(pd.read_csv(path), label_column, name=path.stem, categorical=categorical)
     if suffix == ".npz":
         return _images_from_npz(path)
     raise DataValidationError("dataset", repr(spec), "use a .parquet, .csv or .npz file, an MNIST IDX file "

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gen_factory.data.conditions import cond_blocks
+
 MAX_MODES = 10
 MIN_MODE_WEIGHT = 0.005
 ALPHA_SCALE = 4.0
@@ -69,6 +71,10 @@ class TableEncoding:
 
     def decoder(self) -> nn.Module:
         return _Decoder(self.columns)
+
+    def forcer(self) -> nn.Module:
+        """(encoded rows, cond vectors) -> encoded rows whose conditioned columns hold their condition."""
+        return _Force(cond_blocks(self.columns))
 
     def unit(self) -> np.ndarray:
         """Size of one encoded unit in raw values, per output column (parity is judged in these)."""
@@ -253,3 +259,21 @@ class _Decoder(nn.Module):
                 at += n
             out.append(v)
         return torch.stack(out, dim=1)
+
+
+class _Force(nn.Module):
+    """Exact conditions: where a row's cond block is set, the column's one-hot span becomes that
+    block, so the decoder's argmax returns the requested category whatever the generator made."""
+
+    def __init__(self, blocks):
+        super().__init__()
+        self.blocks = blocks
+
+    def forward(self, e: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        parts, at = [], 0
+        for b in self.blocks:
+            block = cond[:, b.offset:b.offset + b.width]
+            parts += [e[:, at:b.span],
+                      torch.where(block.sum(dim=1, keepdim=True) > 0, block, e[:, b.span:b.span + b.width])]
+            at = b.span + b.width
+        return torch.cat(parts + [e[:, at:]], dim=1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from gen_factory.data.conditions import cond_width
 from gen_factory.models.image import ImageDiscriminator, ImageGenerator, MLPImageDiscriminator, MLPImageGenerator
 from gen_factory.models.tabular import TabularDiscriminator, TabularGenerator
 
@@ -23,6 +24,7 @@ class ModelSpec:
     arch: str = "conv"  # images: "conv" (DCGAN-shaped) | "mlp" (fully connected)
     conditioning: str = "projection"  # images: how D sees the label: "projection" | "concat" | "none"
     spans: list = field(default_factory=list)  # tables: [activation, width] blocks of the encoded row
+    cond_dim: int = 0  # tables: width of the conditional vector over categorical columns (0: none)
 
 
 def spec_for(data, encoding, **networks) -> ModelSpec:
@@ -30,7 +32,8 @@ def spec_for(data, encoding, **networks) -> ModelSpec:
     `networks` carries the other ModelSpec fields (spectral_norm, an image variant's arch, ...)."""
     if data.kind == "table":
         return ModelSpec(kind="table", n_labels=len(data.label_names), shape=[encoding.width],
-                         spans=[list(s) for s in encoding.spans()], **networks)
+                         spans=[list(s) for s in encoding.spans()], cond_dim=cond_width(encoding.columns),
+                         **networks)
     return ModelSpec(kind="image", n_labels=len(data.label_names), shape=list(data.images.shape[1:]), **networks)
 
 
@@ -39,9 +42,9 @@ def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     if spec.kind == "table":
         (n_features,) = spec.shape
         g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
-                             spans=spec.spans)
+                             spans=spec.spans, cond_dim=spec.cond_dim)
         d = TabularDiscriminator(spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
-                                 spectral_norm=spec.spectral_norm)
+                                 spectral_norm=spec.spectral_norm, cond_dim=spec.cond_dim)
         return g, d
     if spec.kind == "image":
         channels, height, width = spec.shape

@@ -1,10 +1,11 @@
 """Ray Train wiring: the per-worker function and the TorchTrainer that runs it.
 
 Each worker loads the dataset from its spec, takes its shard (DistributedSampler via
-``prepare_data_loader``), wraps both networks in DDP (``prepare_model``: gloo on CPU, nccl on
-GPU), trains the GAN for ``epochs`` and then the f-AnoGAN encoder for ``encoder_epochs`` (the same
-DDP wiring, the GAN frozen), and reports a checkpoint every ``report_every`` epochs and at the end
-of each phase. Re-running with the same ``name`` and storage path makes Ray hand the latest
+``prepare_data_loader``; a table with categorical columns instead draws conditioned batches from
+the whole table, `gen_factory.train.batches`), wraps both networks in DDP (``prepare_model``: gloo on
+CPU, nccl on GPU), trains the GAN for ``epochs`` and then the f-AnoGAN encoder for ``encoder_epochs``
+(the same DDP wiring, the GAN frozen), and reports a checkpoint every ``report_every`` epochs and at
+the end of each phase. Re-running with the same ``name`` and storage path makes Ray hand the latest
 checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
 """
 
@@ -21,10 +22,12 @@ import numpy as np
 import torch
 
 from gen_factory.data import load_dataset, training_split
+from gen_factory.data.conditions import CondSampler, cond_blocks
 from gen_factory.data.transform import encoding_from_dict
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.encoder import build_encoder
 from gen_factory.settings import filesystem
+from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer
 from gen_factory.train.loop import GANTrainer, Hyper
 
@@ -106,14 +109,15 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(reserved or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
     torch.manual_seed(config["seed"])  # identical initial weights on every worker
 
-    data, _ = training_split(load_dataset(config["dataset"], config["label_column"]), config["holdout"],
-                             config["seed"], config.get("normal_labels"))
+    data, _ = training_split(load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
+                             config["holdout"], config["seed"], config.get("normal_labels"))
     encoding = encoding_from_dict(config["encoding"])
     values = data.features if data.kind == "table" else data.images
     tensors = torch.utils.data.TensorDataset(torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels))
     loader = torch.utils.data.DataLoader(tensors, batch_size=max(1, config["batch_size"] // world),
                                          shuffle=True, drop_last=len(tensors) > config["batch_size"])
     loader = ray.train.torch.prepare_data_loader(loader)
+    blocks = cond_blocks(encoding.columns) if data.kind == "table" else []
 
     spec = ModelSpec(**config["spec"])
     g, d = build_models(spec)
@@ -122,7 +126,8 @@ def train_loop_per_worker(config: dict) -> None:
     g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
     d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
     hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
-    trainer = GANTrainer(g, d, hyper, spec.noise_dim)
+    trainer = GANTrainer(g, d, hyper, spec.noise_dim, blocks)
+    sampler = CondSampler(data.features, blocks, hyper.uncond_prob) if blocks else None
 
     gan_epochs, total = config["epochs"], config["epochs"] + config.get("encoder_epochs", 0)
     report_every = config.get("report_every", 1)
@@ -157,11 +162,14 @@ def train_loop_per_worker(config: dict) -> None:
         torch.manual_seed(config["seed"] * 100_003 + epoch * 101 + rank)
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
-        if epoch < gan_epochs:
-            metrics = trainer.epoch(loader)
-        else:
+        if epoch >= gan_epochs:  # the encoder learns on real rows only: the plain shuffled shards
             encoder = encoder or encoder_trainer()
             metrics = encoder.epoch(loader)
+        elif sampler:  # training-by-sampling: every worker draws its rows per condition from the whole table
+            rng = np.random.default_rng([config["seed"], epoch, rank])
+            metrics = trainer.epoch(conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng))
+        else:
+            metrics = trainer.epoch(loader)
         metrics["epoch"] = epoch + 1
         metrics["epoch_seconds"] = time.time() - started
         if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):

@@ -2,7 +2,9 @@
 
 Nothing here knows about Ray: the networks may be bare modules (tests, one process) or
 DDP-wrapped by Ray Train, and the same code runs. The generator kept for export is an
-exponential moving average of the trained one (a standard, cheap stabiliser).
+exponential moving average of the trained one (a standard, cheap stabiliser). Tables with
+categorical columns add a conditional vector to each batch (CTGAN's training-by-sampling,
+`gen_factory.data.conditions`); a cross-entropy term then makes the generated category match it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gen_factory.models.augment import diff_augment
@@ -30,6 +33,8 @@ class Hyper:
     gp_weight: float = 10.0
     ema_decay: float = 0.999
     augment: str = ""  # DiffAugment policy applied to real and fake before D, e.g. "translation,cutout"
+    cond_weight: float = 1.0  # weight of the cond cross-entropy in the generator loss (CTGAN's)
+    uncond_prob: float = 0.5  # share of rows trained with a zero cond vector (plain sampling's marginals)
 
 
 def default_hyper(kind: str, loss: str | None = None) -> Hyper:
@@ -51,26 +56,30 @@ def unwrap(model: nn.Module) -> nn.Module:
 class GANTrainer:
     """Holds both networks, their optimisers and the EMA generator; `step` does one batch."""
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, hyper: Hyper, noise_dim: int):
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, hyper: Hyper, noise_dim: int,
+                 blocks: list | None = None):
+        """`blocks`: the cond vector's layout (`cond_blocks`), for tables with categorical columns."""
         self.g, self.d, self.h, self.noise_dim = generator, discriminator, hyper, noise_dim
+        self.blocks = blocks or []
         self.g_ema = copy.deepcopy(unwrap(generator)).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=hyper.lr_g, betas=hyper.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=hyper.lr_d, betas=hyper.betas)
         self.augment = diff_augment(hyper.augment) or (lambda x: x)
         self.steps = 0
 
-    def critic(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def critic(self, x: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator on (augmented) images: real and fake always pass the same augmentation."""
-        return self.d(self.augment(x), labels)
+        return self.d(self.augment(x), labels, *([] if cond is None else [cond]))
 
-    def step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    def step(self, real: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> dict[str, float]:
         """One discriminator update, and a generator update every `n_critic` steps."""
+        extra = [] if cond is None else [cond]
         noise = torch.randn(real.shape[0], self.noise_dim, device=real.device)
         with torch.no_grad():
-            fake = self.g(noise, labels)
-        d_loss = discriminator_loss(self.h.loss, self.critic(real, labels), self.critic(fake, labels))
+            fake = self.g(noise, labels, *extra)
+        d_loss = discriminator_loss(self.h.loss, self.critic(real, labels, cond), self.critic(fake, labels, cond))
         if self.h.loss == "wgan-gp":
-            d_loss = d_loss + self.h.gp_weight * gradient_penalty(lambda x: self.critic(x, labels), real, fake)
+            d_loss = d_loss + self.h.gp_weight * gradient_penalty(lambda x: self.critic(x, labels, cond), real, fake)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
@@ -81,7 +90,14 @@ class GANTrainer:
             noise = torch.randn(real.shape[0], self.noise_dim, device=real.device)
             # The discriminator's gradients from this pass are discarded: skip their all-reduce.
             with getattr(self.d, "no_sync", nullcontext)():
-                g_loss = generator_loss(self.h.loss, self.critic(self.g(noise, labels), labels))
+                if cond is None:
+                    g_loss = generator_loss(self.h.loss, self.critic(self.g(noise, labels), labels))
+                else:
+                    fake, logits = self.g(noise, labels, cond, with_logits=True)
+                    cond_loss = self.cond_loss(logits, cond)
+                    g_loss = (generator_loss(self.h.loss, self.critic(fake, labels, cond))
+                              + self.h.cond_weight * cond_loss)
+                    out["cond_loss"] = cond_loss.item()
                 self.opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
             self.opt_g.step()
@@ -89,14 +105,25 @@ class GANTrainer:
             out["g_loss"] = g_loss.item()
         return out
 
+    def cond_loss(self, logits: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each conditioned column's generated logits against its condition,
+        summed over columns, averaged over the batch (unconditioned rows add nothing)."""
+        total = logits.new_zeros(())
+        for b in self.blocks:
+            target = cond[:, b.offset:b.offset + b.width]
+            set_rows = target.sum(dim=1)
+            ce = F.cross_entropy(logits[:, b.span:b.span + b.width], target.argmax(dim=1), reduction="none")
+            total = total + (ce * set_rows).sum() / len(cond)
+        return total
+
     def epoch(self, batches) -> dict[str, float]:
-        """Run over an iterable of (real, labels) batches; return mean losses."""
+        """Run over an iterable of (real, labels[, cond]) batches; return mean losses."""
         self.g.train()
         self.d.train()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        for real, labels in batches:
-            for key, value in self.step(real, labels).items():
+        for batch in batches:  # (real, labels) or (real, labels, cond)
+            for key, value in self.step(*batch).items():
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
         return {key: sums[key] / counts[key] for key in sums}
