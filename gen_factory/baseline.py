@@ -90,6 +90,8 @@ def baseline_dataset(model_ref: str, out: Path, normal_rows: int, anomaly_labels
 
 def _spread(total: int, weights: list[int]) -> list[int]:
     """`total` split in proportion to `weights`, largest remainders first, so the parts sum exactly."""
+    if not weights:
+        return []
     w = np.asarray(weights, dtype=np.float64)
     share = total * w / w.sum() if w.sum() > 0 else np.full(len(w), total / len(w))
     parts = np.floor(share).astype(int)

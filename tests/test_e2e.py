@@ -15,6 +15,7 @@ from gen_factory.cli import main as cli
 from gen_factory.data import DataValidationError
 from gen_factory.data.procedural import customers
 from gen_factory.pipeline import TrainJob, train_and_register
+from gen_factory.onnx_model import OnnxModel
 from gen_factory.synthesizer import Synthesizer
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,9 @@ def trained():
     digits = train_and_register(TrainJob("digits", model_name="e2e-digits", epochs=2, num_workers=2))
     table = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=4, num_workers=2))
     mixed = Synthesizer("e2e-mixed", epochs=2).fit(customers(300), label="churn")
-    yield {"digits": digits, "table": table, "mixed": mixed}
+    one_class = train_and_register(TrainJob("breast_cancer", model_name="e2e-oneclass", normal_labels=["benign"],
+                                            epochs=20, encoder_epochs=10, num_workers=2))
+    yield {"digits": digits, "table": table, "mixed": mixed, "one_class": one_class}
     serve.shutdown()
     ray.shutdown()
 
@@ -65,7 +68,7 @@ def summary_epochs(name):
 
 def test_same_run_name_resumes_from_the_latest_checkpoint(trained, capfd):
     resumed = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, num_workers=2))
-    assert "resuming from the checkpoint of epoch 4" in capfd.readouterr().out
+    assert "(4 GAN epochs done)" in capfd.readouterr().out  # then the encoder's 2; GAN epochs 5-6 go on
     assert resumed["run_id"] == trained["table"]["run_id"]  # the same MLflow run continues
     steps = [m.step for m in registry.client().get_metric_history(resumed["run_id"], "d_loss")]
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # epochs 5 and 6 only were trained now
@@ -120,6 +123,8 @@ def test_api_scores_real_and_perturbed_rows(api_url):
     ("/v1/models/e2e-table/score", {"rows": [[1.0, 2.0]]}, 422, "30 values"),
     ("/v1/models/e2e-table/score", {"rows": [{"nope": 1.0}]}, 422, "unknown column"),
     ("/v1/models/e2e-digits/score", {"rows": [[1.0]]}, 422, "images"),
+    ("/v1/models/e2e-table/score", {"rows": [[1.0] * 30], "method": "magic"}, 422, "method: 'magic'"),
+    ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + [float("nan")]]}, 422, "never missing"),
     ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"plan": {"platinum": 1}}}, 422,
      "unknown category 'platinum'"),
     ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"age": {"40": 1}}}, 422, "numeric column"),
@@ -253,3 +258,50 @@ def test_synthesizer_refuses_bad_tables_naming_the_column(mutate, column):
     with pytest.raises(DataValidationError) as err:
         Synthesizer("never-fitted").fit(mutate(customers(50)), label="churn")
     assert err.value.field == f"column {column!r}"
+
+
+def test_one_class_model_is_calibrated_measured_and_logged(trained):
+    info = trained["one_class"]["anomaly"]
+    assert info["anomaly_labels"] == ["malignant"] and set(info["thresholds"]) == {"critic", "fanogan"}
+    for method in ("critic", "fanogan"):
+        assert 0.0 <= info["holdout"][method]["auroc"] <= 1.0
+    card = OnnxModel(registry.download(trained["one_class"]["ref"])).card
+    assert card["label_names"] == ["benign"] and card["anomaly"] == info
+    metrics = registry.client().get_run(trained["one_class"]["run_id"]).data.metrics
+    assert {"anomaly_fanogan_auroc", "baseline_iforest_real_auroc", "baseline_knn_synthetic_auroc"} <= set(metrics)
+    encoder_losses = registry.client().get_metric_history(trained["one_class"]["run_id"], "encoder_loss")
+    assert encoder_losses and max(m.step for m in encoder_losses) == 30  # reported after the 20 GAN epochs
+
+
+def test_score_flags_anomalies_the_same_over_http_and_in_process(api_url, tmp_path, capsys):
+    import json
+
+    from gen_factory.data import load_dataset
+
+    data = load_dataset("breast_cancer")
+    frame = data.frame().iloc[::15].drop(columns=["label"])
+    frame.to_parquet(tmp_path / "rows.parquet")
+    rows = frame.to_dict(orient="records")
+    http = client.score(api_url, "e2e-oneclass", rows=rows)
+    assert http["method"] == "fanogan" and len(http["scores"]) == len(rows)
+    assert http["is_anomaly"] == [s > http["threshold"] for s in http["scores"]]
+    critic = client.score(api_url, "e2e-oneclass", rows=rows, method="critic")
+    assert critic["method"] == "critic" and critic["threshold"] != http["threshold"]
+    assert cli(["score", "e2e-oneclass", str(tmp_path / "rows.parquet"), "--url", api_url]) == 0
+    via_cli = json.loads(capsys.readouterr().out)
+    assert cli(["score", "e2e-oneclass", str(tmp_path / "rows.parquet"), "--local"]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert via_cli == http and local["is_anomaly"] == http["is_anomaly"]
+    np.testing.assert_allclose(local["scores"], http["scores"], rtol=1e-5)  # one ONNX graph, batched differently
+
+
+def test_baseline_datasets_with_anomaly_rows_and_the_detector_report(trained, tmp_path, capsys):
+    out = tmp_path / "baseline.parquet"
+    assert cli(["baseline", "e2e-table", "--out", str(out), "--normal-rows", "30", "--anomaly-label", "malignant",
+                "--anomaly-rows", "12", "--evaluate-on", "breast_cancer"]) == 0
+    printed = capsys.readouterr().out
+    assert "42 rows (12 anomalies)" in printed and "iforest" in printed and "fitted on synthetic" in printed
+    frame = pd.read_parquet(out)
+    assert (frame.loc[frame.is_anomaly, "label"] == "malignant").all() and (~frame.is_anomaly).sum() == 30
+    assert cli(["baseline", "e2e-oneclass", "--out", str(out), "--anomaly-label", "malignant", "--anomaly-rows", "1"]) == 2
+    assert "anomaly_labels" in capsys.readouterr().err  # a one-class model cannot generate its anomalies

@@ -34,7 +34,7 @@ from gen_factory.train.loop import GANTrainer, Hyper
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "gen_factory_run.json"
 # Settings that may change when a run resumes; any other change means a different model.
-RESUMABLE_SETTINGS = ("epochs", "mlflow_run_id", "mlflow_tracking_uri")
+RESUMABLE_SETTINGS = ("epochs", "encoder_epochs", "report_every", "mlflow_run_id", "mlflow_tracking_uri")
 
 
 def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str) -> dict:
@@ -143,12 +143,16 @@ def train_loop_per_worker(config: dict) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
         trainer.load_state_dict(state["trainer"])
-        if "encoder" in state:
-            encoder = encoder_trainer()
-            encoder.load_state_dict(state["encoder"])
-        start = state["epoch"] + 1
+        gan_done = state["gan_epochs_done"]
+        if gan_done < gan_epochs:  # the GAN gets more epochs now: go on with it, the encoder starts over after
+            start = gan_done
+        else:
+            start = state["epoch"] + 1
+            if "encoder" in state:
+                encoder = encoder_trainer()
+                encoder.load_state_dict(state["encoder"])
         if rank == 0:
-            print(f"resuming from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
+            print(f"resuming from the checkpoint of epoch {state['epoch'] + 1} ({gan_done} GAN epochs done)", flush=True)
 
     nodes = _count_nodes(world)
     logger = _MlflowLogger(config) if rank == 0 and config.get("mlflow_run_id") else None
@@ -183,7 +187,7 @@ def train_loop_per_worker(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
-                state = {"trainer": trainer.state_dict(), "epoch": epoch}
+                state = {"trainer": trainer.state_dict(), "epoch": epoch, "gan_epochs_done": min(epoch + 1, gan_epochs)}
                 if encoder:
                     state["encoder"] = encoder.state_dict()
                 torch.save(state, Path(tmp) / STATE_FILE)

@@ -13,7 +13,9 @@ from gen_factory.data.conditions import CondSampler, cond_blocks
 from gen_factory.data.datasets import TableData
 from gen_factory.data.transform import fit_encoding
 from gen_factory.models import build_models, spec_for
+from gen_factory.models.encoder import build_encoder
 from gen_factory.train.batches import conditional_batches
+from gen_factory.train.encoder import EncoderTrainer, residual_scales
 from gen_factory.train.loop import GANTrainer, default_hyper
 
 
@@ -40,3 +42,17 @@ def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int =
         for _ in range(epochs):
             trainer.epoch(loader)
     return trainer.g_ema.eval(), trainer.d.eval(), encoding, spec, hyper
+
+
+def train_encoder(generator: torch.nn.Module, discriminator: torch.nn.Module, spec, x: torch.Tensor,
+                  labels: torch.Tensor, epochs: int, batch_size: int = 64, seed: int = 0):
+    """The f-AnoGAN encoder for a finished GAN on encoded inputs `x`: (encoder, residual scales),
+    what `export.export_bundle` takes."""
+    torch.manual_seed(seed)
+    encoder = build_encoder(spec)
+    trainer = EncoderTrainer(encoder, generator, discriminator)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, labels), batch_size=batch_size,
+                                         shuffle=True, drop_last=len(x) > batch_size)
+    for _ in range(epochs):
+        trainer.epoch(loader)
+    return encoder.eval(), residual_scales(encoder, generator, discriminator, x, labels)
