@@ -29,7 +29,7 @@ from gen_factory.data.validate import DataValidationError
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 MAX_MODELS_PER_REPLICA = 8
-INGRESS_MAX_ROWS = 2_048  # ~25 ms of generation at most: the hop to a runner costs 6-7 ms (bench/serve.py)
+INGRESS_MAX_ROWS = 2_048  # ~15 ms of generation at most: the hop to a runner costs 6-7 ms (bench/serve.py)
 # No INFO access-log line per request in the proxy and in each replica it crosses (measured in
 # bench/serve.py); errors and warnings are still logged.
 LOGGING = {"enable_access_log": False}
