@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,28 @@ def resolve(ref: str) -> ModelRef:
         raise ModelNotFound(f"model {ref!r} is not in the registry ({_first_line(err)}); "
                             "list the registered models with `genfactory models`") from err
     return ModelRef(name, str(mv.version), alias)
+
+
+class CachedResolver:
+    """`resolve` with each answer kept for `ttl_s` seconds: the API then makes no registry query (a
+    thread hop and a SQLite read) per request, and still serves a moved alias within `ttl_s`.
+    Failed lookups are not kept, so a model registered a moment later is found at once."""
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self._found: dict[str, tuple[float, ModelRef]] = {}
+
+    def __call__(self, ref: str) -> ModelRef:
+        found = self.cached(ref)
+        if found is None:
+            found = resolve(ref)
+            self._found[ref] = (time.monotonic() + self.ttl_s, found)
+        return found
+
+    def cached(self, ref: str) -> ModelRef | None:
+        """The answer for `ref` while it is fresh, else None: no query, so no thread hop either."""
+        hit = self._found.get(ref)
+        return hit[1] if hit is not None and time.monotonic() < hit[0] else None
 
 
 def download(ref: ModelRef) -> Path:

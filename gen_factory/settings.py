@@ -12,6 +12,7 @@ from pathlib import Path
 
 DEFAULT_ALIAS = "champion"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+DEFAULT_ALIAS_TTL_S = 1.0
 
 
 def data_dir() -> Path:
@@ -24,6 +25,12 @@ def data_dir() -> Path:
 def tracking_uri() -> str:
     """MLflow tracking + registry URI: the env override, else a SQLite file in the data dir."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+def alias_ttl_s() -> float:
+    """How long the API may serve a resolved `name@alias` before asking the registry again
+    (``GENFACTORY_ALIAS_TTL_S``; 0 asks on every request)."""
+    return float(os.environ.get("GENFACTORY_ALIAS_TTL_S", DEFAULT_ALIAS_TTL_S))
 
 
 def artifact_root() -> str:

@@ -2,8 +2,10 @@
 
 Two deployments:
 - `GenFactoryAPI`, the HTTP ingress, resolves ``name@alias`` (or ``name/version``) in the MLflow
-  registry on every request - an alias moved to a new version is served at once, no restart;
-- `ModelRunner` holds ONNX Runtime sessions. It is multiplexed by ``name/version`` (Serve keeps
+  registry and keeps the answer for ``GENFACTORY_ALIAS_TTL_S`` (1 s): an alias moved to a new
+  version is served within that, no restart. Requests of at most INGRESS_MAX_ROWS rows run
+  here, on the ingress's own ONNX Runtime sessions: a second Serve hop would cost more than them;
+- `ModelRunner` takes the larger requests. It is multiplexed by ``name/version`` (Serve keeps
   at most MAX_MODELS_PER_REPLICA per replica, least recently used out, and routes a request to a
   replica that already has its model) and batches concurrent score requests.
 Bad requests get a 4xx whose message names the field, the value and the fix.
@@ -27,6 +29,10 @@ from gen_factory.data.validate import DataValidationError
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 MAX_MODELS_PER_REPLICA = 8
+INGRESS_MAX_ROWS = 2_048  # ~15 ms of generation at most: the hop to a runner costs 6-7 ms (bench/serve.py)
+# No INFO access-log line per request in the proxy and in each replica it crosses (measured in
+# bench/serve.py); errors and warnings are still logged.
+LOGGING = {"enable_access_log": False}
 
 api = FastAPI(
     title="gen_factory",
@@ -72,10 +78,9 @@ def _pin_stores(data_dir: str | None, tracking_uri: str | None) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1})
-class ModelRunner:
-    def __init__(self, data_dir: str | None = None, tracking_uri: str | None = None):
-        _pin_stores(data_dir, tracking_uri)
+class _ModelHost:
+    """Registered models as ONNX Runtime sessions, at most MAX_MODELS_PER_REPLICA per replica (least
+    recently used out): the runner holds them, and so does the ingress for the requests it runs."""
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str):
@@ -86,36 +91,45 @@ class ModelRunner:
         path = await asyncio.to_thread(registry.download, registry.ModelRef(name, version))
         return OnnxModel(path)
 
-    async def generate(self, counts: dict | None, rows_per_label: int | None, seed: int,
-                       conditions: dict | list | None = None) -> tuple[bytes, int] | dict:
+
+def _generate(model, model_id: str, counts: list[int], seed: int, conditions: dict | list | None) -> tuple[bytes, int]:
+    from gen_factory.sampling import generate_table, to_parquet_bytes
+
+    name, version = model_id.rsplit("/", 1)
+    table = generate_table(model, counts, seed, {"model": name, "version": version}, conditions)
+    return to_parquet_bytes(table), table.num_rows
+
+
+def _score(model, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
+    from gen_factory import anomaly
+
+    values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
+    return anomaly.respond(model, anomaly.score_matrix(model, values, label_ids), method, label_ids is not None)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, logging_config=LOGGING)
+class ModelRunner(_ModelHost):
+    """Requests too large for the ingress: one CPU each, scaled on its own, multiplexed by model."""
+
+    def __init__(self, data_dir: str | None = None, tracking_uri: str | None = None):
+        _pin_stores(data_dir, tracking_uri)
+
+    async def generate(self, counts: list[int], seed: int, conditions: dict | list | None) -> tuple[bytes, int] | dict:
+        model_id = serve.get_multiplexed_model_id()
         try:
-            return await self._generate(counts, rows_per_label, seed, conditions)
+            return _generate(await self.get_model(model_id), model_id, counts, seed, conditions)
         except DataValidationError as err:  # returned, not raised: Ray would wrap it beyond recognition
             return {"input_error": str(err)}
 
-    async def _generate(self, counts: dict | None, rows_per_label: int | None, seed: int,
-                        conditions: dict | list | None) -> tuple[bytes, int]:
-        from gen_factory.sampling import generate_table, resolve_counts, to_parquet_bytes
-
-        model_id = serve.get_multiplexed_model_id()
-        model = await self.get_model(model_id)
-        name, version = model_id.rsplit("/", 1)
-        table = generate_table(model, resolve_counts(model.label_names, counts, rows_per_label), seed,
-                               {"model": name, "version": version}, conditions)
-        return to_parquet_bytes(table), table.num_rows
-
     async def score(self, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
-        try:
-            return await self._score(rows, images, labels, method)
-        except DataValidationError as err:
-            return {"input_error": str(err)}
-
-    async def _score(self, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
         from gen_factory import anomaly
 
-        model_id = serve.get_multiplexed_model_id()
-        model = await self.get_model(model_id)
-        values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
+        try:
+            model_id = serve.get_multiplexed_model_id()
+            model = await self.get_model(model_id)
+            values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
+        except DataValidationError as err:
+            return {"input_error": str(err)}
         matrix = await self._score_batch(model_id, values, label_ids)
         return anomaly.respond(model, matrix, method, by_label=label_ids is not None)
 
@@ -140,6 +154,14 @@ class ModelRunner:
         return out
 
 
+def _checked(fn, *args):
+    """`fn(*args)`, with an input error as HTTP 422 that names the field, the value and the fix."""
+    try:
+        return fn(*args)
+    except DataValidationError as err:
+        raise HTTPException(status_code=422, detail=str(err)) from err
+
+
 async def _call(method, *args):
     """Call the runner; an input error it reports becomes HTTP 422 (the replica keeps serving)."""
     result = await method.remote(*args)
@@ -148,21 +170,31 @@ async def _call(method, *args):
     return result
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.deployment(ray_actor_options={"num_cpus": 0}, logging_config=LOGGING)
 @serve.ingress(api)
-class GenFactoryAPI:
+class GenFactoryAPI(_ModelHost):
+    """Requests of at most INGRESS_MAX_ROWS rows run here: the hop to a runner replica costs more
+    than their ONNX call (bench/serve.py); larger ones go to the runner."""
+
     def __init__(self, runner: DeploymentHandle, data_dir: str | None = None, tracking_uri: str | None = None):
+        from gen_factory import registry, settings
+
         _pin_stores(data_dir, tracking_uri)
         self.runner = runner
+        self.resolve = registry.CachedResolver(settings.alias_ttl_s())
 
-    async def _runner_for(self, ref_text: str):
+    async def _model_for(self, ref_text: str):
+        """(resolved ref, multiplexed model id, ONNX model) for `name`, `name@alias` or `name/version`."""
         from gen_factory import registry
 
+        ref = self.resolve.cached(ref_text)
         try:
-            ref = await asyncio.to_thread(registry.resolve, ref_text)
+            if ref is None:
+                ref = await asyncio.to_thread(self.resolve, ref_text)
         except registry.ModelNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from err
-        return ref, self.runner.options(multiplexed_model_id=f"{ref.name}/{ref.version}")
+        model_id = f"{ref.name}/{ref.version}"
+        return ref, model_id, await self.get_model(model_id)
 
     @api.get("/healthz")
     def healthz(self) -> dict:
@@ -178,15 +210,26 @@ class GenFactoryAPI:
               responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "a Parquet file"}})
     async def generate(self, name: str, request: GenerateRequest) -> Response:
         """`name` is `model`, `model@alias` (default alias: champion) or `model/version`."""
-        ref, runner = await self._runner_for(name)
-        data, rows = await _call(runner.generate, request.counts, request.rows_per_label, request.seed,
-                                 request.conditions)
+        from gen_factory.sampling import resolve_counts
+
+        ref, model_id, model = await self._model_for(name)
+        counts = _checked(resolve_counts, model.label_names, request.counts, request.rows_per_label)
+        if sum(counts) <= INGRESS_MAX_ROWS:
+            data, rows = await asyncio.to_thread(_checked, _generate, model, model_id, counts, request.seed,
+                                                 request.conditions)
+        else:
+            runner = self.runner.options(multiplexed_model_id=model_id)
+            data, rows = await _call(runner.generate, counts, request.seed, request.conditions)
         return Response(data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)})
 
     @api.post("/v1/models/{name}/score", response_model=ScoreResponse)
     async def score(self, name: str, request: ScoreRequest) -> ScoreResponse:
-        ref, runner = await self._runner_for(name)
-        result = await _call(runner.score, request.rows, request.images, request.labels, request.method)
+        ref, model_id, model = await self._model_for(name)
+        args = (request.rows, request.images, request.labels, request.method)
+        if len(request.rows or request.images or ()) <= INGRESS_MAX_ROWS:
+            result = await asyncio.to_thread(_checked, _score, model, *args)
+        else:
+            result = await _call(self.runner.options(multiplexed_model_id=model_id).score, *args)
         return ScoreResponse(model=ref.name, version=ref.version, **result)
 
 
@@ -202,7 +245,7 @@ def start(host: str = "127.0.0.1", port: int = 8000) -> str:
     from gen_factory.cluster import ensure_ray
 
     ensure_ray()
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port}, logging_config=LOGGING)
     serve.run(build_app({"data_dir": str(settings.data_dir()), "tracking_uri": settings.tracking_uri()}),
               name="gen_factory", route_prefix="/")
     return f"http://{host}:{port}"
