@@ -125,7 +125,7 @@ def test_api_scores_real_and_perturbed_rows(api_url):
     ("/v1/models/e2e-table/score", {"rows": [{"nope": 1.0}]}, 422, "unknown column"),
     ("/v1/models/e2e-digits/score", {"rows": [[1.0]]}, 422, "images"),
     ("/v1/models/e2e-table/score", {"rows": [[1.0] * 30], "method": "magic"}, 422, "method: 'magic'"),
-    ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + [float("nan")]]}, 422, "never missing"),
+    ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + [None]]}, 422, "never missing"),
     ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"plan": {"platinum": 1}}}, 422,
      "unknown category 'platinum'"),
     ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"age": {"40": 1}}}, 422, "numeric column"),
@@ -307,7 +307,7 @@ def test_baseline_datasets_with_anomaly_rows_and_the_detector_report(trained, tm
     assert cli(["baseline", "e2e-table", "--out", str(out), "--normal-rows", "30", "--anomaly-label", "malignant",
                 "--anomaly-rows", "12", "--evaluate-on", "breast_cancer"]) == 0
     printed = capsys.readouterr().out
-    assert "42 rows (12 anomalies)" in printed and "iforest" in printed and "fitted on synthetic" in printed
+    assert "42 rows (12 anomalies)" in printed and "iforest" in printed and "on synthetic" in printed
     frame = pd.read_parquet(out)
     assert (frame.loc[frame.is_anomaly, "label"] == "malignant").all() and (~frame.is_anomaly).sum() == 30
     assert cli(["baseline", "e2e-oneclass", "--out", str(out), "--anomaly-label", "malignant", "--anomaly-rows", "1"]) == 2
