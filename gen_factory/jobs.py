@@ -83,11 +83,21 @@ def client(address: str):
     return JobSubmissionClient(address, headers=headers)
 
 
-def submit(spec_path: Path, address: str) -> str:
+def submit(spec_path: Path, address: str, agent_wait_s: float = 60.0) -> str:
+    """Submit the spec as a Ray job; returns its id. A head that has just started may not have its
+    job agent up yet (HTTP 500 "No available agent"): that answer is retried for `agent_wait_s`."""
     spec = load_spec(spec_path)
     job_id = f"{spec['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return client(address).submit_job(entrypoint=entrypoint(spec), runtime_env=runtime_env(spec),
-                                      submission_id=job_id, metadata={"gen_factory.spec": str(spec_path)})
+    c = client(address)
+    deadline = time.time() + agent_wait_s
+    while True:
+        try:
+            return c.submit_job(entrypoint=entrypoint(spec), runtime_env=runtime_env(spec),
+                                submission_id=job_id, metadata={"gen_factory.spec": str(spec_path)})
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.time() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def wait(address: str, job_id: str, timeout_s: float = 3600, poll_s: float = 2.0) -> str:

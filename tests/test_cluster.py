@@ -33,6 +33,12 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _node_args(root: Path) -> list[str]:
+    """`ray start` flags of one node; its agent gets a free port, as the default (52365) may be held
+    by any other Ray on the machine."""
+    return ["--block", "--num-cpus=1", f"--temp-dir={root}/ray", f"--dashboard-agent-listen-port={_port()}"]
+
+
 def _get(url: str) -> requests.Response:
     """GET with the cluster's token: Ray's local clusters require token authentication."""
     token_file = Path.home() / ".ray" / "auth_token"
@@ -59,20 +65,19 @@ def cluster():
     # Token auth on every node (Ray >= 2.59): a joining node must present the head's token.
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
            "RAY_AUTH_MODE": "token"}
-    ray_common = ["--block", "--num-cpus=1", f"--temp-dir={root}/ray"]
     procs = [
         subprocess.Popen([BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
                           "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
                           "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
                          env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([BIN / "ray", "start", "--head", f"--port={gcs}", "--include-dashboard=true",
-                          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *ray_common],
+                          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *_node_args(root)],
                          env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
     try:
         dashboard = f"http://127.0.0.1:{dash}"
         _wait(lambda: _get(f"{dashboard}/api/version").ok, "the Ray head")
-        procs.append(subprocess.Popen([BIN / "ray", "start", f"--address=127.0.0.1:{gcs}", *ray_common],
+        procs.append(subprocess.Popen([BIN / "ray", "start", f"--address=127.0.0.1:{gcs}", *_node_args(root)],
                                       env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         _wait(lambda: len(_get(f"{dashboard}/nodes?view=summary").json()["data"]["summary"]) == 2,
