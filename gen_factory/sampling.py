@@ -69,7 +69,10 @@ def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
         noise = rng.standard_normal((len(chunk), noise_dim), dtype=np.float32)
         cond = one_hot(codes[start:start + CHUNK_ROWS], blocks) if codes is not None else None
         parts.append(model.generate_raw(noise, chunk, cond))
-    return np.concatenate(parts), labels
+    values = np.concatenate(parts)
+    if model.card["encoding"].get("integer"):  # whole-number pixels, as in the training images
+        np.round(values, out=values)
+    return values, labels
 
 
 def _condition_codes(model: OnnxModel, conditions: dict | list | None, total: int,

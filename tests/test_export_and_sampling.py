@@ -99,6 +99,7 @@ def test_generated_images_are_a_pixels_column_with_the_shape_in_metadata(image_m
     assert sampling.read_metadata(table)["shape"] == [1, 8, 8]
     pixels = np.stack(table.column("pixels").to_numpy(zero_copy_only=False))
     assert pixels.shape == (20, 64) and pixels.min() >= 0 and pixels.max() <= 16
+    assert np.array_equal(pixels, np.round(pixels))  # digits' pixels are whole numbers 0-16: so are these
 
 
 @pytest.mark.parametrize("kwargs, field", [

@@ -19,14 +19,17 @@ from gen_factory.data.table_transformer import TableEncoding
 
 @dataclass
 class ImageEncoding:
-    """Pixels mapped linearly from [low, high] to [-1, 1] (a tanh generator's range)."""
+    """Pixels mapped linearly from [low, high] to [-1, 1] (a tanh generator's range). `integer`: the
+    data's pixels are whole numbers (8-bit images, digits' 0-16), so sampling rounds generated ones."""
 
     low: float
     high: float
+    integer: bool = False
 
     @classmethod
     def fit(cls, data: ImageData) -> "ImageEncoding":
-        return cls(low=float(data.images.min()), high=float(data.images.max()))
+        integer = bool(np.all(np.mod(data.images, 1) == 0))
+        return cls(low=float(data.images.min()), high=float(data.images.max()), integer=integer)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return ((images - self.low) / (self.high - self.low) * 2.0 - 1.0).astype(np.float32)
