@@ -17,8 +17,9 @@ import yaml
 
 from gen_factory.data.validate import DataValidationError
 
-SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "seed", "env"}
-MODEL_KEYS = {"loss", "epochs", "batch_size"}
+SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "anomaly", "seed", "env"}
+MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size"}
+ANOMALY_KEYS = {"normal_labels", "fpr"}
 RESOURCE_KEYS = {"workers", "gpus_per_worker"}
 
 
@@ -31,7 +32,7 @@ def load_spec(path: Path) -> dict:
     if not isinstance(spec, dict):
         raise DataValidationError("spec", str(path), "the spec must be a YAML mapping (see jobs/digits.yaml)")
     for section, allowed in ((None, SPEC_KEYS), ("model", MODEL_KEYS), ("resources", RESOURCE_KEYS),
-                             ("registry", {"alias"})):
+                             ("registry", {"alias"}), ("anomaly", ANOMALY_KEYS)):
         block = spec if section is None else spec.get(section) or {}
         unknown = sorted(set(block) - allowed)
         if unknown:
@@ -46,13 +47,18 @@ def load_spec(path: Path) -> dict:
 def entrypoint(spec: dict) -> str:
     """The shell command the job driver runs."""
     model, res, reg = spec.get("model") or {}, spec.get("resources") or {}, spec.get("registry") or {}
+    anomaly = spec.get("anomaly") or {}
     args = ["genfactory", "train", str(spec["dataset"]), "--name", spec["name"],
             "--label-column", spec.get("label_column", "label"), "--seed", str(spec.get("seed", 0))]
-    for flag, value in (("--loss", model.get("loss")), ("--epochs", model.get("epochs")),
+    for flag, value in (("--loss", model.get("loss")), ("--variant", model.get("variant")),
+                        ("--epochs", model.get("epochs")), ("--encoder-epochs", model.get("encoder_epochs")),
                         ("--batch-size", model.get("batch_size")), ("--workers", res.get("workers")),
-                        ("--gpus-per-worker", res.get("gpus_per_worker")), ("--alias", reg.get("alias"))):
+                        ("--gpus-per-worker", res.get("gpus_per_worker")), ("--alias", reg.get("alias")),
+                        ("--fpr", anomaly.get("fpr"))):
         if value is not None:
             args += [flag, str(value)]
+    for label in anomaly.get("normal_labels") or []:  # a one-class anomaly model of these labels
+        args += ["--normal-label", str(label)]
     return shlex.join(args)
 
 

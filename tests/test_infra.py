@@ -76,6 +76,8 @@ def test_rayjob_and_job_specs_are_valid_genfactory_commands():
         assert argv[:2] == ["genfactory", "train"]
         args = _parser().parse_args(argv[1:])  # exits (fails the test) on any unknown flag
         assert args.dataset and args.model_name
+    one_class = _parser().parse_args(shlex.split(entrypoint(load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml")))[1:])
+    assert one_class.normal_labels == ["benign"] and one_class.fpr == 0.05
 
 
 def test_mlflow_stack_publishes_the_port_the_cluster_uses():
