@@ -63,11 +63,12 @@ def _score_demo(url: str, dataset: str, name: str, n: int = 5) -> dict:
         real = holdout.images[pick]
         perturbed = rng.uniform(holdout.images.min(), holdout.images.max(), size=real.shape).astype(np.float32)
         payload = lambda x: {"images": x}  # noqa: E731
-    real_scores = client.score(url, f"{name}@{settings.DEFAULT_ALIAS}", **payload(real))["scores"]
-    bad_scores = client.score(url, f"{name}@{settings.DEFAULT_ALIAS}", **payload(perturbed))["scores"]
-    print(f"[demo] {name} anomaly scores  real: {np.round(real_scores, 2).tolist()}  "
-          f"perturbed: {np.round(bad_scores, 2).tolist()}")
-    return {"real": real_scores, "perturbed": bad_scores}
+    real_res = client.score(url, f"{name}@{settings.DEFAULT_ALIAS}", **payload(real))
+    bad_res = client.score(url, f"{name}@{settings.DEFAULT_ALIAS}", **payload(perturbed))
+    print(f"[demo] {name} {real_res['method']} anomaly scores (threshold {real_res['threshold']:.2f})  "
+          f"real: {np.round(real_res['scores'], 2).tolist()} flagged {sum(real_res['is_anomaly'])}/{n}  "
+          f"perturbed: {np.round(bad_res['scores'], 2).tolist()} flagged {sum(bad_res['is_anomaly'])}/{n}")
+    return {"real": real_res["scores"], "perturbed": bad_res["scores"]}
 
 
 def _wait_forever() -> None:
