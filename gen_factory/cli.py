@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan", "projgan-gp"],
                    help="image GAN preset (default: projgan-gp = projection D + WGAN-GP + EMA generator)")
     t.add_argument("--epochs", type=int, help="passes over the data (default: 100 images, 300 tables)")
-    t.add_argument("--batch-size", type=int, help="global batch, split over workers (default: 64; 32 for one-class images)")
+    t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
     t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")
     t.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (nccl)")
     t.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (implies --gpu)")

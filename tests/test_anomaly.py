@@ -110,12 +110,3 @@ def test_baseline_dataset_flags_anomaly_rows(one_class_bundle):
     table, normal_values = build_baseline(OnnxModel(path), normal_rows=50, seed=1)
     assert table.num_rows == 50 == len(normal_values) and not any(table.column("is_anomaly").to_pylist())
     assert table.column_names == ["a", "b", "c", "kind", "is_anomaly"]
-
-
-def test_one_class_image_models_default_to_small_batches_and_more_steps():
-    from gen_factory.pipeline import default_batch_size, default_epochs
-
-    assert default_batch_size("image", one_class=False) == 64 and default_epochs("image", 1258, 64) == 100
-    assert default_batch_size("image", one_class=True) == 32
-    assert default_epochs("image", 128, 32, one_class=True) == 1000  # 4 batches an epoch, 4000 steps
-    assert default_batch_size("table", one_class=True) == 64
