@@ -99,8 +99,8 @@ def label_ids(model: OnnxModel, labels: list | None, n: int) -> np.ndarray | Non
 
 def prepare(model: OnnxModel, rows: list | None, images, labels: list | None,
             method: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """A score request checked and turned into (values, label ids or None, method): shared by the
-    HTTP runner and `genfactory score --local`, so both score exactly the same inputs."""
+    """A score request checked and turned into (values, label ids or None, method): shared by every
+    path that scores (ingress, batching runner, `genfactory score --local`), so all score the same inputs."""
     if model.kind == "table":
         if rows is None:
             raise DataValidationError("rows", "missing", "send table rows in `rows` for a table model")
@@ -119,6 +119,12 @@ def respond(model: OnnxModel, matrix: np.ndarray, method: str, by_label: bool) -
     scores = matrix[:, method_index(model, method)]
     threshold, flags = verdict(model, scores, method, by_label)
     return {"method": method, "scores": scores.tolist(), "threshold": threshold, "is_anomaly": flags}
+
+
+def score_request(model: OnnxModel, rows: list | None, images, labels: list | None, method: str | None) -> dict:
+    """A whole score request in this process: checked inputs -> one ONNX call -> the response body."""
+    values, label_ids, method = prepare(model, rows, images, labels, method)
+    return respond(model, score_matrix(model, values, label_ids), method, label_ids is not None)
 
 
 def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -149,12 +155,12 @@ def score(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None
     return score_matrix(model, values, labels)[:, method_index(model, method)]
 
 
-def calibrate(model: OnnxModel, values: np.ndarray, labels: np.ndarray, fpr: float) -> dict:
+def thresholds(methods: list[str], given: np.ndarray, best: np.ndarray, fpr: float) -> dict:
     """Per method, the score above which at most `fpr` of these (normal, held-out) inputs fall: one
-    threshold for scoring against the given label, one for the best over all labels."""
-    given, best = score_matrix(model, values, labels), score_matrix(model, values)
+    threshold for scoring against the given label (`given`: [n, methods]), one for the best over
+    all labels (`best`)."""
     return {method: {"given_label": _upper_quantile(given[:, k], fpr), "best_label": _upper_quantile(best[:, k], fpr)}
-            for k, method in enumerate(model.card["score_methods"])}
+            for k, method in enumerate(methods)}
 
 
 def _upper_quantile(scores: np.ndarray, fpr: float) -> float:

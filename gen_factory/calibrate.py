@@ -8,8 +8,6 @@ labels it never saw, AUROC / AUPRC of every score method and the classic-detecto
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from gen_factory import anomaly
@@ -22,23 +20,22 @@ from gen_factory.sampling import generate_arrays
 DEFAULT_FPR = 0.05
 
 
-def calibrate_bundle(bundle: Path, train, holdout, fpr: float = DEFAULT_FPR, seed: int = 0) -> dict:
-    """The card's `anomaly` section: thresholds, and (one-class models) detection metrics and baselines."""
-    model = OnnxModel(bundle)
-    names = model.label_names
+def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR, seed: int = 0) -> dict:
+    """The card's `anomaly` section for an exported model: thresholds, and (one-class models)
+    detection metrics and baselines."""
+    names, methods = model.label_names, model.card["score_methods"]
     values = values_of(holdout)
     holdout_names = np.asarray(holdout.label_names)[holdout.labels]
     normal = np.isin(holdout_names, names)
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
+    best = anomaly.score_matrix(model, values)  # best over labels: no label is known for an anomaly
     info = {"fpr": fpr, "default_method": DEFAULT_SCORE_METHOD,
-            "thresholds": anomaly.calibrate(model, values[normal], ids, fpr),
+            "thresholds": anomaly.thresholds(methods, anomaly.score_matrix(model, values[normal], ids), best[normal], fpr),
             "anomaly_labels": sorted(set(holdout.label_names) - set(names))}
     if normal.all():
         return info
     is_anomaly = (~normal).astype(int)
-    scores = anomaly.score_matrix(model, values)  # best over labels: no label is known for an anomaly
-    info["holdout"] = {method: detection_metrics(scores[:, k], is_anomaly)
-                       for k, method in enumerate(model.card["score_methods"])}
+    info["holdout"] = {method: detection_metrics(best[:, k], is_anomaly) for k, method in enumerate(methods)}
     synthetic, _ = generate_arrays(model, np.bincount(train.labels, minlength=len(names)).tolist(), seed)
     info["baseline"] = baseline_report(values_of(train), synthetic, values, is_anomaly, seed)
     return info

@@ -306,9 +306,7 @@ def _score_locally(ref_text: str, rows, images, labels, method) -> dict:
     from gen_factory.onnx_model import OnnxModel
 
     ref = registry.resolve(ref_text)
-    model = OnnxModel(registry.download(ref))
-    values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
-    body = anomaly.respond(model, anomaly.score_matrix(model, values, label_ids), method, label_ids is not None)
+    body = anomaly.score_request(OnnxModel(registry.download(ref)), rows, images, labels, method)
     return {"model": ref.name, "version": ref.version, **body}
 
 

@@ -150,8 +150,9 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
             parity = export_bundle(generator, discriminator, encoder, scales, encoding, card, bundle)
-            metrics = evaluate_bundle(bundle, train, holdout, job.seed, report=Path(tmp) / "report.html")
-            detection = calibrate_bundle(bundle, train, holdout, job.fpr, job.seed)
+            model = OnnxModel(bundle)  # what ships: evaluated, calibrated and sampled as served
+            metrics = evaluate_bundle(model, train, holdout, job.seed, report=Path(tmp) / "report.html")
+            detection = calibrate_bundle(model, train, holdout, job.fpr, job.seed)
             _add_to_card(bundle, {"metrics": metrics, "anomaly": detection})
             if (Path(tmp) / "report.html").exists():  # tables with a label to compare (not one-class)
                 registry.log_artifact(run_id, Path(tmp) / "report.html")
@@ -159,7 +160,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
                 grid = Path(tmp) / "final_samples.png"
                 save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
                 registry.log_artifact(run_id, grid)
-                _log_class_grids(bundle, run_id, Path(tmp) / "classes", job.seed)
+                _log_class_grids(model, run_id, Path(tmp) / "classes", job.seed)
                 if metrics.get("mode_collapse"):
                     log(f"[train] WARNING: possible mode collapse in class(es) {', '.join(metrics['mode_collapse'])}: "
                         "their samples are far less diverse than the real ones (see diversity_ratio_*)")
@@ -178,7 +179,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
             "seconds": time.time() - started}
 
 
-def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 200,
+def evaluate_bundle(model: OnnxModel, train, holdout, seed: int, per_label: int = 200,
                     report: Path | None = None) -> dict:
     """Quality of what ships: sample the exported ONNX generator and compare with real data.
 
@@ -187,7 +188,6 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 20
     training set has (the label is one of the compared columns), scored by `evaluate_table`;
     `report` gets the HTML report.
     """
-    model = OnnxModel(bundle)
     holdout = keep_labels(holdout, train.label_names)  # a one-class model is judged on its own labels
     one_class = len(train.label_names) == 1  # no class signal to measure: its figures are the anomaly ones
     if train.kind == "image":
@@ -208,10 +208,9 @@ def evaluate_bundle(bundle: Path, train, holdout, seed: int, per_label: int = 20
     return {**headline(result), "column_shapes_per_column": result["quality"]["shapes"]}
 
 
-def _log_class_grids(bundle: Path, run_id: str, out_dir: Path, seed: int, per_class: int = 64) -> None:
+def _log_class_grids(model: OnnxModel, run_id: str, out_dir: Path, seed: int, per_class: int = 64) -> None:
     """One PNG per class from the exported generator, under `evaluation/` in the run (the per-epoch
     grids stay alone in `samples/`)."""
-    model = OnnxModel(bundle)
     values, labels = generate_arrays(model, [per_class] * len(model.card["label_names"]), seed)
     for path in save_class_grids(values, labels, model.card["label_names"], out_dir, per_class):
         registry.log_artifact(run_id, path, "evaluation")

@@ -100,13 +100,6 @@ def _generate(model, model_id: str, counts: list[int], seed: int, conditions: di
     return to_parquet_bytes(table), table.num_rows
 
 
-def _score(model, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
-    from gen_factory import anomaly
-
-    values, label_ids, method = anomaly.prepare(model, rows, images, labels, method)
-    return anomaly.respond(model, anomaly.score_matrix(model, values, label_ids), method, label_ids is not None)
-
-
 @serve.deployment(ray_actor_options={"num_cpus": 1}, logging_config=LOGGING)
 class ModelRunner(_ModelHost):
     """Requests too large for the ingress: one CPU each, scaled on its own, multiplexed by model."""
@@ -224,10 +217,12 @@ class GenFactoryAPI(_ModelHost):
 
     @api.post("/v1/models/{name}/score", response_model=ScoreResponse)
     async def score(self, name: str, request: ScoreRequest) -> ScoreResponse:
+        from gen_factory.anomaly import score_request
+
         ref, model_id, model = await self._model_for(name)
         args = (request.rows, request.images, request.labels, request.method)
         if len(request.rows or request.images or ()) <= INGRESS_MAX_ROWS:
-            result = await asyncio.to_thread(_checked, _score, model, *args)
+            result = await asyncio.to_thread(_checked, score_request, model, *args)
         else:
             result = await _call(self.runner.options(multiplexed_model_id=model_id).score, *args)
         return ScoreResponse(model=ref.name, version=ref.version, **result)

@@ -75,7 +75,7 @@ def one_class_bundle(tmp_path_factory):
 
 def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_class_bundle):
     path, train, holdout = one_class_bundle
-    info = calibrate_bundle(path, train, holdout, fpr=0.1)
+    info = calibrate_bundle(OnnxModel(path), train, holdout, fpr=0.1)
     assert info["anomaly_labels"] == ["odd"] and info["default_method"] == "fanogan"
     assert info["holdout"]["fanogan"]["auroc"] > 0.8  # off the learned diagonal (they overlap near 0; noise: 0.5)
     assert set(info["baseline"]) == {"iforest", "ecod", "knn"}
