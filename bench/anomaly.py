@@ -34,7 +34,7 @@ def cases() -> list[tuple[str, str, str]]:
     return [("breast_cancer", "breast_cancer", "benign")] + [(f"digits:{d}", "digits", str(d)) for d in range(10)]
 
 
-def run_case(name: str, dataset: str, normal: str, workers: int) -> dict:
+def run_case(name: str, dataset: str, normal: str, workers: int, variant: str | None = None) -> dict:
     from gen_factory.data import load_dataset, training_split
     from gen_factory.data.datasets import values_of
     from gen_factory.evaluate.anomaly import detection_metrics, detector_scores
@@ -42,7 +42,8 @@ def run_case(name: str, dataset: str, normal: str, workers: int) -> dict:
 
     started = time.time()
     result = train_and_register(TrainJob(dataset, model_name=f"bench-anomaly-{name.replace(':', '-')}",
-                                         normal_labels=[normal], num_workers=workers), log=lambda *_: None)
+                                         normal_labels=[normal], num_workers=workers,
+                                         variant=variant if dataset == "digits" else None), log=lambda *_: None)
     seconds = time.time() - started
     train, test = training_split(load_dataset(dataset), 0.3, 0, [normal])
     is_anomaly = (np.asarray(test.label_names)[test.labels] != normal).astype(int)
@@ -55,16 +56,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", help="comma-separated case names (default: all eleven)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers per model (default: 2)")
+    parser.add_argument("--variant", help="image GAN variant of the digits cases (default: the one-class default)")
     args = parser.parse_args()
     temp_home("gf-bench-anomaly-")
     chosen = [c for c in cases() if not args.cases or c[0] in args.cases.split(",")]
-    print(header("gen_factory anomaly bench") + f", {args.workers} Ray Train worker(s)\n", flush=True)
+    print(header("gen_factory anomaly bench") + f", {args.workers} Ray Train worker(s)"
+          + (f", digits variant {args.variant}" if args.variant else "") + "\n", flush=True)
     print("| case | fanogan AUROC / AUPRC | critic AUROC | IForest AUROC / AUPRC | ECOD | KNN | "
           "synthetic-vs-real AUROC loss (IF / ECOD / KNN) | train s |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
     results = {}
     for name, dataset, normal in chosen:
-        r = results[name] = run_case(name, dataset, normal, args.workers)
+        r = results[name] = run_case(name, dataset, normal, args.workers, args.variant)
         s, c, b = r["scores"], r["classic"], r["baseline"]
         print(f"| {name} | {s['fanogan']['auroc']:.3f} / {s['fanogan']['auprc']:.3f} | {s['critic']['auroc']:.3f} | "
               f"{c['iforest']['auroc']:.3f} / {c['iforest']['auprc']:.3f} | {c['ecod']['auroc']:.3f} | "

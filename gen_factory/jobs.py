@@ -18,7 +18,7 @@ import yaml
 from gen_factory.data.validate import DataValidationError
 
 SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "anomaly", "seed", "env"}
-MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size"}
+MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size", "patience"}
 ANOMALY_KEYS = {"normal_labels", "fpr"}
 RESOURCE_KEYS = {"workers", "gpus_per_worker"}
 
@@ -52,7 +52,8 @@ def entrypoint(spec: dict) -> str:
             "--label-column", spec.get("label_column", "label"), "--seed", str(spec.get("seed", 0))]
     for flag, value in (("--loss", model.get("loss")), ("--variant", model.get("variant")),
                         ("--epochs", model.get("epochs")), ("--encoder-epochs", model.get("encoder_epochs")),
-                        ("--batch-size", model.get("batch_size")), ("--workers", res.get("workers")),
+                        ("--batch-size", model.get("batch_size")), ("--patience", model.get("patience")),
+                        ("--workers", res.get("workers")),
                         ("--gpus-per-worker", res.get("gpus_per_worker")), ("--alias", reg.get("alias")),
                         ("--fpr", anomaly.get("fpr"))):
         if value is not None:

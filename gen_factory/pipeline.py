@@ -31,6 +31,7 @@ from gen_factory.sampling import generate_arrays
 from gen_factory.train.distributed import fit, save_sample_grid
 from gen_factory.train.encoder import residual_scales
 from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.selection import best_models
 
 DEFAULT_EPOCHS = {"image": 100}
 # Tables: small tables give few batches per epoch, so the default is a number of optimizer steps
@@ -44,9 +45,15 @@ IMAGE_STEPS = 2000
 REPORTS_PER_RUN = 50  # checkpoints per run: more only add Ray round trips on small epochs
 
 
-def default_epochs(kind: str, rows: int, batch_size: int) -> int:
+# One-class image models (a hundred-odd images of one class) train longer; the best generator of the
+# run ships (`train.selection`). See bench/RESULTS.md, anomaly section.
+ONE_CLASS_IMAGE_STEPS = 4000
+
+
+def default_epochs(kind: str, rows: int, batch_size: int, one_class: bool = False) -> int:
     if kind != "table":
-        return max(DEFAULT_EPOCHS[kind], -(-IMAGE_STEPS // max(1, round(rows / batch_size))))
+        steps = ONE_CLASS_IMAGE_STEPS if one_class else IMAGE_STEPS
+        return max(DEFAULT_EPOCHS[kind], -(-steps // max(1, round(rows / batch_size))))
     batches = max(1, rows // batch_size)
     return min(TABLE_EPOCHS[1], max(TABLE_EPOCHS[0], -(-TABLE_STEPS // batches)))
 
@@ -76,6 +83,7 @@ class TrainJob:
     variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan | projgan-gp (default)
     normal_labels: list[str] | None = None  # a one-class (anomaly-detection) model of these labels only
     encoder_epochs: int | None = None  # f-AnoGAN encoder epochs after the GAN (default: half the GAN's)
+    patience: int | None = None  # end the GAN after this many reports without a better generator (None: never)
     fpr: float = DEFAULT_FPR  # false-positive rate of the anomaly thresholds on held-out normal data
     column_types: dict[str, str] | None = None  # overrides of inferred types, e.g. {"zip": "categorical"}
 
@@ -87,7 +95,8 @@ class TrainJob:
         if self.variant is not None and self.variant not in VARIANTS:
             raise DataValidationError("variant", repr(self.variant), f"choose one of {', '.join(VARIANTS)}")
         for field, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
-                                  ("num_workers", self.num_workers, 1), ("encoder_epochs", self.encoder_epochs, 1)):
+                                  ("num_workers", self.num_workers, 1), ("encoder_epochs", self.encoder_epochs, 1),
+                                  ("patience", self.patience, 1)):
             if value is not None and value < low:
                 raise DataValidationError(field, value, f"use a whole number >= {low}")
         for column, kind in (self.column_types or {}).items():
@@ -115,18 +124,20 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     encoding = fit_encoding(train)
     hyper, networks = _settings(data.kind, job)
     spec = spec_for(train, encoding, **networks)
-    epochs = job.epochs or default_epochs(data.kind, len(train.labels), job.batch_size)
+    one_class = bool(job.normal_labels)
+    epochs = job.epochs or default_epochs(data.kind, len(train.labels), job.batch_size, one_class)
     encoder_epochs = job.encoder_epochs or default_encoder_epochs(epochs)
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
         "normal_labels": job.normal_labels, "batch_size": job.batch_size, "epochs": epochs,
-        "encoder_epochs": encoder_epochs, "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
+        "encoder_epochs": encoder_epochs, "patience": job.patience,
+        "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
         "encoding": encoding_to_dict(encoding),
         "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
-    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
-                                                       "kind": data.kind, "rows": len(train.labels)})
+    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs,
+                                                       **asdict(hyper), "kind": data.kind, "rows": len(train.labels)})
     config["mlflow_run_id"] = run_id
     log(f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, {len(train.label_names)} labels"
         + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")
@@ -145,6 +156,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
             "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
             "loss": hyper.loss, "variant": _variant(job) if data.kind == "image" else None,
             "epochs": epochs, "encoder_epochs": encoder_epochs, "seed": job.seed, "mlflow_run_id": run_id,
+            **_selected(state),
         }
         scales = _residual_scales(encoder, generator, discriminator, encoding, train)
         with tempfile.TemporaryDirectory() as tmp:
@@ -166,6 +178,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
                         "their samples are far less diverse than the real ones (see diversity_ratio_*)")
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
+                                          **_selected(state),
                                           **{f"onnx_parity_{k}": v for k, v in parity.items()}})
             ref = registry.register(run_id, bundle, job.model_name, job.alias,
                                     description=f"conditional GAN on {data.name} ({data.kind})")
@@ -246,15 +259,22 @@ def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torc
     g, d = build_models(spec)
     trainer = GANTrainer(g, d, hyper, spec.noise_dim)
     trainer.load_state_dict(state["trainer"])
+    generator, discriminator = best_models(trainer, state.get("selection"))
     encoder = build_encoder(spec)
     encoder.load_state_dict(state["encoder"]["encoder"])
-    return trainer.g_ema.eval(), trainer.d.eval(), encoder.eval()
+    return generator, discriminator, encoder.eval()
 
 
 def _residual_scales(encoder, generator, discriminator, encoding, train) -> tuple[float, float]:
     values = train.features if train.kind == "table" else train.images
     x = torch.from_numpy(encoding.encode(values))
     return residual_scales(encoder, generator, discriminator, x, torch.from_numpy(train.labels))
+
+
+def _selected(state: dict) -> dict:
+    """Which GAN epoch ships (`gen_factory.train.selection`) and its Fréchet distance to the training rows."""
+    best = state["selection"]["best"]
+    return {"selected_epoch": best["epoch"], "selected_train_frechet": best["distance"]}
 
 
 def _add_to_card(bundle: Path, extra: dict) -> None:

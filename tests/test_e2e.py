@@ -31,7 +31,7 @@ def trained():
     table = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=4, num_workers=2))
     mixed = Synthesizer("e2e-mixed", epochs=2).fit(customers(300), label="churn")
     one_class = train_and_register(TrainJob("breast_cancer", model_name="e2e-oneclass", normal_labels=["benign"],
-                                            epochs=20, encoder_epochs=10, num_workers=2))
+                                            epochs=20, encoder_epochs=10, patience=3, num_workers=2))
     yield {"digits": digits, "table": table, "mixed": mixed, "one_class": one_class}
     serve.shutdown()
     ray.shutdown()
@@ -278,6 +278,18 @@ def test_one_class_model_is_calibrated_measured_and_logged(trained):
     assert {"anomaly_fanogan_auroc", "baseline_iforest_real_auroc", "baseline_knn_synthetic_auroc"} <= set(metrics)
     encoder_losses = registry.client().get_metric_history(trained["one_class"]["run_id"], "encoder_loss")
     assert encoder_losses and max(m.step for m in encoder_losses) == 30  # reported after the 20 GAN epochs
+
+
+def test_the_generator_closest_to_the_training_rows_ships(trained):
+    """Every GAN epoch reports its Fréchet distance; the lowest one's generator is in the card, and
+    the GAN stopped either at its last epoch or 3 reports (the patience) after that best one."""
+    card = OnnxModel(registry.download(trained["one_class"]["ref"])).card
+    history = sorted(registry.client().get_metric_history(trained["one_class"]["run_id"], "train_frechet"),
+                     key=lambda m: m.step)
+    best = min(history, key=lambda m: m.value)
+    assert card["selected_epoch"] == best.step and card["selected_train_frechet"] == pytest.approx(best.value)
+    last = history[-1].step
+    assert [m.step for m in history] == list(range(1, last + 1)) and last in (20, best.step + 3)
 
 
 def test_score_flags_anomalies_the_same_over_http_and_in_process(api_url, tmp_path, capsys):

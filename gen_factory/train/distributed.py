@@ -5,7 +5,9 @@ Each worker loads the dataset from its spec, takes its shard (DistributedSampler
 the whole table, `gen_factory.train.batches`), wraps both networks in DDP (``prepare_model``: gloo on
 CPU, nccl on GPU), trains the GAN for ``epochs`` and then the f-AnoGAN encoder for ``encoder_epochs``
 (the same DDP wiring, the GAN frozen), and reports a checkpoint every ``report_every`` epochs and at
-the end of each phase. Re-running with the same ``name`` and storage path makes Ray hand the latest
+the end of each phase. At each GAN report the EMA generator is scored against the training rows
+(`gen_factory.train.selection`): the best one ships and trains the encoder, and ``patience`` reports
+without a better one end the GAN phase early. Re-running with the same ``name`` and storage path makes Ray hand the latest
 checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
 """
 
@@ -30,11 +32,12 @@ from gen_factory.settings import filesystem
 from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer
 from gen_factory.train.loop import GANTrainer, Hyper
+from gen_factory.train.selection import BestGenerator
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "gen_factory_run.json"
 # Settings that may change when a run resumes; any other change means a different model.
-RESUMABLE_SETTINGS = ("epochs", "encoder_epochs", "report_every", "mlflow_run_id", "mlflow_tracking_uri")
+RESUMABLE_SETTINGS = ("epochs", "encoder_epochs", "report_every", "patience", "mlflow_run_id", "mlflow_tracking_uri")
 
 
 def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str) -> dict:
@@ -128,6 +131,7 @@ def train_loop_per_worker(config: dict) -> None:
     hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
     trainer = GANTrainer(g, d, hyper, spec.noise_dim, blocks)
     sampler = CondSampler(data.features, blocks, hyper.uncond_prob) if blocks else None
+    selector = BestGenerator(*tensors.tensors, spec.noise_dim, config.get("patience"), config["seed"])
 
     gan_epochs, total = config["epochs"], config["epochs"] + config.get("encoder_epochs", 0)
     report_every = config.get("report_every", 1)
@@ -135,7 +139,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     def encoder_trainer() -> EncoderTrainer:
         net = ray.train.torch.prepare_model(build_encoder(spec), parallel_strategy_kwargs=ddp)
-        return EncoderTrainer(net, trainer.g_ema, trainer.d)
+        return EncoderTrainer(net, *selector.best_models(trainer))
 
     start = 0
     checkpoint = ray.train.get_checkpoint()
@@ -143,11 +147,13 @@ def train_loop_per_worker(config: dict) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
         trainer.load_state_dict(state["trainer"])
+        if "selection" in state:
+            selector.load_state_dict(state["selection"])
         gan_done = state["gan_epochs_done"]
         if gan_done < gan_epochs:  # the GAN gets more epochs now: go on with it, the encoder starts over after
-            start = gan_done
-        else:
-            start = state["epoch"] + 1
+            start, selector.since_best = gan_done, 0
+        else:  # (a GAN phase that stopped early counts as done)
+            start = max(state["epoch"] + 1, gan_epochs)
             if "encoder" in state:
                 encoder = encoder_trainer()
                 encoder.load_state_dict(state["encoder"])
@@ -160,7 +166,10 @@ def train_loop_per_worker(config: dict) -> None:
         print(f"training on {world} worker(s) across {nodes} node(s)", flush=True)
         if logger:
             logger.client.set_tag(logger.run_id, "gen_factory.nodes", str(nodes))
+    stopped = False  # the GAN phase ended early: skip its remaining epochs
     for epoch in range(start, total):
+        if stopped and epoch < gan_epochs:
+            continue
         started = time.time()
         # Re-seed per epoch so a resumed run draws the same noise as an uninterrupted one.
         torch.manual_seed(config["seed"] * 100_003 + epoch * 101 + rank)
@@ -178,6 +187,13 @@ def train_loop_per_worker(config: dict) -> None:
         metrics["epoch_seconds"] = time.time() - started
         if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):
             continue  # small epochs: a report (and checkpoint) each time would cost more than the epoch
+        if epoch < gan_epochs:
+            metrics["train_frechet"] = _shared_distance(selector, trainer, rank, world)
+            selector.record(trainer, epoch + 1, metrics["train_frechet"])
+            stopped = selector.stop and epoch + 1 < gan_epochs
+            if stopped and rank == 0:
+                print(f"stopping the GAN early at epoch {epoch + 1}: no better generator in {selector.patience} "
+                      f"reports (best: epoch {selector.best['epoch']})", flush=True)
         if rank == 0:
             phase = "epoch" if epoch < gan_epochs else "encoder epoch"
             print(f"{phase} {epoch + 1}/{total}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
@@ -187,12 +203,21 @@ def train_loop_per_worker(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
-                state = {"trainer": trainer.state_dict(), "epoch": epoch, "gan_epochs_done": min(epoch + 1, gan_epochs)}
+                state = {"trainer": trainer.state_dict(), "epoch": epoch, "selection": selector.state_dict(),
+                         "gan_epochs_done": gan_epochs if stopped else min(epoch + 1, gan_epochs)}
                 if encoder:
                     state["encoder"] = encoder.state_dict()
                 torch.save(state, Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _shared_distance(selector: BestGenerator, trainer: GANTrainer, rank: int, world: int) -> float:
+    """Rank 0 scores the EMA generator and every worker gets its figure, so all keep the same best."""
+    value = torch.tensor([selector.distance(trainer.g_ema) if rank == 0 else 0.0], dtype=torch.float64)
+    if world > 1:
+        torch.distributed.broadcast(value, src=0)
+    return float(value.item())
 
 
 def _count_nodes(world: int) -> int:

@@ -17,11 +17,14 @@ from gen_factory.models.encoder import build_encoder
 from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer, residual_scales
 from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.selection import BestGenerator
 
 
-def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int = 0, **hyper_overrides):
-    """Returns (EMA generator, discriminator, encoding, spec, hyper) after `epochs` passes;
-    `hyper_overrides` set `Hyper` fields (e.g. cond_weight, uncond_prob)."""
+def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int = 0, patience: int | None = None,
+                checks: int = 50, **hyper_overrides):
+    """Returns (EMA generator, discriminator, encoding, spec, hyper) of the best of `checks` checks
+    over `epochs` passes, stopping after `patience` checks without a better one, as a Ray worker
+    does (`gen_factory.train.selection`); `hyper_overrides` set `Hyper` fields (e.g. cond_weight)."""
     torch.manual_seed(seed)
     encoding = fit_encoding(train)
     hyper = default_hyper("table")
@@ -34,14 +37,19 @@ def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int =
     encoded, labels = torch.from_numpy(encoding.encode(train.features)), torch.from_numpy(train.labels)
     if blocks:
         sampler, rng = CondSampler(train.features, blocks, hyper.uncond_prob), np.random.default_rng(seed)
-        for _ in range(epochs):
-            trainer.epoch(conditional_batches(encoded, labels, sampler, batch_size, 1, rng))
+        batches = lambda: conditional_batches(encoded, labels, sampler, batch_size, 1, rng)
     else:
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(encoded, labels), batch_size=batch_size,
                                              shuffle=True, drop_last=len(encoded) > batch_size)
-        for _ in range(epochs):
-            trainer.epoch(loader)
-    return trainer.g_ema.eval(), trainer.d.eval(), encoding, spec, hyper
+        batches = lambda: loader
+    selector, every = BestGenerator(encoded, labels, spec.noise_dim, patience, seed), max(1, epochs // checks)
+    for epoch in range(1, epochs + 1):
+        trainer.epoch(batches())
+        if epoch % every == 0 or epoch == epochs:
+            selector.record(trainer, epoch, selector.distance(trainer.g_ema))
+            if selector.stop:
+                break
+    return *selector.best_models(trainer), encoding, spec, hyper
 
 
 def train_encoder(generator: torch.nn.Module, discriminator: torch.nn.Module, spec, x: torch.Tensor,
