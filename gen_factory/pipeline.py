@@ -273,8 +273,8 @@ def _residual_scales(encoder, generator, discriminator, encoding, train) -> tupl
 
 def _selected(state: dict) -> dict:
     """Which GAN epoch ships (`gen_factory.train.selection`) and its Fréchet distance to the training rows."""
-    best = state["selection"]["best"]
-    return {"selected_epoch": best["epoch"], "selected_train_frechet": best["distance"]}
+    best = (state.get("selection") or {}).get("best")  # none: a checkpoint from before selection existed
+    return {"selected_epoch": best["epoch"], "selected_train_frechet": best["distance"]} if best else {}
 
 
 def _add_to_card(bundle: Path, extra: dict) -> None:

@@ -4,7 +4,8 @@ Deterministic by construction: the noise comes from one NumPy generator seeded b
 drawn label by label in the card's label order, so the same model, counts and seed give the
 same rows - and the same Parquet bytes - in any process. Conditions on categorical columns
 (`gen_factory.data.conditions`) are placed among the rows by a second generator spawned from
-the same seed, and the exported graph forces them: exact counts, no rejection sampling.
+the same seed, and the exported graph forces them: exact counts, no rejection sampling. Without
+conditions, that generator draws one per row from the training frequencies (`implicit_codes`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gen_factory.data.conditions import cond_blocks, one_hot, resolve_conditions
+from gen_factory.data.conditions import cond_blocks, implicit_codes, one_hot, resolve_conditions
 from gen_factory.data.validate import DataValidationError
 from gen_factory.onnx_model import OnnxModel
 
@@ -61,7 +62,7 @@ def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
     rng = np.random.default_rng(seed)
     noise_dim = model.card["noise_dim"]
     labels = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    codes = _condition_codes(model, conditions, len(labels), seed)
+    codes = _condition_codes(model, conditions, labels, seed)
     blocks = cond_blocks(model.card["encoding"]["columns"]) if codes is not None else []
     parts = []
     for start in range(0, len(labels), CHUNK_ROWS):
@@ -75,16 +76,16 @@ def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
     return values, labels
 
 
-def _condition_codes(model: OnnxModel, conditions: dict | list | None, total: int,
+def _condition_codes(model: OnnxModel, conditions: dict | list | None, labels: np.ndarray,
                      seed: int | list[int]) -> np.ndarray | None:
+    placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # leaves the noise stream as it was
     if not conditions:
-        return None
+        return implicit_codes(model.card["encoding"]["columns"], labels, placement) if model.conditional else None
     if model.kind != "table" or not model.conditional:
         raise DataValidationError("conditions", repr(conditions)[:80],
                                   "this model takes no conditions: it has no categorical columns, or was trained "
                                   "before conditions existed (train it again)")
-    placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # leaves the noise stream as it was
-    return resolve_conditions(model.card["encoding"]["columns"], conditions, total, placement)
+    return resolve_conditions(model.card["encoding"]["columns"], conditions, len(labels), placement)
 
 
 def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_meta: dict | None = None) -> pa.Table:

@@ -8,7 +8,7 @@ import pytest
 from gen_factory import sampling
 from gen_factory.cli import _parse_conditions
 from gen_factory.data import DataValidationError, load_dataset
-from gen_factory.data.conditions import FREE, CondSampler, cond_blocks, one_hot, split_conditions
+from gen_factory.data.conditions import FREE, CondSampler, cond_blocks, implicit_codes, one_hot, split_conditions
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
@@ -106,7 +106,27 @@ def test_unconditioned_sampling_keeps_the_real_marginals(city):
     share = frame["city"].value_counts(normalize=True)
     for value in ("a", "b"):
         assert abs(share.get(value, 0.0) - (real["city"] == value).mean()) < 0.1, share
+    # the rare city survives at about its real share (zero-cond sampling used to drop it)
+    assert abs(share.get("c", 0.0) - (real["city"] == "c").mean()) < 0.015, share
     assert abs(frame["x"].median() - real["x"].median()) < 1.5
+
+
+def test_implicit_conditions_follow_each_labels_category_frequencies():
+    columns = [{"name": "x", "kind": "continuous", "method": "quantile", "missing": False},
+               {"name": "k", "kind": "categorical", "categories": ["u", "v"], "missing": True,
+                "label_counts": [[90, 10, 0], [0, 50, 50]]},
+               {"name": "j", "kind": "categorical", "categories": ["s", "t"], "missing": False,
+                "label_counts": [[1, 0], [0, 1]]}]
+    labels = np.repeat([0, 1], 10_000)
+    codes = implicit_codes(columns, labels, np.random.default_rng(0))
+    assert ((codes != FREE).sum(axis=1) == 1).all()  # one column per row, chosen about evenly
+    assert abs((codes[:, 0] != FREE).mean() - 0.5) < 0.02
+    k0, k1 = codes[:10_000, 0], codes[10_000:, 0]
+    assert abs((k0[k0 != FREE] == 1).mean() - 0.1) < 0.02 and (k0 != 2).all()  # label 0: never missing
+    assert abs((k1[k1 != FREE] == 2).mean() - 0.5) < 0.03 and (k1 != 0).all()  # label 1: half missing, no 'u'
+    assert (codes[:10_000, 1] != 1).all() and (codes[10_000:, 1] != 0).all()
+    old = [{k: v for k, v in c.items() if k != "label_counts"} for c in columns]  # a card from before: zero cond
+    assert implicit_codes(old, labels, np.random.default_rng(0)) is None
 
 
 def test_split_conditions_keeps_totals_exact_within_each_part():

@@ -6,8 +6,9 @@ block and span line up and a set block can replace the generator's span (exact c
 A row conditions on at most one value per column; an all-zero block leaves the column free.
 
 Two users: training draws conditions by log-frequency (`CondSampler`, rare categories get seen)
-and sampling turns a request's conditions into per-row codes (`resolve_conditions`). No torch
-here: serving and bulk actors import this.
+and sampling turns a request's conditions into per-row codes (`resolve_conditions`) - or, for a
+request without conditions, draws them as CTGAN samples (`implicit_codes`). No torch here:
+serving and bulk actors import this.
 """
 
 from __future__ import annotations
@@ -119,6 +120,27 @@ def resolve_conditions(columns: list[dict], conditions: dict | list | None, tota
         for name, value in row.items():
             k, block = _block(blocks, columns, name, f"conditions[{i}][{name!r}]")
             codes[i, k] = _code(block, value, f"conditions[{i}][{name!r}]")
+    return codes
+
+
+def implicit_codes(columns: list[dict], labels: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """Per-row codes for a request without conditions: each row conditions one categorical column,
+    drawn uniformly, on a value drawn with the training frequency of the values among rows of the
+    row's label (CTGAN's sampling). Unconditioned (zero-cond) generation let the generator drop a
+    rare category (customers' 2 % `islands` came out 0 %); this way every value appears about as
+    often as in the training data. None for a table without categories or a card from before
+    `label_counts` existed (those keep zero-cond sampling)."""
+    blocks = cond_blocks(columns)
+    if not blocks or any("label_counts" not in columns[b.column] for b in blocks):
+        return None
+    codes = np.full((len(labels), len(blocks)), FREE, dtype=np.int64)
+    which = rng.integers(0, len(blocks), len(labels))
+    for k, b in enumerate(blocks):
+        counts = np.asarray(columns[b.column]["label_counts"], dtype=np.float64)
+        for label in np.unique(labels[which == k]):
+            rows = np.flatnonzero((which == k) & (labels == label))
+            p = counts[label] if counts[label].sum() else counts.sum(axis=0)
+            codes[rows, k] = rng.choice(b.width, len(rows), p=p / p.sum())
     return codes
 
 

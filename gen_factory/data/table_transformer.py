@@ -43,8 +43,9 @@ class TableEncoding:
 
     @classmethod
     def fit(cls, data, seed: int = 0, method: str = "quantile") -> "TableEncoding":
-        return cls([fit_column(name, data.features[:, i].astype(np.float64), data.categories.get(name), seed, method)
-                    for i, name in enumerate(data.columns)])
+        labels = (data.labels, len(data.label_names))
+        return cls([fit_column(name, data.features[:, i].astype(np.float64), data.categories.get(name), seed, method,
+                               labels) for i, name in enumerate(data.columns)])
 
     def spans(self) -> list[tuple[str, int]]:
         """(activation, width) blocks of the encoded row, in order: 'tanh' or 'softmax'."""
@@ -83,12 +84,22 @@ class TableEncoding:
 
 
 def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int = 0,
-               method: str = "quantile") -> dict:
-    """The encoding of one column from its values (codes for categorical columns, NaN = missing)."""
+               method: str = "quantile", labels: tuple[np.ndarray, int] | None = None) -> dict:
+    """The encoding of one column from its values (codes for categorical columns, NaN = missing).
+
+    A categorical column also keeps its training rows per label and category (`label_counts`,
+    missing last), which unconditioned sampling draws conditions from (`data.conditions`)."""
     present = ~np.isnan(x)
     missing = bool((~present).any())
     if categories is not None:
-        return {"name": name, "kind": "categorical", "categories": list(categories), "missing": missing}
+        col = {"name": name, "kind": "categorical", "categories": list(categories), "missing": missing}
+        if labels is not None:
+            y, n_labels = labels
+            codes = np.where(present, np.nan_to_num(x), len(categories)).astype(np.int64)
+            width = len(categories) + int(missing)
+            col["label_counts"] = np.bincount(y * width + codes, minlength=n_labels * width).reshape(
+                n_labels, width).tolist()
+        return col
     v = x[present]
     integer = bool(np.all(np.mod(v, 1) == 0))
     col = {"name": name, "kind": "continuous", "method": method, "low": float(v.min()), "high": float(v.max()),
