@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="GAN objective (default: wgan-gp; overrides the image variant's)")
     t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan", "projgan-gp"],
                    help="image GAN preset (default: projgan-gp = projection D + WGAN-GP + EMA generator)")
-    t.add_argument("--epochs", type=int, help="passes over the data (default: 100 images, 300 tables)")
+    t.add_argument("--epochs", type=int, help="passes over the data (default: images 200, or 4000 steps if more; tables 3000 steps, 150-600 epochs)")
     t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
     t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")
     t.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (nccl)")
@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="train a one-class anomaly model on this label's rows only (repeatable); the other labels "
                         "of the hold-out measure its anomaly scores")
     t.add_argument("--encoder-epochs", type=int, help="f-AnoGAN encoder epochs after the GAN (default: half of --epochs)")
+    t.add_argument("--patience", type=int,
+                   help="end the GAN after this many checks (one each 2%% of the run) without a generator closer "
+                        "to the training rows; the closest one ships either way (default: train every epoch)")
     t.add_argument("--fpr", type=float, default=0.05,
                    help="false-positive rate of the anomaly threshold on held-out normal data (default: 0.05)")
     t.add_argument("--column-type", action="append", metavar="NAME=categorical", dest="column_types",

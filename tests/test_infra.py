@@ -78,6 +78,8 @@ def test_rayjob_and_job_specs_are_valid_genfactory_commands():
         assert args.dataset and args.model_name
     one_class = _parser().parse_args(shlex.split(entrypoint(load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml")))[1:])
     assert one_class.normal_labels == ["benign"] and one_class.fpr == 0.05
+    patient = {**load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml"), "model": {"patience": 5}}
+    assert _parser().parse_args(shlex.split(entrypoint(patient))[1:]).patience == 5
 
 
 def test_mlflow_stack_publishes_the_port_the_cluster_uses():
