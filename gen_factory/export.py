@@ -17,9 +17,11 @@ from torch import nn
 
 from gen_factory.card import GENERATOR_FILE, SCORE_METHODS, SCORER_FILE, write_card
 from gen_factory.data.conditions import FREE, cond_blocks, one_hot
+from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.models.encoder import residuals
 
 PARITY_TOLERANCE = 1e-4
+FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
 
 
 class GeneratorGraph(nn.Module):
@@ -131,6 +133,25 @@ def example_conds(columns: list[dict]) -> torch.Tensor:
     return torch.from_numpy(one_hot(np.stack(codes), blocks))
 
 
+@torch.no_grad()
+def free_shares(generator: nn.Module, encoding, n_labels: int, noise_dim: int) -> list | None:
+    """[categorical column][label] -> the category shares (missing last) of rows generated with a
+    zero cond vector; unconditioned sampling conditions just enough rows to bring them up to the
+    training shares (`data.conditions.implicit_codes`). None for images and tables without categories."""
+    blocks = cond_blocks(encoding.columns) if isinstance(encoding, TableEncoding) else []
+    if not blocks:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    decoder, shares = encoding.decoder(), [[] for _ in blocks]
+    for label in range(n_labels):
+        noise = torch.randn(FREE_SHARE_ROWS, noise_dim, generator=gen)
+        raw = decoder(generator(noise, torch.full((FREE_SHARE_ROWS,), label, dtype=torch.long))).numpy()
+        for k, b in enumerate(blocks):
+            codes = np.nan_to_num(raw[:, b.column], nan=len(b.categories)).astype(np.int64)
+            shares[k].append((np.bincount(codes, minlength=b.width) / FREE_SHARE_ROWS).tolist())
+    return shares
+
+
 def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module, scales: tuple[float, float],
                   encoding, card: dict, out_dir: Path) -> dict:
     """Write model.onnx, discriminator.onnx (the scorer) and card.json into `out_dir`; return the parity figures.
@@ -151,6 +172,7 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Mo
         if not diff <= PARITY_TOLERANCE:
             raise RuntimeError(f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
     card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE}, "score_methods": list(SCORE_METHODS),
-            "parity_max_abs_diff": {"generator": g_diff, "scorer": d_diff}}
+            "parity_max_abs_diff": {"generator": g_diff, "scorer": d_diff},
+            **({"free_shares": shares} if (shares := free_shares(generator, encoding, n_labels, noise_dim)) else {})}
     write_card(out_dir, card)
     return card["parity_max_abs_diff"]

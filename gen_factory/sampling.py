@@ -80,7 +80,8 @@ def _condition_codes(model: OnnxModel, conditions: dict | list | None, labels: n
                      seed: int | list[int]) -> np.ndarray | None:
     placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # leaves the noise stream as it was
     if not conditions:
-        return implicit_codes(model.card["encoding"]["columns"], labels, placement) if model.conditional else None
+        return implicit_codes(model.card["encoding"]["columns"], labels, placement,
+                              model.card.get("free_shares")) if model.conditional else None
     if model.kind != "table" or not model.conditional:
         raise DataValidationError("conditions", repr(conditions)[:80],
                                   "this model takes no conditions: it has no categorical columns, or was trained "

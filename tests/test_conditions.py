@@ -111,22 +111,25 @@ def test_unconditioned_sampling_keeps_the_real_marginals(city):
     assert abs(frame["x"].median() - real["x"].median()) < 1.5
 
 
-def test_implicit_conditions_follow_each_labels_category_frequencies():
+def test_implicit_conditions_fill_exactly_the_categories_free_rows_miss():
+    """Free rows of label 0 give k's values at 0.9 / 0.1 / 0 against training shares 0.6 / 0.3 / 0.1: just
+    enough rows get conditioned that conditioned + free rows come out at the training shares."""
     columns = [{"name": "x", "kind": "continuous", "method": "quantile", "missing": False},
                {"name": "k", "kind": "categorical", "categories": ["u", "v"], "missing": True,
-                "label_counts": [[90, 10, 0], [0, 50, 50]]},
-               {"name": "j", "kind": "categorical", "categories": ["s", "t"], "missing": False,
-                "label_counts": [[1, 0], [0, 1]]}]
-    labels = np.repeat([0, 1], 10_000)
-    codes = implicit_codes(columns, labels, np.random.default_rng(0))
-    assert ((codes != FREE).sum(axis=1) == 1).all()  # one column per row, chosen about evenly
-    assert abs((codes[:, 0] != FREE).mean() - 0.5) < 0.02
-    k0, k1 = codes[:10_000, 0], codes[10_000:, 0]
-    assert abs((k0[k0 != FREE] == 1).mean() - 0.1) < 0.02 and (k0 != 2).all()  # label 0: never missing
-    assert abs((k1[k1 != FREE] == 2).mean() - 0.5) < 0.03 and (k1 != 0).all()  # label 1: half missing, no 'u'
-    assert (codes[:10_000, 1] != 1).all() and (codes[10_000:, 1] != 0).all()
-    old = [{k: v for k, v in c.items() if k != "label_counts"} for c in columns]  # a card from before: zero cond
-    assert implicit_codes(old, labels, np.random.default_rng(0)) is None
+                "label_counts": [[60, 30, 10], [0, 50, 50]]}]
+    free_shares = [[[0.9, 0.1, 0.0], [0.0, 0.5, 0.5]]]  # label 1's free rows are already right
+    labels = np.repeat([0, 1], 20_000)
+    rng = np.random.default_rng(0)
+    codes = implicit_codes(columns, labels, rng, free_shares)[:, 0]
+    assert (codes[20_000:] == FREE).all()  # nothing to fix for label 1
+    # s = min(0.6/0.9, 0.3/0.1) = 2/3 of the rows stay free; 0.1 + 0.1 are conditioned on v and 'missing'
+    assert abs((codes[:20_000] == FREE).mean() - 2 / 3) < 0.01
+    free = codes[:20_000] == FREE
+    final = codes[:20_000].copy()
+    final[free] = rng.choice(3, free.sum(), p=free_shares[0][0])  # what the generator gives the free rows
+    np.testing.assert_allclose(np.bincount(final, minlength=3) / 20_000, [0.6, 0.3, 0.1], atol=0.01)
+    assert implicit_codes(columns, labels, rng, None) is None  # a card from before: zero cond everywhere
+    assert implicit_codes(columns, labels, rng, [[[0.6, 0.3, 0.1], [0.0, 0.5, 0.5]]]) is None  # nothing missing
 
 
 def test_split_conditions_keeps_totals_exact_within_each_part():
