@@ -1,10 +1,10 @@
 """Runs inside the SDV benchmark venv (.venv-bench; SDV is never a gen_factory dependency).
 
-    python bench/sdv_runner.py fit   SYNTH TRAIN.csv LABEL OUT.csv SEED   -> JSON {fit_seconds, rows_per_second}
+    python bench/sdv_runner.py fit   SYNTH TRAIN.csv LABEL OUT SEED DRAWS -> JSON {fit_seconds, rows_per_second}
     python bench/sdv_runner.py check REAL.csv SYNTH.csv KINDS_JSON         -> JSON SDMetrics QualityReport scores
 
-`fit` trains SDV's CTGANSynthesizer or GaussianCopulaSynthesizer with defaults and writes as many
-synthetic rows as the training table has; `check` scores a pair of tables with SDMetrics' own
+`fit` trains SDV's CTGANSynthesizer or GaussianCopulaSynthesizer with defaults and writes DRAWS
+samples of as many synthetic rows as the training table has (OUT_0.csv, OUT_1.csv, ...); `check` scores a pair of tables with SDMetrics' own
 QualityReport so gen_factory's re-implementation of the definitions can be compared.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 
-def fit(synth: str, train_csv: str, label: str, out_csv: str, seed: int) -> dict:
+def fit(synth: str, train_csv: str, label: str, out: str, seed: int, draws: int) -> dict:
     import torch
     from sdv.metadata import Metadata
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
@@ -31,7 +31,8 @@ def fit(synth: str, train_csv: str, label: str, out_csv: str, seed: int) -> dict
     started = time.perf_counter()
     model.fit({"table": train})
     fit_seconds = time.perf_counter() - started
-    model.sample(len(train))["table"].to_csv(out_csv, index=False)
+    for draw in range(draws):
+        model.sample(len(train))["table"].to_csv(f"{out}_{draw}.csv", index=False)
     started = time.perf_counter()
     model.sample(20_000)
     return {"fit_seconds": fit_seconds, "rows_per_second": 20_000 / (time.perf_counter() - started)}
@@ -51,5 +52,5 @@ def check(real_csv: str, synth_csv: str, kinds_json: str) -> dict:
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    result = fit(args[0], args[1], args[2], args[3], int(args[4])) if cmd == "fit" else check(*args)
+    result = fit(args[0], args[1], args[2], args[3], int(args[4]), int(args[5])) if cmd == "fit" else check(*args)
     print(json.dumps(result))

@@ -4,7 +4,9 @@
 
 gen_factory trains in-process (the same encoding, networks and GANTrainer a Ray worker runs;
 `--ray` also times the full Ray Train + MLflow path once) and samples through its exported ONNX
-graph. SDV runs in its own venv (.venv-bench, `make bench-venv`) through bench/sdv_runner.py.
+graph. Every system draws DRAWS samples of as many rows as the training split; the scores are
+their means (with the spread of quality and TSTR macro-F1), since one draw of a few hundred rows
+moves them by several hundredths. SDV runs in its own venv (.venv-bench, `make bench-venv`) through bench/sdv_runner.py.
 Every system is scored by gen_factory.evaluate with SDMetrics' definitions; the SDMetrics
 QualityReport itself scores gen_factory's rows too, as a check of those definitions.
 """
@@ -33,9 +35,10 @@ from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 RUNNER = ROOT / "bench" / "sdv_runner.py"
 SAMPLE_ROWS = 20_000
+DRAWS = 5
 
 
-def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[list[pd.DataFrame], dict]:
     import torch
 
     from gen_factory.export import export_bundle
@@ -55,21 +58,24 @@ def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[pd.Da
     # Only the generator is measured here: the scorer gets an untrained encoder (bench/anomaly.py trains one).
     export_bundle(g, d, build_encoder(spec).eval(), (1.0, 1.0), encoding, card, tmp / "gf")
     model = OnnxModel(tmp / "gf", threads=1)
-    values, labels = generate_arrays(model, np.bincount(train.labels).tolist(), seed)
-    synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)
+    synth = []
+    for draw in range(DRAWS):
+        values, labels = generate_arrays(model, np.bincount(train.labels).tolist(), seed + draw)
+        synth.append(frame_from_codes(values, labels, train.columns, train.categories, train.label_names,
+                                      train.label_column))
     per_label = -(-SAMPLE_ROWS // len(train.label_names))
     started = time.perf_counter()
-    generate_table(model, [per_label] * len(train.label_names), seed + 1)
+    generate_table(model, [per_label] * len(train.label_names), seed + DRAWS)
     return synth, {"fit_seconds": fit_seconds, "rows_per_second": per_label * len(train.label_names)
                    / (time.perf_counter() - started)}
 
 
-def run_sdv(kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    train_csv, out_csv = tmp / "train.csv", tmp / f"{kind}.csv"
+def run_sdv(kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0) -> tuple[list[pd.DataFrame], dict]:
+    train_csv, out = tmp / "train.csv", tmp / kind
     train_frame.to_csv(train_csv, index=False)
-    out = subprocess.run([str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out_csv), str(seed)],
-                         check=True, capture_output=True, text=True)
-    return pd.read_csv(out_csv), json.loads(out.stdout.strip().splitlines()[-1])
+    done = subprocess.run([str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out), str(seed),
+                           str(DRAWS)], check=True, capture_output=True, text=True)
+    return [pd.read_csv(f"{out}_{draw}.csv") for draw in range(DRAWS)], json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def sdmetrics_check(real: pd.DataFrame, synth: pd.DataFrame, kinds: dict, tmp: Path) -> dict:
@@ -110,19 +116,22 @@ def main() -> None:
             systems = {"gen_factory": run_gen_factory(train, tmp, epochs)}
             for kind, label in (("ctgan", "SDV CTGAN"), ("copula", "SDV GaussianCopula")):
                 systems[label] = run_sdv(kind, real, train.label_column, tmp)
-            checks.append((name, sdmetrics_check(real, systems["gen_factory"][0], kinds, tmp)))
-        for system, (synth, timing) in systems.items():
-            result = evaluate_table(real, synth, hold, train.label_column)
-            rows.append({"table": name, "system": system, **headline(result), **timing,
+            checks.append((name, sdmetrics_check(real, systems["gen_factory"][0][0], kinds, tmp)))
+        for system, (draws, timing) in systems.items():
+            results = [evaluate_table(real, synth, hold, train.label_column) for synth in draws]
+            heads = pd.DataFrame([headline(r) for r in results])
+            rows.append({"table": name, "system": system, **heads.mean().to_dict(),
+                         "quality_sd": heads["quality"].std(), "tstr_f1_sd": heads["tstr_macro_f1"].std(), **timing,
                          "epochs": epochs if system == "gen_factory" else None})
             if system == "gen_factory":
-                checks[-1] = (*checks[-1], result["quality"])
+                checks[-1] = (*checks[-1], results[0]["quality"])
     frame = pd.DataFrame(rows)
-    cols = ["table", "system", "quality", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_macro_f1",
-            "real_accuracy", "dcr_ratio", "fit_seconds", "rows_per_second", "epochs"]
-    print("\n70/30 stratified split, seed 0; TSTR = RandomForest(200, seed 0) on the real hold-out")
+    cols = ["table", "system", "quality", "quality_sd", "column_shapes", "column_pair_trends", "tstr_accuracy",
+            "tstr_macro_f1", "tstr_f1_sd", "real_accuracy", "dcr_ratio", "fit_seconds", "rows_per_second", "epochs"]
+    print(f"\n70/30 stratified split, seed 0; TSTR = RandomForest(200, seed 0) on the real hold-out; "
+          f"scores are means over {DRAWS} synthetic draws (sd = their standard deviation)")
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"))
-    print("\nSDMetrics QualityReport on gen_factory's rows vs gen_factory.evaluate (same definitions):")
+    print("\nSDMetrics QualityReport on gen_factory's first draw vs gen_factory.evaluate (same definitions):")
     for name, sdm, ours in checks:
         print(f"  {name}: SDMetrics quality {sdm['quality']:.4f} shapes {sdm['column_shapes']:.4f} "
               f"trends {sdm['column_pair_trends']:.4f} | ours {ours['quality']:.4f} {ours['column_shapes']:.4f} "

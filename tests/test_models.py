@@ -79,3 +79,17 @@ def test_trainer_state_round_trips():
     noise, labels = torch.randn(5, 64), torch.tensor([0, 1, 0, 1, 1])
     assert torch.equal(other.g_ema(noise, labels), trainer.g_ema(noise, labels))
     assert other.steps == trainer.steps == 2
+
+
+def test_lazy_gradient_penalty_runs_every_kth_critic_step_with_k_times_the_weight(monkeypatch):
+    from gen_factory.train import loop
+
+    calls = []
+    monkeypatch.setattr(loop, "gradient_penalty", lambda critic, real, fake: calls.append(1) or torch.zeros(()))
+    g, d = build_models(ModelSpec("table", 2, [3]))
+    hyper = default_hyper("table")
+    assert hyper.gp_every == 4
+    trainer = GANTrainer(g, d, hyper, 64)
+    for _ in range(8):
+        trainer.step(torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    assert len(calls) == 2  # steps 0 and 4 of 0..7

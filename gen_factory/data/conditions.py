@@ -87,10 +87,13 @@ class CondSampler:
         codes = np.full((n, len(self.blocks)), FREE, dtype=np.int64)
         conditioned = np.flatnonzero(rng.random(n) >= self.uncond_prob)
         which = rng.integers(0, len(self.blocks), len(conditioned))
-        for i, k in zip(conditioned, which):
-            value = rng.choice(len(self.probs[k]), p=self.probs[k])
-            codes[i, k] = value
-            rows[i] = rng.choice(self.rows_of[k][value])
+        for k in range(len(self.blocks)):  # vectorised per column and value: this runs every batch
+            idx = conditioned[which == k]
+            values = rng.choice(len(self.probs[k]), len(idx), p=self.probs[k])
+            codes[idx, k] = values
+            for value in np.unique(values):
+                at = idx[values == value]
+                rows[at] = rng.choice(self.rows_of[k][value], len(at))
         return rows, codes
 
 

@@ -31,6 +31,7 @@ class Hyper:
     betas: tuple[float, float]
     n_critic: int = 1
     gp_weight: float = 10.0
+    gp_every: int = 1  # lazy regularisation (StyleGAN2): the penalty every k-th critic step, weighted k
     ema_decay: float = 0.999
     augment: str = ""  # DiffAugment policy applied to real and fake before D, e.g. "translation,cutout"
     cond_weight: float = 1.0  # weight of the cond cross-entropy in the generator loss (CTGAN's)
@@ -42,7 +43,9 @@ def default_hyper(kind: str, loss: str | None = None) -> Hyper:
     if kind == "image":  # bench/image_quality.py: WGAN-GP beat hinge + SN on CAS and recall
         hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
     else:
-        hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.9), n_critic=2)
+        # Penalty every 4th critic step: fit 14.0 -> 11.0 s on customers, quality over 5 draws
+        # 0.886 -> 0.902 there, 0.961 -> 0.960 on breast_cancer, 0.887 -> 0.879 on wine (bench/RESULTS.md).
+        hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.9), n_critic=2, gp_every=4)
     if loss:
         hyper.loss = loss
     return hyper
@@ -62,8 +65,9 @@ class GANTrainer:
         self.g, self.d, self.h, self.noise_dim = generator, discriminator, hyper, noise_dim
         self.blocks = blocks or []
         self.g_ema = copy.deepcopy(unwrap(generator)).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=hyper.lr_g, betas=hyper.betas)
-        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=hyper.lr_d, betas=hyper.betas)
+        # fused: one kernel per step for all parameters (measured ~4 % faster on small CPU tables)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=hyper.lr_g, betas=hyper.betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=hyper.lr_d, betas=hyper.betas, fused=True)
         self.augment = diff_augment(hyper.augment) or (lambda x: x)
         self.steps = 0
 
@@ -78,8 +82,9 @@ class GANTrainer:
         with torch.no_grad():
             fake = self.g(noise, labels, *extra)
         d_loss = discriminator_loss(self.h.loss, self.critic(real, labels, cond), self.critic(fake, labels, cond))
-        if self.h.loss == "wgan-gp":
-            d_loss = d_loss + self.h.gp_weight * gradient_penalty(lambda x: self.critic(x, labels, cond), real, fake)
+        if self.h.loss == "wgan-gp" and self.steps % self.h.gp_every == 0:
+            d_loss = d_loss + self.h.gp_weight * self.h.gp_every * gradient_penalty(
+                lambda x: self.critic(x, labels, cond), real, fake)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
