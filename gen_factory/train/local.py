@@ -21,10 +21,11 @@ from gen_factory.train.selection import BestGenerator
 
 
 def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int = 0, patience: int | None = None,
-                checks: int = 50, **hyper_overrides):
+                checks: int = 50, critic=None, **hyper_overrides):
     """Returns (EMA generator, discriminator, encoding, spec, hyper) of the best of `checks` checks
     over `epochs` passes, stopping after `patience` checks without a better one, as a Ray worker
-    does (`gen_factory.train.selection`); `hyper_overrides` set `Hyper` fields (e.g. cond_weight)."""
+    does (`gen_factory.train.selection`); `hyper_overrides` set `Hyper` fields (e.g. cond_weight).
+    `critic(spec)`, if given, builds the discriminator instead (experiments: bench/pacgan.py)."""
     torch.manual_seed(seed)
     encoding = fit_encoding(train)
     hyper = default_hyper("table")
@@ -32,6 +33,7 @@ def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int =
         setattr(hyper, key, value)
     spec = spec_for(train, encoding, spectral_norm=hyper.loss != "wgan-gp")
     g, d = build_models(spec)
+    d = critic(spec) if critic else d
     blocks = cond_blocks(encoding.columns)
     trainer = GANTrainer(g, d, hyper, spec.noise_dim, blocks)
     encoded, labels = torch.from_numpy(encoding.encode(train.features)), torch.from_numpy(train.labels)
