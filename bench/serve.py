@@ -1,8 +1,9 @@
 """HTTP serving latency vs in-process ONNX Runtime on the same work.
 
 `/generate` of 1,000 rows and `/score` of 16 rows of breast_cancer, at 1, 4 and 16 concurrent
-clients (bounded: `--requests` per level), against the same calls made in-process on one
-ONNX Runtime session. Prints p50/p99 latency (ms) and requests/s; the goal is <= 3 ms p50
+clients (bounded: `--requests` per level), through the Serve proxy and straight to the API
+replica (Serve direct ingress, `serving.app.direct_url`), against the same calls made in-process
+on one ONNX Runtime session. Prints p50/p99 latency (ms) and requests/s; the goal is <= 3 ms p50
 overhead. Run: `python bench/serve.py`. Traffic goes to 127.0.0.1 only.
 """
 
@@ -40,7 +41,7 @@ def main() -> None:
     from gen_factory import anomaly, registry, sampling
     from gen_factory.data import load_dataset
     from gen_factory.onnx_model import OnnxModel
-    from serving.app import start
+    from serving.app import direct_url, start
 
     ref = registered("breast_cancer", "bench-serve", epochs=5)
     model = OnnxModel(registry.download(registry.resolve(ref)))
@@ -48,15 +49,15 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    url = start(port=port)
+    routes = {"proxy": start(port=port)}
+    routes["direct"] = direct_url()
     session = requests.Session()
     gen_body, score_body = {"rows_per_label": 500, "seed": 1}, {"rows": rows.tolist()}
 
-    def http_generate():
-        assert session.post(f"{url}/v1/models/{ref}/generate", json=gen_body, timeout=60).status_code == 200
-
-    def http_score():
-        assert session.post(f"{url}/v1/models/{ref}/score", json=score_body, timeout=60).status_code == 200
+    def http(url: str, what: str, body: dict):
+        def call():
+            assert session.post(f"{url}/v1/models/{ref}/{what}", json=body, timeout=60).status_code == 200
+        return call
 
     def local_generate():
         sampling.to_parquet_bytes(sampling.generate_table(model, sampling.resolve_counts(model.label_names,
@@ -65,19 +66,22 @@ def main() -> None:
     def local_score():
         anomaly.score(model, anomaly.rows_to_array(model, rows.tolist()))
 
-    for fn in (http_generate, http_score, local_generate, local_score):  # warm up: models loaded, caches hot
+    calls = {(what, route): http(url, what, body) for route, url in routes.items() if url
+             for what, body in (("generate", gen_body), ("score", score_body))}
+    for fn in (*calls.values(), local_generate, local_score):  # warm up: models loaded, caches hot
         timed(fn, 10, 1)
     print(header("serving latency (bench/serve.py)"))
     print(f"{'call':<30}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'p50 overhead ms':>17}")
-    for name, remote, local in (("generate 1k rows", http_generate, local_generate),
-                                ("score 16 rows", http_score, local_score)):
+    for name, what, local in (("generate 1k rows", "generate", local_generate), ("score 16 rows", "score", local_score)):
         base, _ = timed(local, args.requests, 1)
         print(f"{name + ' in-process':<30}{1:>8}{np.percentile(base, 50) * 1e3:>9.2f}"
               f"{np.percentile(base, 99) * 1e3:>9.2f}{1 / base.mean():>9.0f}")
-        for clients in (1, 4, 16):
-            lat, wall = timed(remote, args.requests, clients)
-            print(f"{name + ' HTTP':<30}{clients:>8}{np.percentile(lat, 50) * 1e3:>9.2f}{np.percentile(lat, 99) * 1e3:>9.2f}"
-                  f"{args.requests / wall:>9.0f}{(np.percentile(lat, 50) - np.percentile(base, 50)) * 1e3:>17.2f}")
+        for route in routes:
+            for clients in (1, 4, 16) if (what, route) in calls else ():
+                lat, wall = timed(calls[what, route], args.requests, clients)
+                print(f"{f'{name} HTTP {route}':<30}{clients:>8}{np.percentile(lat, 50) * 1e3:>9.2f}"
+                      f"{np.percentile(lat, 99) * 1e3:>9.2f}{args.requests / wall:>9.0f}"
+                      f"{(np.percentile(lat, 50) - np.percentile(base, 50)) * 1e3:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -213,10 +213,13 @@ def _train(args) -> None:
 
 
 def _serve(args) -> None:
-    from serving.app import start
+    from serving.app import direct_url, start
 
     url = start(args.host, args.port)
     print(f"gen_factory API at {url}  (docs: {url}/docs); Ctrl-C stops it")
+    direct = direct_url()
+    if direct:
+        print(f"the API replica also answers directly at {direct} (Serve direct ingress: one hop fewer)")
     from gen_factory.demo import _wait_forever
 
     _wait_forever()

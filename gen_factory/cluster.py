@@ -18,9 +18,13 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
     # Worker prints go straight to the driver's console (once, not also through Train's logger).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    # Serve's direct ingress: the API replica also listens on a port of its own (from 30000), which
+    # skips the proxy hop (score p50 10.2 -> 3.6 ms, bench/serve.py); the proxy port still works.
+    os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1")
     env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri(),
            "MLFLOW_DISABLE_TELEMETRY": "true",
-           **{k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PRINT_PATCH")}}
+           **{k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PRINT_PATCH",
+                                         "RAY_SERVE_ENABLE_DIRECT_INGRESS")}}
     if os.environ.get("RAY_ADDRESS"):
         # Inside a Ray job the job's runtime env already carries some of these: merge, don't refuse.
         os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")

@@ -292,6 +292,21 @@ def test_the_generator_closest_to_the_training_rows_ships(trained):
     assert [m.step for m in history] == list(range(1, last + 1)) and last in (20, best.step + 3)
 
 
+def test_the_api_replica_answers_directly_the_same_as_through_the_proxy(api_url):
+    """Serve direct ingress: the replica's own port skips the proxy hop and gives the same answers."""
+    from gen_factory.data import load_dataset
+    from serving.app import direct_url
+
+    direct = direct_url()
+    assert direct and direct != api_url
+    rows = {"rows": load_dataset("breast_cancer").features[:5].tolist()}
+    via = {url: requests.post(f"{url}/v1/models/e2e-oneclass/score", json=rows, timeout=30) for url in (api_url, direct)}
+    assert via[api_url].status_code == via[direct].status_code == 200
+    assert via[api_url].json() == via[direct].json()
+    bad = requests.post(f"{direct}/v1/models/e2e-oneclass/score", json={"rows": [[1.0, 2.0]]}, timeout=30)
+    assert bad.status_code == 422 and requests.get(f"{direct}/healthz", timeout=10).status_code == 200
+
+
 def test_score_flags_anomalies_the_same_over_http_and_in_process(api_url, tmp_path, capsys):
     import json
 
