@@ -20,7 +20,7 @@ MODELS = (("digits", "digits-cgan"), ("breast_cancer", "breast-cancer-cgan"))
 
 
 def run_demo(port: int = 8000, workers: int = 2, keep_serving: bool = False) -> dict:
-    from serving.app import start
+    from serving.app import direct_url, start
 
     started = time.time()
     home = settings.data_dir()
@@ -29,7 +29,7 @@ def run_demo(port: int = 8000, workers: int = 2, keep_serving: bool = False) -> 
         train_and_register(TrainJob(dataset, model_name=name, num_workers=workers))
 
     url = start(port=port)
-    print(f"[demo] API up at {url} (docs: {url}/docs)")
+    print(f"[demo] API up at {url} (docs: {url}/docs); the API replica directly: {direct_url()}")
     outputs = {}
     for dataset, name in MODELS:
         out = home / "datasets" / f"{name}-100-per-label.parquet"
