@@ -2,8 +2,8 @@
 
 The PacGAN critic sees `pac` rows at once (their values, one-hot labels and cond vectors
 concatenated), so a generator that collapses onto a few modes is easy to tell from real data.
-Trained in-process exactly as the default (`train_table`: same generator, steps, selection),
-scored over 5 synthetic draws as in bench/tabular_quality.py. Not the default: a packed critic
+Trained, sampled and scored exactly as gen_factory in bench/tabular_quality.py (in-process
+`train_table`: same generator, steps and selection; 5 synthetic draws). Not the default: a packed critic
 cannot score one row, and the critic and f-AnoGAN scores need that (gen_factory/anomaly.py).
 
 Run: `python bench/pacgan.py [--tables breast_cancer customers wine] [--pacs 4 8]`.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gen_factory.data import load_dataset, split  # noqa: E402
-from gen_factory.data.datasets import frame_from_codes  # noqa: E402
-from gen_factory.data.transform import encoding_to_dict  # noqa: E402
 from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
-from gen_factory.export import export_bundle  # noqa: E402
-from gen_factory.models import build_models  # noqa: E402
-from gen_factory.models.encoder import build_encoder  # noqa: E402
-from gen_factory.onnx_model import OnnxModel  # noqa: E402
 from gen_factory.pipeline import default_epochs  # noqa: E402
-from gen_factory.sampling import generate_arrays  # noqa: E402
-from gen_factory.train.local import train_table  # noqa: E402
-
-DRAWS = 5
+from tabular_quality import run_gen_factory  # noqa: E402
 
 
 class PackedCritic(nn.Module):
@@ -58,26 +48,12 @@ class PackedCritic(nn.Module):
 
 
 def scores(train, holdout, epochs: int, pac: int | None) -> dict:
-    torch.set_num_threads(1)
     critic = (lambda spec: PackedCritic(spec.n_labels, spec.shape[0], spec.cond_dim, pac)) if pac else None
-    started = time.perf_counter()
-    g, _, encoding, spec, _ = train_table(train, epochs, critic=critic)
-    fit = time.perf_counter() - started
-    card = {"kind": "table", "label_names": train.label_names, "label_column": train.label_column,
-            "columns": train.columns, "shape": spec.shape, "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
-            "encoding": encoding_to_dict(encoding)}
     with tempfile.TemporaryDirectory() as tmp:
-        d = build_models(spec)[1].eval()  # only the generator is measured: any per-row critic exports
-        export_bundle(g, d, build_encoder(spec).eval(), (1.0, 1.0), encoding, card, Path(tmp))
-        model = OnnxModel(Path(tmp), threads=1)
-        heads = []
-        for draw in range(DRAWS):
-            values, labels = generate_arrays(model, np.bincount(train.labels).tolist(), draw)
-            synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names,
-                                     train.label_column)
-            heads.append(headline(evaluate_table(train.frame(), synth, holdout.frame(), train.label_column)))
-    return {"fit_seconds": fit, **{k: float(np.mean([h[k] for h in heads]))
-                                    for k in ("quality", "tstr_accuracy", "tstr_macro_f1")}}
+        draws, timing = run_gen_factory(train, Path(tmp), epochs, critic=critic)
+    heads = [headline(evaluate_table(train.frame(), synth, holdout.frame(), train.label_column)) for synth in draws]
+    return {"fit_seconds": timing["fit_seconds"],
+            **{k: float(np.mean([h[k] for h in heads])) for k in ("quality", "tstr_accuracy", "tstr_macro_f1")}}
 
 
 def main() -> None:

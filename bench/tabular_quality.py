@@ -38,10 +38,13 @@ SAMPLE_ROWS = 20_000
 DRAWS = 5
 
 
-def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[list[pd.DataFrame], dict]:
+def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0, critic=None) -> tuple[list[pd.DataFrame], dict]:
+    """DRAWS synthetic tables from an in-process model, and its fit seconds and sampling rows/s;
+    `critic(spec)` replaces the discriminator (bench/pacgan.py)."""
     import torch
 
     from gen_factory.export import export_bundle
+    from gen_factory.models import build_models
     from gen_factory.models.encoder import build_encoder
     from gen_factory.onnx_model import OnnxModel
     from gen_factory.sampling import generate_arrays, generate_table
@@ -50,12 +53,14 @@ def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0) -> tuple[list[
 
     torch.set_num_threads(1)  # as SDV below; the machine's 2 cores are shared
     started = time.perf_counter()
-    g, d, encoding, spec, _ = train_table(train, epochs, seed=seed)
+    g, d, encoding, spec, _ = train_table(train, epochs, seed=seed, critic=critic)
     fit_seconds = time.perf_counter() - started
     card = {"kind": "table", "label_names": train.label_names, "label_column": train.label_column,
             "columns": train.columns, "shape": spec.shape, "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
             "encoding": encoding_to_dict(encoding)}
-    # Only the generator is measured here: the scorer gets an untrained encoder (bench/anomaly.py trains one).
+    # Only the generator is measured here: the scorer gets an untrained encoder (bench/anomaly.py trains one),
+    # and a replaced critic that cannot score one row (PacGAN's) an untrained default one.
+    d = build_models(spec)[1].eval() if critic else d
     export_bundle(g, d, build_encoder(spec).eval(), (1.0, 1.0), encoding, card, tmp / "gf")
     model = OnnxModel(tmp / "gf", threads=1)
     synth = []
