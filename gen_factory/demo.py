@@ -29,7 +29,8 @@ def run_demo(port: int = 8000, workers: int = 2, keep_serving: bool = False) -> 
         train_and_register(TrainJob(dataset, model_name=name, num_workers=workers))
 
     url = start(port=port)
-    print(f"[demo] API up at {url} (docs: {url}/docs); the API replica directly: {direct_url()}")
+    direct = direct_url()
+    print(f"[demo] API up at {url} (docs: {url}/docs)" + (f"; the API replica directly: {direct}" if direct else ""))
     outputs = {}
     for dataset, name in MODELS:
         out = home / "datasets" / f"{name}-100-per-label.parquet"

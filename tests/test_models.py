@@ -84,12 +84,12 @@ def test_trainer_state_round_trips():
 def test_lazy_gradient_penalty_runs_every_kth_critic_step_with_k_times_the_weight(monkeypatch):
     from gen_factory.train import loop
 
-    calls = []
-    monkeypatch.setattr(loop, "gradient_penalty", lambda critic, real, fake: calls.append(1) or torch.zeros(()))
+    # The critic loss and the penalty stand at 0 and 1, so d_loss is exactly the penalty term.
+    monkeypatch.setattr(loop, "discriminator_loss", lambda kind, real, fake: torch.zeros((), requires_grad=True))
+    monkeypatch.setattr(loop, "gradient_penalty", lambda critic, real, fake: torch.ones((), requires_grad=True))
     g, d = build_models(ModelSpec("table", 2, [3]))
     hyper = default_hyper("table")
     assert hyper.gp_every == 4
     trainer = GANTrainer(g, d, hyper, 64)
-    for _ in range(8):
-        trainer.step(torch.randn(8, 3), torch.randint(0, 2, (8,)))
-    assert len(calls) == 2  # steps 0 and 4 of 0..7
+    d_losses = [trainer.step(torch.randn(8, 3), torch.randint(0, 2, (8,)))["d_loss"] for _ in range(8)]
+    assert d_losses == [40.0, 0, 0, 0, 40.0, 0, 0, 0]  # gp_weight 10 x gp_every 4, on steps 0 and 4

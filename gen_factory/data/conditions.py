@@ -152,13 +152,16 @@ def implicit_codes(columns: list[dict], labels: np.ndarray, rng: np.random.Gener
             if not counts[label].sum():
                 continue
             r, g = counts[label] / counts[label].sum(), np.asarray(free_shares[k][label], dtype=np.float64)
-            seen = g > 0
-            s = min(1.0, float((r[seen] / g[seen]).min())) if seen.any() else 0.0
+            # A value the label never had in training but free rows give now and then is left to be
+            # slightly over-produced: counting it (r = 0) would condition every row of the label.
+            both = (g > 0) & (r > 0)
+            s = min(1.0, float((r[both] / g[both]).min())) if both.any() else 0.0
             c = np.clip(r - s * g, 0.0, None)
+            # Rows an earlier column conditioned are taken to hold this column about as the training
+            # rows do, so the free rows left get the same per-row probabilities (an approximation
+            # for the second and later categorical columns).
             rows = np.flatnonzero((labels == label) & free)
-            share_free = len(rows) / int((labels == label).sum())  # earlier columns took some rows
-            q = c / max(share_free, 1e-12)  # per free row
-            q = q / q.sum() if q.sum() > 1 else q
+            q = c / c.sum() if c.sum() > 1 else c
             draw = rng.choice(b.width + 1, len(rows), p=np.append(q, max(0.0, 1.0 - q.sum())))
             hit = draw < b.width
             codes[rows[hit], k] = draw[hit]

@@ -141,7 +141,7 @@ def train_loop_per_worker(config: dict) -> None:
         net = ray.train.torch.prepare_model(build_encoder(spec), parallel_strategy_kwargs=ddp)
         return EncoderTrainer(net, *selector.best_models(trainer))
 
-    start = 0
+    start = gan_trained = 0  # gan_trained: GAN epochs actually trained (fewer than planned if stopped early)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as ckpt_dir:
@@ -149,10 +149,14 @@ def train_loop_per_worker(config: dict) -> None:
         trainer.load_state_dict(state["trainer"])
         if "selection" in state:
             selector.load_state_dict(state["selection"])
-        gan_done = state["gan_epochs_done"]
-        if gan_done < gan_epochs:  # the GAN gets more epochs now: go on with it, the encoder starts over after
-            start, selector.since_best = gan_done, 0
-        else:  # (a GAN phase that stopped early counts as done)
+        gan_done = gan_trained = state["gan_epochs_done"]
+        planned = state.get("gan_epochs", gan_done)  # checkpoints from before early stopping lack these two
+        finished = state.get("gan_finished", gan_done >= planned)
+        if gan_epochs > planned:  # more GAN epochs asked for: go on with them (patience counts afresh),
+            start, selector.since_best = gan_done, 0  # the encoder starts over after
+        elif not finished:  # interrupted during the GAN
+            start = gan_done
+        else:  # the GAN is done (all its epochs, or stopped early)
             start = max(state["epoch"] + 1, gan_epochs)
             if "encoder" in state:
                 encoder = encoder_trainer()
@@ -183,6 +187,7 @@ def train_loop_per_worker(config: dict) -> None:
             metrics = trainer.epoch(conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng))
         else:
             metrics = trainer.epoch(loader)
+        gan_trained = min(epoch + 1, gan_epochs) if epoch < gan_epochs else gan_trained
         metrics["epoch"] = epoch + 1
         metrics["epoch_seconds"] = time.time() - started
         if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):
@@ -204,7 +209,8 @@ def train_loop_per_worker(config: dict) -> None:
             checkpoint = None
             if rank == 0:
                 state = {"trainer": trainer.state_dict(), "epoch": epoch, "selection": selector.state_dict(),
-                         "gan_epochs_done": gan_epochs if stopped else min(epoch + 1, gan_epochs)}
+                         "gan_epochs": gan_epochs, "gan_epochs_done": gan_trained,
+                         "gan_finished": stopped or epoch + 1 >= gan_epochs}
                 if encoder:
                     state["encoder"] = encoder.state_dict()
                 torch.save(state, Path(tmp) / STATE_FILE)
@@ -214,7 +220,8 @@ def train_loop_per_worker(config: dict) -> None:
 
 def _shared_distance(selector: BestGenerator, trainer: GANTrainer, rank: int, world: int) -> float:
     """Rank 0 scores the EMA generator and every worker gets its figure, so all keep the same best."""
-    value = torch.tensor([selector.distance(trainer.g_ema) if rank == 0 else 0.0], dtype=torch.float64)
+    device = next(trainer.g_ema.parameters()).device  # nccl broadcasts CUDA tensors, gloo CPU ones
+    value = torch.tensor([selector.distance(trainer.g_ema) if rank == 0 else 0.0], dtype=torch.float64, device=device)
     if world > 1:
         torch.distributed.broadcast(value, src=0)
     return float(value.item())

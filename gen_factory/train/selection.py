@@ -53,12 +53,18 @@ class BestGenerator:
     def distance(self, generator: nn.Module) -> float:
         """Row-weighted mean over labels of the Fréchet distance between generated and training rows
         (`generator` in eval mode, as the EMA copy always is)."""
+        if not self.labels:
+            return float("inf")
+        params = generator.parameters() if isinstance(generator, nn.Module) else ()
+        device = next((p.device for p in params), torch.device("cpu"))  # the generator's (CUDA under --gpu)
         per_label = []
         for k in self.labels:
-            noise = self.noise[k]
-            fake = generator(noise, torch.full((len(noise),), int(k), dtype=torch.long))
-            per_label.append(frechet_distance(self.real[k], self._project(fake.reshape(len(noise), -1).double().numpy())))
-        return float(np.average(per_label, weights=self.weights))
+            noise = self.noise[k].to(device)
+            fake = generator(noise, torch.full((len(noise),), int(k), dtype=torch.long, device=device))
+            fake = fake.reshape(len(noise), -1).double().cpu().numpy()
+            per_label.append(frechet_distance(self.real[k], self._project(fake)))
+        distance = float(np.average(per_label, weights=self.weights))
+        return distance if np.isfinite(distance) else float("inf")  # a diverged generator is never the best
 
     def record(self, trainer: GANTrainer, epoch: int, distance: float) -> None:
         """The trainer's EMA generator scored `distance` after `epoch` epochs: keep it if it is the best
