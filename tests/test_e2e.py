@@ -292,6 +292,24 @@ def test_the_generator_closest_to_the_training_rows_ships(trained):
     assert [m.step for m in history] == list(range(1, last + 1)) and last in (20, best.step + 3)
 
 
+def test_a_run_stopped_early_resumes_as_finished_and_trains_on_when_given_more_epochs(trained, capfd):
+    def job(epochs):
+        return TrainJob("breast_cancer", model_name="e2e-stop", epochs=epochs, encoder_epochs=2, patience=1,
+                        num_workers=1)
+
+    def checks(run_id):
+        return sorted(m.step for m in registry.client().get_metric_history(run_id, "train_frechet"))
+
+    first = train_and_register(job(12))
+    stop = checks(first["run_id"])[-1]
+    assert stop < 12 and f"stopping the GAN early at epoch {stop}" in capfd.readouterr().out
+    again = train_and_register(job(12))  # the same settings: nothing left to train
+    assert f"({stop} GAN epochs done)" in capfd.readouterr().out
+    assert again["run_id"] == first["run_id"] and checks(again["run_id"]) == checks(first["run_id"])
+    more = train_and_register(job(16))  # more epochs: the GAN goes on from where it stopped
+    assert checks(more["run_id"])[:stop] == list(range(1, stop + 1)) and checks(more["run_id"])[-1] > stop
+
+
 def test_the_api_replica_answers_directly_the_same_as_through_the_proxy(api_url):
     """Serve direct ingress: the replica's own port skips the proxy hop and gives the same answers."""
     from gen_factory.data import load_dataset
