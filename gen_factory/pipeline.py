@@ -130,8 +130,8 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
-    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs,
-                                                       **asdict(hyper), "kind": data.kind, "rows": len(train.labels)})
+    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
+                                                       "kind": data.kind, "rows": len(train.labels)})
     config["mlflow_run_id"] = run_id
     log(f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, {len(train.label_names)} labels"
         + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")

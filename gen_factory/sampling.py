@@ -5,7 +5,8 @@ drawn label by label in the card's label order, so the same model, counts and se
 same rows - and the same Parquet bytes - in any process. Conditions on categorical columns
 (`gen_factory.data.conditions`) are placed among the rows by a second generator spawned from
 the same seed, and the exported graph forces them: exact counts, no rejection sampling. Without
-conditions, that generator draws one per row from the training frequencies (`implicit_codes`).
+conditions, that generator conditions just enough rows to keep each category at its training
+share (`implicit_codes`).
 """
 
 from __future__ import annotations

@@ -253,8 +253,8 @@ def direct_url(app: str = "gen_factory", timeout_s: float = 10.0) -> str | None:
     # may have been read before that.
     if os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") != "1":
         return None
-    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
     try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
         http = ray.get(controller.get_http_config.remote())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:  # a replica reports its port once its server is up

@@ -15,12 +15,23 @@ MEANS = torch.tensor([[-2.0, 0.0, 1.0], [2.0, 1.0, -1.0]])
 class Gaussians(nn.Module):
     """A stand-in generator with a known output law: each label's mean plus `shift`, unit noise."""
 
+    def __init__(self, shift: float, swap_labels: bool = False):
+        super().__init__()
+        self.shift, self.swap_labels = shift, swap_labels
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return MEANS[1 - labels if self.swap_labels else labels] + self.shift + noise[:, :3]
+
+
+class UniformImages(nn.Module):
+    """A stand-in image generator: uniform 16x16 pixels plus `shift`, ignoring noise and labels."""
+
     def __init__(self, shift: float):
         super().__init__()
         self.shift = shift
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return MEANS[labels] + self.shift + noise[:, :3]
+        return torch.rand(len(noise), 1, 16, 16) + self.shift
 
 
 def real_rows(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,16 +44,14 @@ def test_distance_is_small_for_the_real_law_and_grows_with_the_error():
     selector = BestGenerator(*real_rows(), noise_dim=8)
     right, off, far = (selector.distance(Gaussians(s)) for s in (0.0, 1.0, 3.0))
     assert right < 0.2 < off < far
-    swapped = lambda noise, labels: Gaussians(0.0)(noise, 1 - labels)  # right rows, wrong labels
-    assert selector.distance(swapped) > off
+    assert selector.distance(Gaussians(0.0, swap_labels=True)) > off  # right rows, wrong labels
 
 
 def test_images_are_projected_to_a_fixed_number_of_dimensions():
     images, labels = torch.rand(60, 1, 16, 16), torch.zeros(60, dtype=torch.long)
     selector = BestGenerator(images, labels, noise_dim=8)
     assert selector.rotation.shape == (256, 64)
-    assert selector.distance(lambda noise, labels: torch.rand(len(noise), 1, 16, 16)) < \
-        selector.distance(lambda noise, labels: torch.rand(len(noise), 1, 16, 16) + 1.0)
+    assert selector.distance(UniformImages(0.0)) < selector.distance(UniformImages(1.0))
 
 
 def _outputs(generator: nn.Module) -> torch.Tensor:

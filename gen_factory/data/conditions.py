@@ -7,8 +7,8 @@ A row conditions on at most one value per column; an all-zero block leaves the c
 
 Two users: training draws conditions by log-frequency (`CondSampler`, rare categories get seen)
 and sampling turns a request's conditions into per-row codes (`resolve_conditions`) - or, for a
-request without conditions, draws them as CTGAN samples (`implicit_codes`). No torch here:
-serving and bulk actors import this.
+request without conditions, conditions just enough rows to keep each category's training share
+(`implicit_codes`). No torch here: serving and bulk actors import this.
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def implicit_codes(columns: list[dict], labels: np.ndarray, rng: np.random.Gener
             # rows do, so the free rows left get the same per-row probabilities (an approximation
             # for the second and later categorical columns).
             rows = np.flatnonzero((labels == label) & free)
-            q = c / c.sum() if c.sum() > 1 else c
-            draw = rng.choice(b.width + 1, len(rows), p=np.append(q, max(0.0, 1.0 - q.sum())))
+            # c_v <= r_v, so sum(c) <= 1: the rest of the probability leaves a row free.
+            draw = rng.choice(b.width + 1, len(rows), p=np.append(c, max(0.0, 1.0 - c.sum())))
             hit = draw < b.width
             codes[rows[hit], k] = draw[hit]
             free[rows[hit]] = False

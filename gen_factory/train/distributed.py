@@ -187,7 +187,8 @@ def train_loop_per_worker(config: dict) -> None:
             metrics = trainer.epoch(conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng))
         else:
             metrics = trainer.epoch(loader)
-        gan_trained = min(epoch + 1, gan_epochs) if epoch < gan_epochs else gan_trained
+        if epoch < gan_epochs:
+            gan_trained = epoch + 1
         metrics["epoch"] = epoch + 1
         metrics["epoch_seconds"] = time.time() - started
         if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):

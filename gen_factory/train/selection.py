@@ -55,8 +55,7 @@ class BestGenerator:
         (`generator` in eval mode, as the EMA copy always is)."""
         if not self.labels:
             return float("inf")
-        params = generator.parameters() if isinstance(generator, nn.Module) else ()
-        device = next((p.device for p in params), torch.device("cpu"))  # the generator's (CUDA under --gpu)
+        device = next((p.device for p in generator.parameters()), torch.device("cpu"))  # CUDA under --gpu
         per_label = []
         for k in self.labels:
             noise = self.noise[k].to(device)
