@@ -60,3 +60,33 @@ def test_image_encoding_maps_to_tanh_range_and_back():
     back = enc.decoder()(torch.from_numpy(codes)).numpy()
     np.testing.assert_allclose(back, data.images, atol=1e-5)
     np.testing.assert_allclose(enc.encoder()(torch.from_numpy(data.images)).numpy(), codes, atol=1e-6)
+
+
+def test_quantile_maps_find_the_exact_segment_of_every_value():
+    """The grid lookup agrees bit for bit with comparing each value against every knot: at each
+    knot and one float32 step either side, outside the range, with knots crowded into one cell,
+    and at a magnitude where float32 steps are coarse."""
+    from gen_factory.data.table_transformer import _PiecewiseLinearBank
+
+    rng = np.random.default_rng(0)
+    maps = [(np.sort(rng.normal(size=100)).tolist(), np.sort(rng.gamma(2.0, 10.0, 100)).tolist()),
+            ([0.0, 0.5, 0.5001, 0.5002, 0.5003, 1000.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+            ((1e6 + np.arange(50) * 1e-2).tolist(), np.arange(50.0).tolist()),
+            ([3.0, 4.0], [7.0, 8.0])]
+    bank = _PiecewiseLinearBank(maps)
+    assert bank.reach >= 4  # the crowded cell holds four knots
+    probes = []
+    for xs, _ in maps:
+        k = np.asarray(xs, np.float32)
+        probes.append(np.concatenate([k, np.nextafter(k, np.float32(-np.inf)), np.nextafter(k, np.float32(np.inf)),
+                                      [k[0] - 1, k[-1] + 1], rng.uniform(k[0], k[-1], 3000)]).astype(np.float32))
+    n = max(map(len, probes))
+    x = np.stack([np.resize(p, n) for p in probes], axis=1)
+    got = bank(torch.from_numpy(x)).numpy()
+    for c, (xs, ys) in enumerate(maps):
+        xs64, ys64 = np.asarray(xs), np.asarray(ys)
+        knots = xs64.astype(np.float32)
+        y0, slope, x0 = (ys64[:-1].astype(np.float32), (np.diff(ys64) / np.diff(xs64)).astype(np.float32), knots[:-1])
+        t = np.clip(x[:, c], knots[0], knots[-1])
+        i = (t[:, None] >= knots[1:-1]).sum(axis=1)
+        np.testing.assert_array_equal(got[:, c], y0[i] + slope[i] * (t - x0[i]))

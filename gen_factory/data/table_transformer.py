@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gen_factory.data.conditions import cond_blocks
@@ -32,6 +33,7 @@ MIN_MODE_WEIGHT = 0.005
 ALPHA_SCALE = 4.0
 MAX_DECIMALS = 6
 MAX_KNOTS = 100
+GRID_CELLS = 1024  # per quantile map: ~1-2 knots to compare per value (_PiecewiseLinearBank)
 METHODS = ("quantile", "modes")
 
 
@@ -163,37 +165,72 @@ def _one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
     return (index.unsqueeze(1) == torch.arange(n, device=index.device)).to(torch.float32)
 
 
-class _PiecewiseLinear(nn.Module):
-    """y = f(x) through the knots (xs[i], ys[i]), xs increasing, clamped outside.
+class _PiecewiseLinearBank(nn.Module):
+    """y[:, c] = f_c(x[:, c]) for C piecewise-linear maps at once, each through its knots
+    (xs[i], ys[i]), xs increasing, clamped outside.
 
-    The segment index is a count of knots passed and the value one multiply-add on gathered
-    knots: no rounding anywhere, so ONNX Runtime gives bit-identical rows whatever the batch size
-    (sampling in chunks must not change a seed's rows). The count is a float32 sum of 0/1 (exact
-    below 2**24) and the knots are one [K, 3] table gathered once: an int64 sum and three indexings
-    per column cost ~5x the generator's GEMMs (ONNX Runtime profile of the breast_cancer graph).
+    The segment of x (the count of inner knots <= x) is found without comparing x with every
+    knot: each map's range is cut into `cells` equal cells, and a row per cell holds how many
+    knots lie surely below it and the next `reach` knots (the most any cell holds, widened by a
+    margin for the float32 rounding of the cell), the only ones x is compared with. About one
+    comparison per value instead of ~100 (per-column decoding was ~2/3 of the bulk generator's
+    time, bench/RESULTS.md), and every column goes in one op each. The count is exact and the
+    value one multiply-add on gathered knots, so ONNX Runtime gives bit-identical rows whatever
+    the batch size (sampling in chunks must not change a seed's rows).
     """
 
-    def __init__(self, xs: list[float], ys: list[float]):
+    def __init__(self, maps: list[tuple[list[float], list[float]]], cells: int = GRID_CELLS):
         super().__init__()
-        x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-        self.register_buffer("inner", _f32(x[1:-1]))
-        self.register_buffer("knots", _f32(np.stack([y[:-1], np.diff(y) / np.diff(x), x[:-1]], axis=1)))
-        self.low, self.high = float(x[0]), float(x[-1])
+        xs = [np.asarray(x, np.float64) for x, _ in maps]
+        ys = [np.asarray(y, np.float64) for _, y in maps]
+        inner = [x[1:-1].astype(np.float32).astype(np.float64) for x in xs]  # as compared at run time
+        low = np.array([x[0] for x in xs], np.float32).astype(np.float64)
+        high = np.array([x[-1] for x in xs], np.float32).astype(np.float64)
+        step = (high - low) / cells
+        # The cell is computed in float32 from float32 values of any magnitude: widen each cell.
+        margin = 0.01 * step + 2 * np.spacing(np.maximum(np.abs(low), np.abs(high)).astype(np.float32))
+        first, reach = [], 1
+        for k, knots in enumerate(inner):
+            edges = low[k] + step[k] * np.arange(cells + 1)
+            first.append(np.searchsorted(knots, edges[:-1] - margin[k], side="left"))  # knots surely passed
+            last = np.searchsorted(knots, edges[1:] + margin[k], side="right")
+            reach = max(reach, int((last - first[k]).max(initial=0)))
+        segments = max(len(x) - 1 for x in xs)
+        rows, lines = np.zeros((len(maps), cells, 1 + reach)), np.zeros((len(maps), segments, 3))
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            knots = np.concatenate([inner[k], np.full(reach, np.inf)])
+            rows[k] = np.concatenate([first[k][:, None], knots[first[k][:, None] + np.arange(reach)]], axis=1)
+            lines[k, :len(x) - 1] = np.stack([y[:-1], np.diff(y) / np.diff(x), x[:-1]], axis=1)
+        self.cells, self.reach = cells, reach
+        self.register_buffer("low", _f32(low))
+        self.register_buffer("high", _f32(high))
+        self.register_buffer("per_step", _f32(1.0 / step))
+        self.register_buffer("row_at", torch.arange(len(maps), dtype=torch.int64) * cells)
+        self.register_buffer("rows", _f32(rows.reshape(len(maps) * cells, -1)))  # counts < 2**24: exact
+        self.register_buffer("line_at", torch.arange(len(maps), dtype=torch.int64) * segments)
+        self.register_buffer("lines", _f32(lines.reshape(len(maps) * segments, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.clamp(x, self.low, self.high)
-        i = (t.unsqueeze(1) >= self.inner).to(torch.float32).sum(dim=1).to(torch.int64)
-        y0, slope, x0 = self.knots.index_select(0, i).unbind(1)
+        t = torch.minimum(torch.maximum(x, self.low), self.high)
+        cell = torch.clamp(torch.floor((t - self.low) * self.per_step), 0, self.cells - 1).to(torch.int64)
+        row = F.embedding(cell + self.row_at, self.rows)  # [B, C, 1 + reach]; F.embedding: an ONNX Gather
+        passed = (t.unsqueeze(2) >= row[:, :, 1:]).to(torch.float32).sum(dim=2)
+        i = (row[:, :, 0] + passed).to(torch.int64)
+        y0, slope, x0 = F.embedding(i + self.line_at, self.lines).unbind(2)
         return y0 + slope * (t - x0)
 
 
-def _register_columns(module: nn.Module, columns: list[dict], inverse: bool) -> None:
-    """What encoder and decoder share: the quantile maps (values -> scores, or back when `inverse`)
-    and each mode-normalised column's means and stds as buffers."""
-    module.columns = columns
-    module.maps = nn.ModuleDict({
-        str(i): _PiecewiseLinear(*((c["scores"], c["values"]) if inverse else (c["values"], c["scores"])))
-        for i, c in enumerate(columns) if c["kind"] == "continuous" and c["method"] == "quantile"})
+def _quantile_bank(columns: list[dict], inverse: bool) -> tuple[list[int], _PiecewiseLinearBank | None]:
+    """(indices of the quantile-normalised columns, one bank of their maps: values -> scores, or
+    back when `inverse`)."""
+    index = [i for i, c in enumerate(columns) if c["kind"] == "continuous" and c["method"] == "quantile"]
+    maps = [(columns[i]["scores"], columns[i]["values"]) if inverse else (columns[i]["values"], columns[i]["scores"])
+            for i in index]
+    return index, (_PiecewiseLinearBank(maps) if maps else None)
+
+
+def _register_modes(module: nn.Module, columns: list[dict]) -> None:
+    """Each mode-normalised column's means and stds as buffers (encoder and decoder share them)."""
     for i, c in enumerate(columns):
         if c["kind"] == "continuous" and c["method"] == "modes":
             module.register_buffer(f"mu{i}", _f32(c["means"]))
@@ -205,12 +242,19 @@ class _Encoder(nn.Module):
 
     def __init__(self, columns: list[dict]):
         super().__init__()
-        _register_columns(self, columns, inverse=False)
+        self.columns = columns
+        self.quantile, self.bank = _quantile_bank(columns, inverse=False)
+        self.register_buffer("fill", _f32([columns[i]["fill"] for i in self.quantile]))
+        _register_modes(self, columns)
         for i, c in enumerate(columns):
             if c["kind"] == "continuous" and c["method"] == "modes":
                 self.register_buffer(f"logw{i}", _f32(np.log(c["weights"])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = None
+        if self.bank is not None:  # every quantile column at once
+            q = x[:, self.quantile]
+            scores = self.bank(torch.where(torch.isnan(q), self.fill, q))
         parts = []
         for i, c in enumerate(self.columns):
             v = x[:, i]
@@ -220,10 +264,11 @@ class _Encoder(nn.Module):
                 code = torch.where(absent, torch.full_like(v, n), v)
                 parts.append(_one_hot(code.to(torch.int64), n + int(c["missing"])))
                 continue
-            v = torch.where(absent, torch.full_like(v, c["fill"]), v)
             if c["method"] == "quantile":
-                parts.append(self.maps[str(i)](v).unsqueeze(1))
+                k = self.quantile.index(i)
+                parts.append(scores[:, k:k + 1])
             else:
+                v = torch.where(absent, torch.full_like(v, c["fill"]), v)
                 mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
                 z = (v.unsqueeze(1) - mu) / sd
                 k = torch.argmax(getattr(self, f"logw{i}") - torch.log(sd) - 0.5 * z * z, dim=1)
@@ -235,42 +280,71 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """encoded rows [B, width] (generator output after its activations) -> raw values [B, d]."""
+    """encoded rows [B, width] (generator output after its activations) -> raw values [B, d].
+
+    Quantile columns are decoded all at once; mode and categorical columns one by one. Clipping
+    to the observed range, rounding and missing values are then applied to every column at once.
+    """
 
     def __init__(self, columns: list[dict]):
         super().__init__()
-        _register_columns(self, columns, inverse=True)
+        self.columns = columns
+        self.quantile, self.bank = _quantile_bank(columns, inverse=True)
+        _register_modes(self, columns)
+        starts, at = [], 0
+        for c in columns:
+            starts.append(at)
+            if c["kind"] == "continuous":
+                at += (1 if c["method"] == "quantile" else 1 + len(c["means"])) + 2 * int(c["missing"])
+            else:
+                at += len(c["categories"]) + int(c["missing"])
+        self.starts = starts
+        self.register_buffer("quantile_at", torch.tensor([starts[i] for i in self.quantile], dtype=torch.int64))
+        rest = [i for i in range(len(columns)) if i not in self.quantile]
+        order = np.argsort(self.quantile + rest)  # decoded as [quantile..., rest...], returned in column order
+        self.order = None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order)
+        continuous = [c["kind"] == "continuous" for c in columns]
+        self.register_buffer("low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous)]))
+        self.register_buffer("high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous)]))
+        self.rounded = [k and (c["integer"] or c["decimals"] is not None) for c, k in zip(columns, continuous)]
+        self.register_buffer("scale", _f32([10.0 ** c["decimals"] if r and not c["integer"] else 1.0
+                                            for c, r in zip(columns, self.rounded)]))
+        self.register_buffer("round_mask", torch.tensor(self.rounded))
+        self.missing = [i for i, c in enumerate(columns) if c["missing"]]
+        spread = np.zeros((len(self.missing), len(columns)), np.float32)  # missing column j -> output column
+        spread[np.arange(len(self.missing)), self.missing] = 1.0
+        self.register_buffer("spread", torch.from_numpy(spread))
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
-        out, at = [], 0
-        nan = torch.tensor(float("nan"), dtype=e.dtype, device=e.device)
+        decoded = [self.bank(e[:, self.quantile_at])] if self.bank is not None else []
+        absent = []
         for i, c in enumerate(self.columns):
-            if c["kind"] == "continuous":
-                if c["method"] == "quantile":
-                    v = self.maps[str(i)](e[:, at])
-                    at += 1
-                else:
-                    k_modes = len(c["means"])
-                    k = torch.argmax(e[:, at + 1:at + 1 + k_modes], dim=1)
-                    mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
-                    v = e[:, at] * ALPHA_SCALE * sd[k] + mu[k]
-                    at += 1 + k_modes
-                v = torch.clamp(v, c["low"], c["high"])
-                if c["integer"]:
-                    v = torch.round(v)
-                elif c["decimals"] is not None:
-                    scale = 10.0 ** c["decimals"]
-                    v = torch.round(v * scale) / scale
+            at = self.starts[i]
+            if c["kind"] == "categorical":
+                n = len(c["categories"])
+                k = torch.argmax(e[:, at:at + n + int(c["missing"])], dim=1).to(e.dtype)
+                decoded.append(k.unsqueeze(1))
                 if c["missing"]:
-                    v = torch.where(e[:, at + 1] > e[:, at], nan, v)
-                    at += 2
-            else:
-                n = len(c["categories"]) + int(c["missing"])
-                k = torch.argmax(e[:, at:at + n], dim=1).to(e.dtype)
-                v = torch.where(k == len(c["categories"]), nan, k) if c["missing"] else k
-                at += n
-            out.append(v)
-        return torch.stack(out, dim=1)
+                    absent.append(k == n)
+                continue
+            width = 1
+            if c["method"] == "modes":
+                width += len(c["means"])
+                k = torch.argmax(e[:, at + 1:at + width], dim=1)
+                mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
+                decoded.append((e[:, at] * ALPHA_SCALE * sd[k] + mu[k]).unsqueeze(1))
+            if c["missing"]:
+                absent.append(e[:, at + width + 1] > e[:, at + width])
+        v = torch.cat(decoded, dim=1)
+        if self.order is not None:
+            v = v[:, self.order]
+        v = torch.minimum(torch.maximum(v, self.low), self.high)
+        if any(self.rounded):
+            v = torch.where(self.round_mask, torch.round(v * self.scale) / self.scale, v)
+        if absent:
+            hit = torch.stack(absent, dim=1).to(e.dtype) @ self.spread
+            v = torch.where(hit > 0, torch.tensor(float("nan"), dtype=e.dtype, device=e.device), v)
+        return v
 
 
 class _Force(nn.Module):
