@@ -302,7 +302,7 @@ class _Decoder(nn.Module):
         self.register_buffer("quantile_at", torch.tensor([starts[i] for i in self.quantile], dtype=torch.int64))
         rest = [i for i in range(len(columns)) if i not in self.quantile]
         order = np.argsort(self.quantile + rest)  # decoded as [quantile..., rest...], returned in column order
-        self.order = None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order)
+        self.register_buffer("order", None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order))
         continuous = [c["kind"] == "continuous" for c in columns]
         self.register_buffer("low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous)]))
         self.register_buffer("high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous)]))
