@@ -8,6 +8,7 @@ from pathlib import Path
 
 GENERATOR_FILE = "model.onnx"  # the name MLflow's ONNX flavour expects for the primary model
 SCORER_FILE = "discriminator.onnx"
+ENCODER_FILE = "encoder.onnx"  # values -> noise (the f-AnoGAN encoder): variations of real rows
 CARD_FILE = "card.json"
 # The columns of the scorer graph's output, in order; `fanogan` is the default (bench/RESULTS.md).
 SCORE_METHODS = ("critic", "fanogan")

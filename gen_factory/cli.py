@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--ratio", type=float, default=1.0, help="synthetic rows per real row of a class (default: 1.0)")
     au.add_argument("--classes", help="comma-separated labels to synthesise (default: all)")
     au.add_argument("--synthetic-only", action="store_true", help="write only the synthetic rows")
+    au.add_argument("--spread", type=float,
+                    help="make each synthetic row a variation of a real row of its class, G(E(x) + SPREAD * noise, "
+                         "y), instead of a free sample; 0.25 stays close to the real rows (default: free samples)")
     au.add_argument("--label-column", default="label", help="label column of a table (default: label)")
     au.add_argument("--holdout", type=float, help="hold this fraction out and measure the uplift on it")
     au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")
@@ -333,7 +336,7 @@ def _augment(args) -> None:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     info = augment_dataset(args.model, args.dataset, args.out, ratio=args.ratio, classes=classes,
                            synthetic_only=args.synthetic_only, label_column=args.label_column,
-                           holdout=args.holdout, seed=args.seed)
+                           holdout=args.holdout, seed=args.seed, spread=args.spread)
     print(f"wrote {info['rows']} rows ({info['synthetic_rows']} synthetic) from {info['model']} to {info['path']}")
     if "uplift" in info:
         u = info["uplift"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen_factory.card import GENERATOR_FILE, SCORE_METHODS, SCORER_FILE, write_card
+from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORE_METHODS, SCORER_FILE, write_card
 from gen_factory.data.conditions import FREE, cond_blocks, one_hot
 from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.models.encoder import residuals
@@ -64,6 +64,18 @@ class ScoreGraph(nn.Module):
         return torch.stack([-self.discriminator(x, labels), fanogan], dim=1)
 
 
+class EncodeGraph(nn.Module):
+    """(values [B, ...] float32) -> noise [B, z]: where the generator puts each real row, so that
+    G(E(x) + small noise, y) gives variations of x (`sampling.generate_variations`)."""
+
+    def __init__(self, encoder: nn.Module, value_encoder: nn.Module):
+        super().__init__()
+        self.encoder, self.value_encoder = encoder, value_encoder
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.value_encoder(values))
+
+
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                 input_names: list[str], output_name: str, unit: np.ndarray | float | None = None) -> float:
     """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs.
@@ -103,13 +115,15 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
 
 
 def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tuple[torch.Tensor, ...]:
-    """New random inputs shaped as `example`; inputs after the first two (cond) are its rows redrawn."""
+    """New random inputs shaped as `example` (values[, labels[, cond]]); cond rows are redrawn from its rows."""
     gen = torch.Generator().manual_seed(seed)
-    values, labels, *extra = example
-    n_labels = int(labels.max()) + 1
-    return (torch.randn(batch, *values.shape[1:], generator=gen),
-            torch.randint(0, max(1, n_labels), (batch,), generator=gen),
-            *(t[torch.randint(0, len(t), (batch,), generator=gen)] for t in extra))
+    values, *rest = example
+    fresh = [torch.randn(batch, *values.shape[1:], generator=gen)]
+    if rest:
+        labels, *extra = rest
+        fresh.append(torch.randint(0, int(labels.max()) + 1, (batch,), generator=gen))
+        fresh += [t[torch.randint(0, len(t), (batch,), generator=gen)] for t in extra]
+    return tuple(fresh)
 
 
 def _generator_graph(generator: nn.Module, encoding, noise_dim: int, labels: torch.Tensor) -> tuple:
@@ -154,9 +168,10 @@ def free_shares(generator: nn.Module, encoding, n_labels: int, noise_dim: int) -
 
 def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module, scales: tuple[float, float],
                   encoding, card: dict, out_dir: Path) -> dict:
-    """Write model.onnx, discriminator.onnx (the scorer) and card.json into `out_dir`; return the parity figures.
+    """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and card.json into `out_dir`;
+    return the parity figures.
 
-    Raises if either graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
+    Raises if any graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
     export is wrong must never reach the registry.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -168,11 +183,14 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Mo
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
     scorer = ScoreGraph(discriminator, generator, encoder.eval(), encoding.encoder(), scales)
     d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
-    for what, diff in (("generator", g_diff), ("scorer", d_diff)):
+    e_diff = export_onnx(EncodeGraph(encoder.eval(), encoding.encoder()), (raw,), out_dir / ENCODER_FILE, ["values"],
+                         "noise")
+    diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}
+    for what, diff in diffs.items():
         if not diff <= PARITY_TOLERANCE:
             raise RuntimeError(f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
-    card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE}, "score_methods": list(SCORE_METHODS),
-            "parity_max_abs_diff": {"generator": g_diff, "scorer": d_diff},
+    card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE, "encoder": ENCODER_FILE},
+            "score_methods": list(SCORE_METHODS), "parity_max_abs_diff": diffs,
             **({"free_shares": shares} if (shares := free_shares(generator, encoding, n_labels, noise_dim)) else {})}
     write_card(out_dir, card)
     return card["parity_max_abs_diff"]

@@ -23,7 +23,7 @@ def providers() -> list[str]:
 
 
 class OnnxModel:
-    """Loads `model.onnx` (generator) and `discriminator.onnx` (scorer) from an export bundle."""
+    """Loads `model.onnx` (generator), `discriminator.onnx` (scorer) and `encoder.onnx` from an export bundle."""
 
     def __init__(self, bundle_dir: Path, threads: int | None = None):
         import onnxruntime as ort
@@ -37,6 +37,9 @@ class OnnxModel:
         files = self.card["files"]
         self.generator = ort.InferenceSession(str(self.dir / files["generator"]), options, providers=providers())
         self.scorer = ort.InferenceSession(str(self.dir / files["scorer"]), options, providers=providers())
+        # Bundles exported before encoders were shipped have none: they cannot make variations.
+        self.encoder = (ort.InferenceSession(str(self.dir / files["encoder"]), options, providers=providers())
+                        if "encoder" in files else None)
 
     @property
     def kind(self) -> str:
@@ -64,3 +67,7 @@ class OnnxModel:
 
     def score_raw(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.scorer.run(None, {"values": values, "labels": labels})[0]
+
+    def encode_raw(self, values: np.ndarray) -> np.ndarray:
+        """Noise vectors from which the generator rebuilds `values` (the f-AnoGAN encoder)."""
+        return self.encoder.run(None, {"values": values})[0]

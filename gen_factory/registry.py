@@ -1,6 +1,6 @@
 """MLflow at the edge: the experiment, runs, model versions with aliases, and resolving name@alias.
 
-A registered version's files are exactly the export bundle (model.onnx, discriminator.onnx,
+A registered version's files are exactly the export bundle (model.onnx, discriminator.onnx, encoder.onnx,
 card.json, plus MLflow's MLmodel for the ONNX flavour); consumers download and run them with
 ONNX Runtime, so nothing is ever unpickled.
 """

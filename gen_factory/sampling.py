@@ -77,6 +77,31 @@ def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
     return values, labels
 
 
+def generate_variations(model: OnnxModel, values: np.ndarray, labels: np.ndarray, sources: np.ndarray,
+                        spread: float, seed: int | list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(values, label ids) of one variation per index in `sources`: G(E(x) + spread * noise, y) for
+    the real row x = values[i] and its label y. E is the f-AnoGAN encoder, which places x where the
+    generator rebuilds it, so a small `spread` stays near x and a large one moves towards free
+    samples. Table models draw every categorical column freely (no cond vector)."""
+    if model.encoder is None:
+        raise DataValidationError("spread", spread, "this model was exported without an encoder: train it again")
+    if not (isinstance(spread, (int, float)) and np.isfinite(spread) and spread >= 0):
+        raise DataValidationError("spread", repr(spread), "give a number >= 0, e.g. 0.25")
+    rng = np.random.default_rng(seed)
+    flat = np.asarray(values, dtype=np.float32)
+    codes = np.concatenate([model.encode_raw(flat[i:i + CHUNK_ROWS]) for i in range(0, len(flat), CHUNK_ROWS)])
+    out_labels = np.asarray(labels, dtype=np.int64)[sources]
+    parts = []
+    for start in range(0, len(sources), CHUNK_ROWS):
+        at = sources[start:start + CHUNK_ROWS]
+        noise = codes[at] + np.float32(spread) * rng.standard_normal((len(at), codes.shape[1]), dtype=np.float32)
+        parts.append(model.generate_raw(noise, out_labels[start:start + CHUNK_ROWS]))
+    out = np.concatenate(parts)
+    if model.card["encoding"].get("integer"):
+        np.round(out, out=out)
+    return out, out_labels
+
+
 def _condition_codes(model: OnnxModel, conditions: dict | list | None, labels: np.ndarray,
                      seed: int | list[int]) -> np.ndarray | None:
     placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # leaves the noise stream as it was

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -82,6 +83,33 @@ def test_generated_table_has_labels_counts_schema_and_reproduces(table_model):
     other = sampling.to_parquet_bytes(sampling.generate_table(model, counts, seed=6))
     assert first == again and first != other
     assert pq.read_table(io.BytesIO(first)).equals(table)
+
+
+def test_variations_start_from_the_exported_encoder_and_reproduce(image_model, tmp_path):
+    model, g, d, enc, encoder = image_model
+    data = load_dataset("digits")
+    x, y = data.images[:20].astype(np.float32), data.labels[:20]
+    codes = model.encode_raw(x)
+    with torch.no_grad():
+        np.testing.assert_allclose(codes, encoder(enc.encoder()(torch.from_numpy(x))).numpy(), atol=1e-4)
+    sources = np.array([0, 0, 5, 19])
+    rebuilt, labels = sampling.generate_variations(model, x, y, sources, 0.0, seed=1)
+    np.testing.assert_array_equal(labels, y[sources])
+    np.testing.assert_array_equal(rebuilt, np.round(model.generate_raw(codes[sources], y[sources])))  # G(E(x), y)
+    near, _ = sampling.generate_variations(model, x, y, sources, 0.5, seed=1)
+    again, _ = sampling.generate_variations(model, x, y, sources, 0.5, seed=1)
+    other, _ = sampling.generate_variations(model, x, y, sources, 0.5, seed=2)
+    np.testing.assert_array_equal(near, again)
+    assert not np.array_equal(near, other) and not np.array_equal(near, rebuilt)
+    with pytest.raises(DataValidationError, match="spread"):
+        sampling.generate_variations(model, x, y, sources, -1.0, seed=1)
+    old = tmp_path / "old"  # a bundle exported before encoders were shipped
+    shutil.copytree(model.dir, old)
+    card = json.loads((old / CARD_FILE).read_text())
+    del card["files"]["encoder"]
+    (old / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(DataValidationError, match="without an encoder: train it again"):
+        sampling.generate_variations(OnnxModel(old), x, y, sources, 0.5, seed=1)
 
 
 def test_chunking_does_not_change_the_rows(table_model, monkeypatch):

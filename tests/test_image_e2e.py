@@ -74,6 +74,12 @@ def test_augment_cli_writes_mixed_parquet_and_reports_uplift(trained, pngs, tmp_
     assert set(table.column("label").to_pylist()) == {"red"} and all(table.column("synthetic").to_pylist())
     assert table.num_rows == 14
 
+    near = tmp_path / "near.parquet"  # variations of the real rows through the registered encoder.onnx
+    assert cli(["augment", "e2e-blobs", str(pngs), "--out", str(near), "--ratio", "1.5", "--spread", "0.25"]) == 0
+    values, labels, synthetic, meta = read_augmentation(near)
+    assert meta["spread"] == 0.25 and np.bincount(labels[synthetic]).tolist() == [21, 21]  # 14 real per class
+    assert np.all(values[synthetic] == np.round(values[synthetic]))  # 8-bit pixels, as the real ones
+
     assert cli(["augment", "e2e-blobs", str(pngs), "--out", str(tmp_path / "x.parquet"), "--classes", "green"]) == 2
     assert "unknown label(s) ['green']" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
