@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 
 import numpy as np
 
@@ -92,7 +93,8 @@ def _torch_worker(rank: int, world: int, batch: int, port: int, results) -> None
     spec = spec_for(train, encoding, **networks)
     torch.manual_seed(0)
     g, d = build_models(spec)
-    if world > 1:
+    if world > 1:  # as the pipeline wraps them (ray.train.torch.prepare_model); the flag's rename warns
+        warnings.simplefilter("ignore", FutureWarning)
         g, d = DDP(g, broadcast_buffers=False), DDP(d, broadcast_buffers=False)
     trainer = GANTrainer(g, d, hyper, spec.noise_dim, [])
     data = TensorDataset(torch.from_numpy(encoding.encode(train.images)), torch.from_numpy(train.labels))
