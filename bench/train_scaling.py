@@ -44,7 +44,7 @@ def main() -> None:
                                           num_workers=workers, batch_size=batch), log=lambda *_: None)
         wall = time.perf_counter() - start
         history = registry.client().get_metric_history(out["run_id"], "epoch_seconds")
-        gan = [m.value for m in sorted(history, key=lambda m: m.step)][1:EPOCHS]  # not the encoder's; epoch 1 warms up
+        gan = [m.value for m in history if 1 < m.step <= EPOCHS]  # GAN epochs; the first warms up
         epoch_s = float(np.median(gan))
         rate = rows / epoch_s
         base = base or rate

@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--synthetic-only", action="store_true", help="write only the synthetic rows")
     au.add_argument("--spread", type=float,
                     help="make each synthetic row a variation of a real row of its class, G(E(x) + SPREAD * noise, "
-                         "y), instead of a free sample; 0.25 stays close to the real rows (default: free samples)")
+                         "y), instead of a free sample; 0.25 stays close to the real rows; measured on images "
+                         "(bench/RESULTS.md) (default: free samples)")
     au.add_argument("--label-column", default="label", help="label column of a table (default: label)")
     au.add_argument("--holdout", type=float, help="hold this fraction out and measure the uplift on it")
     au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")

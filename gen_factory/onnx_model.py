@@ -37,9 +37,7 @@ class OnnxModel:
         files = self.card["files"]
         self.generator = ort.InferenceSession(str(self.dir / files["generator"]), options, providers=providers())
         self.scorer = ort.InferenceSession(str(self.dir / files["scorer"]), options, providers=providers())
-        # Bundles exported before encoders were shipped have none: they cannot make variations.
-        self.encoder = (ort.InferenceSession(str(self.dir / files["encoder"]), options, providers=providers())
-                        if "encoder" in files else None)
+        self._options, self._encoder = options, None  # opened on first use: serving and bulk never need it
 
     @property
     def kind(self) -> str:
@@ -68,6 +66,16 @@ class OnnxModel:
     def score_raw(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.scorer.run(None, {"values": values, "labels": labels})[0]
 
+    @property
+    def has_encoder(self) -> bool:
+        """Bundles exported before encoders were shipped have none: they cannot make variations."""
+        return "encoder" in self.card["files"]
+
     def encode_raw(self, values: np.ndarray) -> np.ndarray:
         """Noise vectors from which the generator rebuilds `values` (the f-AnoGAN encoder)."""
-        return self.encoder.run(None, {"values": values})[0]
+        if self._encoder is None:
+            import onnxruntime as ort
+
+            self._encoder = ort.InferenceSession(str(self.dir / self.card["files"]["encoder"]), self._options,
+                                                 providers=providers())
+        return self._encoder.run(None, {"values": values})[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 
 import numpy as np
 import pyarrow as pa
@@ -82,18 +83,24 @@ def generate_variations(model: OnnxModel, values: np.ndarray, labels: np.ndarray
     """(values, label ids) of one variation per index in `sources`: G(E(x) + spread * noise, y) for
     the real row x = values[i] and its label y. E is the f-AnoGAN encoder, which places x where the
     generator rebuilds it, so a small `spread` stays near x and a large one moves towards free
-    samples. Table models draw every categorical column freely (no cond vector)."""
-    if model.encoder is None:
+    samples. Table models draw every categorical column freely (no cond vector), as the encoder
+    was trained."""
+    if not model.has_encoder:
         raise DataValidationError("spread", spread, "this model was exported without an encoder: train it again")
-    if not (isinstance(spread, (int, float)) and np.isfinite(spread) and spread >= 0):
+    if isinstance(spread, bool) or not isinstance(spread, numbers.Real) or not (np.isfinite(spread) and spread >= 0):
         raise DataValidationError("spread", repr(spread), "give a number >= 0, e.g. 0.25")
+    sources = np.asarray(sources, dtype=np.int64)
+    if len(sources) == 0 or sources.min() < 0 or sources.max() >= len(values):
+        raise DataValidationError("sources", f"{len(sources)} indices into {len(values)} rows",
+                                  "give at least one index of a real row")
     rng = np.random.default_rng(seed)
-    flat = np.asarray(values, dtype=np.float32)
-    codes = np.concatenate([model.encode_raw(flat[i:i + CHUNK_ROWS]) for i in range(0, len(flat), CHUNK_ROWS)])
+    used, at_used = np.unique(sources, return_inverse=True)  # encode only the rows varied
+    rows = np.asarray(values, dtype=np.float32)[used]
+    codes = np.concatenate([model.encode_raw(rows[i:i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)])
     out_labels = np.asarray(labels, dtype=np.int64)[sources]
     parts = []
     for start in range(0, len(sources), CHUNK_ROWS):
-        at = sources[start:start + CHUNK_ROWS]
+        at = at_used[start:start + CHUNK_ROWS]
         noise = codes[at] + np.float32(spread) * rng.standard_normal((len(at), codes.shape[1]), dtype=np.float32)
         parts.append(model.generate_raw(noise, out_labels[start:start + CHUNK_ROWS]))
     out = np.concatenate(parts)

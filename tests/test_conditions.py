@@ -190,3 +190,18 @@ def test_column_type_overrides_model_a_numeric_column_as_categories(tmp_path):
         load_dataset(str(tmp_path / "t.csv"), "label", ["nope"])
     with pytest.raises(DataValidationError, match="column types apply"):
         load_dataset("customers", "churn", ["age"])
+
+
+def test_variations_of_table_rows_go_through_the_encoder_and_the_free_cond_graph(city):
+    model, train = city
+    sources = np.array([0, 3, 3, 10])
+    out, labels = sampling.generate_variations(model, train.features, train.labels, sources, 0.0, seed=0)
+    np.testing.assert_array_equal(labels, train.labels[sources])
+    rows = train.features[sources].astype(np.float32)
+    np.testing.assert_array_equal(out, model.generate_raw(model.encode_raw(rows), labels))  # G(E(x)), free cond
+    np.testing.assert_array_equal(out[1], out[2])  # the same row at spread 0
+    assert set(out[:, train.columns.index("city")]) <= {0.0, 1.0, 2.0}
+    with pytest.raises(DataValidationError, match="sources"):
+        sampling.generate_variations(model, train.features, train.labels, np.array([len(train.labels)]), 0.5, 0)
+    with pytest.raises(DataValidationError, match="spread"):
+        sampling.generate_variations(model, train.features, train.labels, sources, True, 0)

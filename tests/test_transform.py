@@ -62,31 +62,63 @@ def test_image_encoding_maps_to_tanh_range_and_back():
     np.testing.assert_allclose(enc.encoder()(torch.from_numpy(data.images)).numpy(), codes, atol=1e-6)
 
 
+def _segment_reference(x: np.ndarray, xs: list[float], ys: list[float]) -> np.ndarray:
+    """f(x) by comparing with every knot, in float32 as the graph computes it."""
+    xs64, ys64 = np.asarray(xs), np.asarray(ys)
+    knots = xs64.astype(np.float32)
+    y0, slope, x0 = ys64[:-1].astype(np.float32), (np.diff(ys64) / np.diff(xs64)).astype(np.float32), knots[:-1]
+    t = np.clip(x, knots[0], knots[-1])
+    i = (t[:, None] >= knots[1:-1]).sum(axis=1)
+    return y0[i] + slope[i] * (t - x0[i])
+
+
+def _probes(xs: list[float], cells: int, rng) -> np.ndarray:
+    """Each knot and each cell edge, one float32 step either side of them, outside the range, at random."""
+    k = np.asarray(xs, np.float32)
+    edges = (np.float64(k[0]) + (np.float64(k[-1]) - np.float64(k[0])) / cells * np.arange(cells + 1)).astype(np.float32)
+    at = np.concatenate([k, edges])
+    return np.concatenate([at, np.nextafter(at, np.float32(-np.inf)), np.nextafter(at, np.float32(np.inf)),
+                           [k[0] - 1, k[-1] + 1], rng.uniform(k[0], k[-1], 3000)]).astype(np.float32)
+
+
+def _on_cell_edges(low: float, high: float) -> tuple[list[float], list[float]]:
+    """A map with a knot on every third cell edge of its grid: where a float32 cell index that
+    rounds the wrong way (no margin) picks the wrong segment for values one step off an edge."""
+    from gen_factory.data.table_transformer import GRID_CELLS
+
+    low, high = float(np.float32(low)), float(np.float32(high))
+    knots = (low + (high - low) / GRID_CELLS * np.arange(1, GRID_CELLS, 3)).astype(np.float32)
+    return np.r_[low, knots, high].tolist(), np.arange(len(knots) + 2.0).tolist()
+
+
 def test_quantile_maps_find_the_exact_segment_of_every_value():
-    """The grid lookup agrees bit for bit with comparing each value against every knot: at each
-    knot and one float32 step either side, outside the range, with knots crowded into one cell,
-    and at a magnitude where float32 steps are coarse."""
-    from gen_factory.data.table_transformer import _PiecewiseLinearBank
+    """The grid lookup agrees bit for bit with comparing each value against every knot - at each
+    knot and cell edge and one float32 step either side, outside the range, with knots on cell
+    edges, crowded into one cell or squeezed by an outlier, at magnitudes where float32 steps are
+    coarse, for a constant column, and for the maps of the bundled tables - and NaN stays NaN."""
+    from gen_factory.data.table_transformer import GRID_CELLS, MAX_REACH, _quantile_banks
 
     rng = np.random.default_rng(0)
     maps = [(np.sort(rng.normal(size=100)).tolist(), np.sort(rng.gamma(2.0, 10.0, 100)).tolist()),
-            ([0.0, 0.5, 0.5001, 0.5002, 0.5003, 1000.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+            ([0.0, 0.5, 0.5001, 0.5002, 0.5003, 1000.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),  # crowded
+            _on_cell_edges(-0.009195034598372231, 2.5007607017491917),
             ((1e6 + np.arange(50) * 1e-2).tolist(), np.arange(50.0).tolist()),
+            (np.r_[np.sort(rng.normal(size=60)), 1e6].tolist(), np.arange(61.0).tolist()),  # an outlier
+            ([20241124.0, 20241125.0], [0.0, 1.0]),  # a constant column: v and v + 1 equal in float32
             ([3.0, 4.0], [7.0, 8.0])]
-    bank = _PiecewiseLinearBank(maps)
-    assert bank.reach >= 4  # the crowded cell holds four knots
-    probes = []
-    for xs, _ in maps:
-        k = np.asarray(xs, np.float32)
-        probes.append(np.concatenate([k, np.nextafter(k, np.float32(-np.inf)), np.nextafter(k, np.float32(np.inf)),
-                                      [k[0] - 1, k[-1] + 1], rng.uniform(k[0], k[-1], 3000)]).astype(np.float32))
-    n = max(map(len, probes))
-    x = np.stack([np.resize(p, n) for p in probes], axis=1)
-    got = bank(torch.from_numpy(x)).numpy()
-    for c, (xs, ys) in enumerate(maps):
-        xs64, ys64 = np.asarray(xs), np.asarray(ys)
-        knots = xs64.astype(np.float32)
-        y0, slope, x0 = (ys64[:-1].astype(np.float32), (np.diff(ys64) / np.diff(xs64)).astype(np.float32), knots[:-1])
-        t = np.clip(x[:, c], knots[0], knots[-1])
-        i = (t[:, None] >= knots[1:-1]).sum(axis=1)
-        np.testing.assert_array_equal(got[:, c], y0[i] + slope[i] * (t - x0[i]))
+    for name in ("breast_cancer", "wine", "customers"):
+        for c in fit_encoding(load_dataset(name)).columns:
+            if c["kind"] == "continuous":
+                maps += [(c["values"], c["scores"]), (c["scores"], c["values"])]
+    columns = [{"kind": "continuous", "method": "quantile", "values": ys, "scores": xs} for xs, ys in maps]
+    banks = _quantile_banks(columns, inverse=True)  # decoder direction: maps xs -> ys
+    assert [bank.cells for _, bank in banks] == [GRID_CELLS, 1]  # the outlier's map compares every knot
+    assert banks[0][1].reach <= MAX_REACH and 4 in banks[1][0]
+    for cols, bank in banks:
+        probes = [_probes(maps[i][0], bank.cells, rng) for i in cols]
+        n = max(map(len, probes))
+        x = np.stack([np.resize(p, n) for p in probes], axis=1)
+        x[::97] = np.nan
+        got = bank(torch.from_numpy(x)).numpy()
+        for j, i in enumerate(cols):
+            np.testing.assert_array_equal(got[:, j], _segment_reference(x[:, j], *maps[i]))

@@ -34,6 +34,7 @@ ALPHA_SCALE = 4.0
 MAX_DECIMALS = 6
 MAX_KNOTS = 100
 GRID_CELLS = 1024  # per quantile map: ~1-2 knots to compare per value (_PiecewiseLinearBank)
+MAX_REACH = 4
 METHODS = ("quantile", "modes")
 
 
@@ -165,46 +166,54 @@ def _one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
     return (index.unsqueeze(1) == torch.arange(n, device=index.device)).to(torch.float32)
 
 
+def _grid(xs: np.ndarray, cells: int) -> tuple[float, float, float, np.ndarray, int]:
+    """One map's grid: (low, high, step, knots surely passed at each cell's start, reach).
+
+    Everything is computed on the float32 values the graph compares. The reach is the most
+    knots any cell can still hold once it is widened by a margin for the float32 rounding of
+    the cell index (at least 1).
+    """
+    knots = xs[1:-1].astype(np.float32).astype(np.float64)
+    low, high = float(np.float32(xs[0])), float(np.float32(xs[-1]))
+    step = (high - low) / cells  # 0 for a constant column of large magnitude (v and v + 1 equal in float32)
+    margin = 0.01 * step + 2 * float(np.spacing(np.float32(max(abs(low), abs(high)))))
+    edges = low + step * np.arange(cells + 1)
+    first = np.searchsorted(knots, edges[:-1] - margin, side="left")
+    last = np.searchsorted(knots, edges[1:] + margin, side="right")
+    return low, high, step, first, max(1, int((last - first).max(initial=0)))
+
+
 class _PiecewiseLinearBank(nn.Module):
     """y[:, c] = f_c(x[:, c]) for C piecewise-linear maps at once, each through its knots
-    (xs[i], ys[i]), xs increasing, clamped outside.
+    (xs[i], ys[i]), xs increasing, clamped outside; NaN stays NaN.
 
     The segment of x (the count of inner knots <= x) is found without comparing x with every
     knot: each map's range is cut into `cells` equal cells, and a row per cell holds how many
-    knots lie surely below it and the next `reach` knots (the most any cell holds, widened by a
-    margin for the float32 rounding of the cell), the only ones x is compared with. About one
-    comparison per value instead of ~100 (per-column decoding was ~2/3 of the bulk generator's
-    time, bench/RESULTS.md), and every column goes in one op each. The count is exact and the
-    value one multiply-add on gathered knots, so ONNX Runtime gives bit-identical rows whatever
-    the batch size (sampling in chunks must not change a seed's rows).
+    knots lie surely below it and the next `reach` knots (the most any cell holds), the only ones
+    x is compared with. With the default grid that is 1-4 comparisons per value instead of ~100
+    (per-column decoding was ~2/3 of the bulk generator's time, bench/RESULTS.md), and every
+    column goes in one op each; `cells=1` compares with every knot (maps whose knots crowd into
+    a few cells, see `_quantile_banks`). The count is exact and the value one multiply-add on
+    gathered knots, so ONNX Runtime gives bit-identical rows whatever the batch size (sampling
+    in chunks must not change a seed's rows).
     """
 
     def __init__(self, maps: list[tuple[list[float], list[float]]], cells: int = GRID_CELLS):
         super().__init__()
         xs = [np.asarray(x, np.float64) for x, _ in maps]
         ys = [np.asarray(y, np.float64) for _, y in maps]
-        inner = [x[1:-1].astype(np.float32).astype(np.float64) for x in xs]  # as compared at run time
-        low = np.array([x[0] for x in xs], np.float32).astype(np.float64)
-        high = np.array([x[-1] for x in xs], np.float32).astype(np.float64)
-        step = (high - low) / cells
-        # The cell is computed in float32 from float32 values of any magnitude: widen each cell.
-        margin = 0.01 * step + 2 * np.spacing(np.maximum(np.abs(low), np.abs(high)).astype(np.float32))
-        first, reach = [], 1
-        for k, knots in enumerate(inner):
-            edges = low[k] + step[k] * np.arange(cells + 1)
-            first.append(np.searchsorted(knots, edges[:-1] - margin[k], side="left"))  # knots surely passed
-            last = np.searchsorted(knots, edges[1:] + margin[k], side="right")
-            reach = max(reach, int((last - first[k]).max(initial=0)))
-        segments = max(len(x) - 1 for x in xs)
+        low, high, step, first, reach = zip(*(_grid(x, cells) for x in xs))
+        reach, segments = max(reach), max(len(x) - 1 for x in xs)
         rows, lines = np.zeros((len(maps), cells, 1 + reach)), np.zeros((len(maps), segments, 3))
         for k, (x, y) in enumerate(zip(xs, ys)):
-            knots = np.concatenate([inner[k], np.full(reach, np.inf)])
+            knots = np.concatenate([x[1:-1], np.full(reach, np.inf)])
             rows[k] = np.concatenate([first[k][:, None], knots[first[k][:, None] + np.arange(reach)]], axis=1)
             lines[k, :len(x) - 1] = np.stack([y[:-1], np.diff(y) / np.diff(x), x[:-1]], axis=1)
+        step = np.asarray(step)
         self.cells, self.reach = cells, reach
         self.register_buffer("low", _f32(low))
         self.register_buffer("high", _f32(high))
-        self.register_buffer("per_step", _f32(1.0 / step))
+        self.register_buffer("per_step", _f32(np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)))
         self.register_buffer("row_at", torch.arange(len(maps), dtype=torch.int64) * cells)
         self.register_buffer("rows", _f32(rows.reshape(len(maps) * cells, -1)))  # counts < 2**24: exact
         self.register_buffer("line_at", torch.arange(len(maps), dtype=torch.int64) * segments)
@@ -212,7 +221,8 @@ class _PiecewiseLinearBank(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = torch.minimum(torch.maximum(x, self.low), self.high)
-        cell = torch.clamp(torch.floor((t - self.low) * self.per_step), 0, self.cells - 1).to(torch.int64)
+        at = torch.where(torch.isnan(t), self.low, t)  # a NaN takes any cell (and comes out NaN below)
+        cell = torch.clamp(torch.floor((at - self.low) * self.per_step), 0, self.cells - 1).to(torch.int64)
         row = F.embedding(cell + self.row_at, self.rows)  # [B, C, 1 + reach]; F.embedding: an ONNX Gather
         passed = (t.unsqueeze(2) >= row[:, :, 1:]).to(torch.float32).sum(dim=2)
         i = (row[:, :, 0] + passed).to(torch.int64)
@@ -220,13 +230,17 @@ class _PiecewiseLinearBank(nn.Module):
         return y0 + slope * (t - x0)
 
 
-def _quantile_bank(columns: list[dict], inverse: bool) -> tuple[list[int], _PiecewiseLinearBank | None]:
-    """(indices of the quantile-normalised columns, one bank of their maps: values -> scores, or
-    back when `inverse`)."""
+def _quantile_banks(columns: list[dict], inverse: bool) -> list[tuple[list[int], _PiecewiseLinearBank]]:
+    """The quantile-normalised columns' maps (values -> scores, or back when `inverse`) as at most
+    two banks, each with the indices of its columns: one on the grid, and one comparing with every
+    knot for maps whose grid cells would hold more than MAX_REACH knots - an outlier squeezes the
+    other values into a few cells of a value -> score map, and the bank's reach is its largest."""
     index = [i for i, c in enumerate(columns) if c["kind"] == "continuous" and c["method"] == "quantile"]
-    maps = [(columns[i]["scores"], columns[i]["values"]) if inverse else (columns[i]["values"], columns[i]["scores"])
-            for i in index]
-    return index, (_PiecewiseLinearBank(maps) if maps else None)
+    maps = {i: (columns[i]["scores"], columns[i]["values"]) if inverse else (columns[i]["values"], columns[i]["scores"])
+            for i in index}
+    fits = {i: _grid(np.asarray(maps[i][0], np.float64), GRID_CELLS)[4] <= MAX_REACH for i in index}
+    groups = (([i for i in index if fits[i]], GRID_CELLS), ([i for i in index if not fits[i]], 1))
+    return [(cols, _PiecewiseLinearBank([maps[i] for i in cols], cells)) for cols, cells in groups if cols]
 
 
 def _register_modes(module: nn.Module, columns: list[dict]) -> None:
@@ -243,18 +257,23 @@ class _Encoder(nn.Module):
     def __init__(self, columns: list[dict]):
         super().__init__()
         self.columns = columns
-        self.quantile, self.bank = _quantile_bank(columns, inverse=False)
-        self.register_buffer("fill", _f32([columns[i]["fill"] for i in self.quantile]))
+        self.banks = nn.ModuleList()
+        self.where: dict[int, tuple[int, int]] = {}  # quantile column -> (bank, position in it)
+        for g, (cols, bank) in enumerate(_quantile_banks(columns, inverse=False)):
+            self.banks.append(bank)
+            self.register_buffer(f"cols{g}", torch.tensor(cols, dtype=torch.int64))
+            self.register_buffer(f"fill{g}", _f32([columns[i]["fill"] for i in cols]))
+            self.where.update({i: (g, j) for j, i in enumerate(cols)})
         _register_modes(self, columns)
         for i, c in enumerate(columns):
             if c["kind"] == "continuous" and c["method"] == "modes":
                 self.register_buffer(f"logw{i}", _f32(np.log(c["weights"])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = None
-        if self.bank is not None:  # every quantile column at once
-            q = x[:, self.quantile]
-            scores = self.bank(torch.where(torch.isnan(q), self.fill, q))
+        scores = []  # every quantile column at once, per bank
+        for g, bank in enumerate(self.banks):
+            q = x[:, getattr(self, f"cols{g}")]
+            scores.append(bank(torch.where(torch.isnan(q), getattr(self, f"fill{g}"), q)))
         parts = []
         for i, c in enumerate(self.columns):
             v = x[:, i]
@@ -265,8 +284,8 @@ class _Encoder(nn.Module):
                 parts.append(_one_hot(code.to(torch.int64), n + int(c["missing"])))
                 continue
             if c["method"] == "quantile":
-                k = self.quantile.index(i)
-                parts.append(scores[:, k:k + 1])
+                g, j = self.where[i]
+                parts.append(scores[g][:, j:j + 1])
             else:
                 v = torch.where(absent, torch.full_like(v, c["fill"]), v)
                 mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
@@ -289,7 +308,9 @@ class _Decoder(nn.Module):
     def __init__(self, columns: list[dict]):
         super().__init__()
         self.columns = columns
-        self.quantile, self.bank = _quantile_bank(columns, inverse=True)
+        banks = _quantile_banks(columns, inverse=True)
+        self.banks = nn.ModuleList(bank for _, bank in banks)
+        quantile = [i for cols, _ in banks for i in cols]
         _register_modes(self, columns)
         starts, at = [], 0
         for c in columns:
@@ -299,9 +320,10 @@ class _Decoder(nn.Module):
             else:
                 at += len(c["categories"]) + int(c["missing"])
         self.starts = starts
-        self.register_buffer("quantile_at", torch.tensor([starts[i] for i in self.quantile], dtype=torch.int64))
-        rest = [i for i in range(len(columns)) if i not in self.quantile]
-        order = np.argsort(self.quantile + rest)  # decoded as [quantile..., rest...], returned in column order
+        for g, (cols, _) in enumerate(banks):
+            self.register_buffer(f"at{g}", torch.tensor([starts[i] for i in cols], dtype=torch.int64))
+        rest = [i for i in range(len(columns)) if i not in quantile]
+        order = np.argsort(quantile + rest)  # decoded as [quantile..., rest...], returned in column order
         self.register_buffer("order", None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order))
         continuous = [c["kind"] == "continuous" for c in columns]
         self.register_buffer("low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous)]))
@@ -316,7 +338,7 @@ class _Decoder(nn.Module):
         self.register_buffer("spread", torch.from_numpy(spread))
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
-        decoded = [self.bank(e[:, self.quantile_at])] if self.bank is not None else []
+        decoded = [bank(e[:, getattr(self, f"at{g}")]) for g, bank in enumerate(self.banks)]
         absent = []
         for i, c in enumerate(self.columns):
             at = self.starts[i]
