@@ -3,8 +3,9 @@
 Two shapes: every class topped up by `ratio` synthetic rows per real row, or synthetic rows only
 for chosen classes (rare ones, say). The synthetic rows are free samples of the class, or, with a
 `spread`, variations of the real rows (`sampling.generate_variations`): on digits at 10 % those
-helped an SVC more than free samples, though no more than repeating the real rows (bench/RESULTS.md). A `synthetic` column marks each row's origin, so a consumer
-can weight or filter. Written atomically: a reader never sees half a file.
+helped an SVC more than free samples, though no more than repeating the real rows did
+(bench/RESULTS.md). A `synthetic` column marks each row's origin, so a consumer can weight or
+filter. Written atomically: a reader never sees half a file.
 """
 
 from __future__ import annotations

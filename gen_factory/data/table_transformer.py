@@ -33,8 +33,8 @@ MIN_MODE_WEIGHT = 0.005
 ALPHA_SCALE = 4.0
 MAX_DECIMALS = 6
 MAX_KNOTS = 100
-GRID_CELLS = 1024  # per quantile map: ~1-2 knots to compare per value (_PiecewiseLinearBank)
-MAX_REACH = 4
+GRID_CELLS = 1024  # per quantile map: 1-4 knots to compare per value (_PiecewiseLinearBank)
+MAX_REACH = 4  # a map whose grid cells would hold more compares with every knot (_quantile_banks)
 METHODS = ("quantile", "modes")
 
 
@@ -258,12 +258,12 @@ class _Encoder(nn.Module):
         super().__init__()
         self.columns = columns
         self.banks = nn.ModuleList()
-        self.where: dict[int, tuple[int, int]] = {}  # quantile column -> (bank, position in it)
+        self.bank_of: dict[int, tuple[int, int]] = {}  # quantile column -> (bank, position in it)
         for g, (cols, bank) in enumerate(_quantile_banks(columns, inverse=False)):
             self.banks.append(bank)
             self.register_buffer(f"cols{g}", torch.tensor(cols, dtype=torch.int64))
             self.register_buffer(f"fill{g}", _f32([columns[i]["fill"] for i in cols]))
-            self.where.update({i: (g, j) for j, i in enumerate(cols)})
+            self.bank_of.update({i: (g, j) for j, i in enumerate(cols)})
         _register_modes(self, columns)
         for i, c in enumerate(columns):
             if c["kind"] == "continuous" and c["method"] == "modes":
@@ -284,7 +284,7 @@ class _Encoder(nn.Module):
                 parts.append(_one_hot(code.to(torch.int64), n + int(c["missing"])))
                 continue
             if c["method"] == "quantile":
-                g, j = self.where[i]
+                g, j = self.bank_of[i]
                 parts.append(scores[g][:, j:j + 1])
             else:
                 v = torch.where(absent, torch.full_like(v, c["fill"]), v)
