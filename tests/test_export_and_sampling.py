@@ -86,7 +86,7 @@ def test_generated_table_has_labels_counts_schema_and_reproduces(table_model):
 
 
 def test_variations_start_from_the_exported_encoder_and_reproduce(image_model, tmp_path):
-    model, g, d, enc, encoder = image_model
+    model, _, _, enc, encoder = image_model
     data = load_dataset("digits")
     x, y = data.images[:20].astype(np.float32), data.labels[:20]
     codes = model.encode_raw(x)
