@@ -181,10 +181,10 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Mo
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
-    scorer = ScoreGraph(discriminator, generator, encoder.eval(), encoding.encoder(), scales)
+    value_encoder = encoding.encoder()  # both graphs start from raw values
+    scorer = ScoreGraph(discriminator, generator, encoder.eval(), value_encoder, scales)
     d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
-    e_diff = export_onnx(EncodeGraph(encoder.eval(), encoding.encoder()), (raw,), out_dir / ENCODER_FILE, ["values"],
-                         "noise")
+    e_diff = export_onnx(EncodeGraph(encoder, value_encoder), (raw,), out_dir / ENCODER_FILE, ["values"], "noise")
     diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}
     for what, diff in diffs.items():
         if not diff <= PARITY_TOLERANCE:

@@ -61,21 +61,29 @@ def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
     `conditions`: {column: {category: rows}} or one {column: category} per row (see
     `resolve_conditions`); categorical columns of table models only.
     """
-    rng = np.random.default_rng(seed)
-    noise_dim = model.card["noise_dim"]
     labels = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     codes = _condition_codes(model, conditions, labels, seed)
+    return _run_generator(model, labels, np.random.default_rng(seed), codes=codes), labels
+
+
+def _run_generator(model: OnnxModel, labels: np.ndarray, rng: np.random.Generator, codes: np.ndarray | None = None,
+                   centres: np.ndarray | None = None, spread: float = 1.0) -> np.ndarray:
+    """The generator's decoded output for `labels`, chunk by chunk, the noise drawn from `rng` in
+    row order (so the chunk size never changes a row): standard normal, or `centres` + `spread` x
+    standard normal; `codes` per row give the cond vectors (conditional tables)."""
     blocks = cond_blocks(model.card["encoding"]["columns"]) if codes is not None else []
     parts = []
     for start in range(0, len(labels), CHUNK_ROWS):
         chunk = labels[start:start + CHUNK_ROWS]
-        noise = rng.standard_normal((len(chunk), noise_dim), dtype=np.float32)
+        noise = rng.standard_normal((len(chunk), model.card["noise_dim"]), dtype=np.float32)
+        if centres is not None:
+            noise = centres[start:start + CHUNK_ROWS] + np.float32(spread) * noise
         cond = one_hot(codes[start:start + CHUNK_ROWS], blocks) if codes is not None else None
         parts.append(model.generate_raw(noise, chunk, cond))
     values = np.concatenate(parts)
     if model.card["encoding"].get("integer"):  # whole-number pixels, as in the training images
         np.round(values, out=values)
-    return values, labels
+    return values
 
 
 def generate_variations(model: OnnxModel, values: np.ndarray, labels: np.ndarray, sources: np.ndarray,
@@ -93,19 +101,11 @@ def generate_variations(model: OnnxModel, values: np.ndarray, labels: np.ndarray
     if len(sources) == 0 or sources.min() < 0 or sources.max() >= len(values):
         raise DataValidationError("sources", f"{len(sources)} indices into {len(values)} rows",
                                   "give at least one index of a real row")
-    rng = np.random.default_rng(seed)
     used, at_used = np.unique(sources, return_inverse=True)  # encode only the rows varied
     rows = np.asarray(values, dtype=np.float32)[used]
     codes = np.concatenate([model.encode_raw(rows[i:i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)])
     out_labels = np.asarray(labels, dtype=np.int64)[sources]
-    parts = []
-    for start in range(0, len(sources), CHUNK_ROWS):
-        at = at_used[start:start + CHUNK_ROWS]
-        noise = codes[at] + np.float32(spread) * rng.standard_normal((len(at), codes.shape[1]), dtype=np.float32)
-        parts.append(model.generate_raw(noise, out_labels[start:start + CHUNK_ROWS]))
-    out = np.concatenate(parts)
-    if model.card["encoding"].get("integer"):
-        np.round(out, out=out)
+    out = _run_generator(model, out_labels, np.random.default_rng(seed), centres=codes[at_used], spread=spread)
     return out, out_labels
 
 
