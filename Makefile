@@ -1,17 +1,19 @@
 # Each target creates .venv on first use (torch from the pinned local wheels first, then the
-# package with its dev extras); later runs reuse it until pyproject.toml changes.
+# package with its dev extras); later runs reuse it until pyproject.toml or constraints.txt
+# changes. constraints.txt pins every transitive package to the versions CI tested, so a fresh
+# machine builds the same environment (`make lock` rewrites it from the current .venv).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-images bench-tables bench-ops bench-venv clean-data
+.PHONY: demo test test-fast lint lock bench bench-images bench-tables bench-ops bench-venv clean-data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,6 +21,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Unit tests only: no Ray cluster, no Serve, no Ray Train run (each engine is exercised by `make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not ray"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -v '^gen-factory' > constraints.txt
 
 BENCH_VENV := .venv-bench
 
