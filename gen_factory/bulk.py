@@ -3,31 +3,78 @@
 The dataset is cut into shards (label, index) of at most `block_rows` rows; each shard's noise
 comes from its own seed ``[seed, label, index]``, so a file's bytes depend on nothing but the
 model, the seed and its shard - not on how many workers ran or in which order. An actor pool of
-ONNX Runtime sessions writes the shards; memory stays flat in the total row count. Everything is
-written under a temporary directory that is renamed into place only when complete, so a
-half-written dataset is never visible. Object stores (``s3://…``, ``gs://…``) have no atomic
-rename: there the files go straight under the prefix and ``_manifest.json`` is written last, as
-the commit marker - readers go through the manifest.
+ONNX Runtime sessions writes the shards; memory stays flat in the total row count.
+
+Layout (Hive partitioning): ``OUT/<label column>=<label>/part-NNNNN.parquet`` and
+``OUT/_manifest.json`` (rows, sha256 per file, model version, seed). As in Hive and Spark, the
+partition column lives in the folder name only, not inside the files: a column that is both a
+folder key and a file column makes ``pyarrow.dataset.dataset(OUT, partitioning="hive")`` fail
+(string key vs dictionary column), and a plain string column instead breaks
+``pd.read_parquet(OUT)`` / ``pq.read_table(OUT)`` (they infer dictionary keys). So reading the
+directory - pyarrow.dataset, pandas, duckdb, Spark - gets the label from the folder; a single
+file or a single ``label=...`` folder read alone has no label column (its schema metadata and the
+manifest name it). `open_dataset` reads it with the label typed as the model's names (a reader
+infers ``label=0`` as an integer).
+
+Local directories are safe against crashes and concurrent runs:
+
+- a run holds an OS lock (``flock``) on ``.OUT.lock`` beside the output for its whole life; a
+  second run into the same path is refused (`OutputBusy`). The kernel drops the lock when its
+  process dies, however it dies, so it never goes stale;
+- files are written under a hidden ``.OUT.tmp-XXXXXXXX/`` beside the output (readers skip names
+  starting with ``.`` or ``_``) and renamed into place only when complete, so a half-written
+  dataset is never visible; a later run removes the temporaries of dead runs (it holds the lock,
+  so their writers are gone);
+- without ``overwrite`` an existing dataset is never touched: checked at the start, and the final
+  rename itself refuses to replace anything (``renameat2(RENAME_NOREPLACE)``);
+- with ``overwrite`` the new directory is swapped in atomically (`_commit`) and only then the old
+  one is deleted; it replaces only a previous dataset (a ``_manifest.json``) or an empty directory.
+
+Object stores (``s3://…``, ``gs://…``) have no rename and no lock: there the files go straight
+under the prefix and ``_manifest.json`` is written last, as the commit marker - readers go
+through the manifest, and `check_dataset` tells a finished prefix from a broken one.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
+import os
+import re
 import shutil
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote
 
 import numpy as np
-from pyarrow.fs import FileType
+from pyarrow.fs import FileSelector, FileType
 
 from gen_factory import registry
-from gen_factory.settings import filesystem
 from gen_factory.data.conditions import split_conditions
 from gen_factory.data.validate import DataValidationError
+from gen_factory.settings import filesystem
 
 MANIFEST = "_manifest.json"
 DEFAULT_BLOCK_ROWS = 262_144
+_NEW_OR_OVERWRITE = "choose a new directory, or pass --overwrite to replace it"
+
+
+class OutputError(RuntimeError):
+    """The output path is in a state where writing would lose or corrupt someone's data."""
+
+
+class OutputBusy(OutputError):
+    """Another run holds the output's lock."""
+
+
+class OutputExists(OutputError):
+    """Something appeared at the output path while this run was writing."""
 
 
 def plan_shards(counts: list[int], block_rows: int) -> list[dict]:
@@ -45,15 +92,19 @@ def split_rows(total: int, n_labels: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n_labels)]
 
 
+def partition_path(label_column: str, label: str, index: int) -> str:
+    """A shard's path under the output: Hive-style ``key=value`` folder, both URI-escaped as Hive readers
+    decode them (``a b/c`` -> ``a%20b%2Fc``)."""
+    return f"{_escape(label_column)}={_escape(label)}/part-{index:05d}.parquet"
+
+
 class ShardWriter:
     """Ray Data actor: one ONNX Runtime session per actor, one Parquet file per shard."""
 
     def __init__(self, name: str, version: str, root: str, seed: int, env: dict):
-        import os
-
+        os.environ.update(env)  # the driver's data directory and tracking URI
         from gen_factory.onnx_model import OnnxModel
 
-        os.environ.update(env)  # the driver's data directory and tracking URI
         self.ref = registry.ModelRef(name, version)
         self.model = OnnxModel(registry.download(self.ref), threads=1)
         self.fs, self.root = filesystem(root)
@@ -64,19 +115,26 @@ class ShardWriter:
 
         out = {"path": [], "label": [], "rows": [], "sha256": [], "bytes": []}
         names = self.model.label_names
+        label_column = self.model.card.get("label_column", "label")
         conditions = batch.get("conditions", [""] * len(batch["rows"]))
-        for label, index, rows, shard_conditions in zip(batch["label"], batch["index"], batch["rows"], conditions):
+        shards = zip(batch["label"], batch["index"], batch["rows"], conditions, strict=True)
+        for label, index, rows, shard_conditions in shards:
             counts = [0] * len(names)
             counts[int(label)] = int(rows)
+            name = names[int(label)]
             table = generate_table(self.model, counts, [self.seed, int(label), int(index)],
-                                   {"model": self.ref.name, "version": self.ref.version},
+                                   {"model": self.ref.name, "version": self.ref.version,
+                                    "partition": {label_column: name}},
                                    json.loads(shard_conditions) if shard_conditions else None)
-            data = to_parquet_bytes(table)
-            rel = f"label={_safe(names[int(label)])}/part-{int(index):05d}.parquet"
-            self.fs.create_dir(f"{self.root}/{rel.rsplit('/', 1)[0]}", recursive=True)
+            data = to_parquet_bytes(table.drop_columns([label_column]))  # the folder name carries it
+            rel = partition_path(label_column, name, int(index))
+            # Locally the run's directory must already exist: an actor outliving a killed driver
+            # must not recreate a temporary directory that the next run has just cleaned up.
+            local = self.fs.type_name == "local"
+            self.fs.create_dir(f"{self.root}/{rel.rsplit('/', 1)[0]}", recursive=not local)
             with self.fs.open_output_stream(f"{self.root}/{rel}") as fh:
                 fh.write(data)
-            for key, value in (("path", rel), ("label", names[int(label)]), ("rows", int(rows)),
+            for key, value in (("path", rel), ("label", name), ("rows", int(rows)),
                                ("sha256", hashlib.sha256(data).hexdigest()), ("bytes", len(data))):
                 out[key].append(value)
         return {k: np.asarray(v) for k, v in out.items()}
@@ -90,19 +148,49 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
 
     `conditions` ({column: {category: rows}}) are exact over the whole dataset: the driver spreads
     them over the shards (`split_conditions`, seeded by `seed`), each shard forces its share.
+    Raises `OutputBusy` if another run writes to `out`, `DataValidationError` if `out` exists
+    without `overwrite` (or is not a dataset), `OutputExists` if it appeared meanwhile.
     """
+    if workers < 1 or block_rows < 1:
+        raise DataValidationError("--workers/--block-rows", f"{workers}/{block_rows}",
+                                  "use whole numbers >= 1")
+    fs, final = filesystem(str(out))
+    if fs.type_name != "local":
+        return _generate_to_store(ref_text, str(out), fs, final, rows, counts, seed, workers, block_rows,
+                                  overwrite, conditions)
+    final_path = Path(final)
+    with output_lock(final_path):
+        clean_stale(final_path)  # first: it may put back a dataset an interrupted overwrite had moved
+        _check_target(final_path, overwrite)
+        staging = _sibling(final_path, "tmp")
+        staging.mkdir()
+        try:
+            manifest = _write(ref_text, str(staging), rows, counts, seed, workers, block_rows, conditions)
+            _commit(staging, final_path, overwrite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after a commit
+    return manifest
+
+
+def _generate_to_store(ref_text, out, fs, final, rows, counts, seed, workers, block_rows, overwrite,
+                       conditions):
+    """Object stores: no rename, no lock; the manifest, written last, is the commit marker."""
+    if fs.get_file_info(final).type != FileType.NotFound:
+        if not overwrite:
+            raise DataValidationError("--out", out, _NEW_OR_OVERWRITE)
+        fs.delete_dir(final)
+    fs.create_dir(final, recursive=True)
+    return _write(ref_text, out, rows, counts, seed, workers, block_rows, conditions)
+
+
+def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -> dict:
+    """Every shard through the actor pool into `uri`, then the manifest; returns the manifest."""
     import ray
 
     from gen_factory import settings
     from gen_factory.cluster import ensure_ray
     from gen_factory.onnx_model import OnnxModel
 
-    if workers < 1 or block_rows < 1:
-        raise DataValidationError("--workers/--block-rows", f"{workers}/{block_rows}", "use whole numbers >= 1")
-    fs, final = filesystem(str(out))
-    local = fs.type_name == "local"
-    if fs.get_file_info(final).type != FileType.NotFound and not overwrite:
-        raise DataValidationError("--out", str(out), "choose a new directory, or pass --overwrite to replace it")
     ref = registry.resolve(ref_text)
     model = OnnxModel(registry.download(ref))
     label_names = model.label_names
@@ -110,72 +198,294 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
     shards = plan_shards(per_label, block_rows)
     if conditions:
         if not model.conditional:
-            raise DataValidationError("--condition", repr(conditions)[:80],
-                                      "this model has no categorical columns to condition on (or predates conditions)")
+            raise DataValidationError("--condition", repr(conditions)[:80], "this model has no categorical "
+                                      "columns to condition on (or predates conditions)")
         placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-        parts = split_conditions(model.card["encoding"]["columns"], conditions, [s["rows"] for s in shards], placement)
-        shards = [{**shard, "conditions": json.dumps(part)} for shard, part in zip(shards, parts)]
-
-    staging = f"{final.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}" if local else final
-    if overwrite and not local and fs.get_file_info(final).type != FileType.NotFound:
-        fs.delete_dir(final)
-    fs.create_dir(staging, recursive=True)
-    try:
-        ensure_ray()
-        env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
-        # Actors reopen the filesystem from this: a plain path, or the URI with its scheme.
-        uri = staging if local else f"{str(out).split('://', 1)[0]}://{staging}"
-        written = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
-                   .map_batches(ShardWriter, batch_size=1, concurrency=workers, num_cpus=1,
-                                fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": uri,
-                                                       "seed": seed, "env": env})
-                   .take_all())
-        files = sorted(({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in written),
-                       key=lambda f: f["path"])
-        manifest = {
-            "model": ref.name, "version": ref.version, "model_uri": ref.uri, "seed": seed,
-            "rows": sum(per_label), "counts": dict(zip(label_names, per_label)), "block_rows": block_rows,
-            **({"conditions": conditions} if conditions else {}),
-            "files": files,
-        }
-        with fs.open_output_stream(f"{staging}/{MANIFEST}") as fh:  # last: the manifest commits
-            fh.write(json.dumps(manifest, indent=2).encode())
-        if local:
-            if fs.get_file_info(final).type != FileType.NotFound:
-                shutil.rmtree(final)
-            Path(staging).rename(final)  # the commit: readers see all of it or none of it
-    except BaseException:
-        if local:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
+        parts = split_conditions(model.card["encoding"]["columns"], conditions, [s["rows"] for s in shards],
+                                 placement)
+        shards = [{**s, "conditions": json.dumps(part)} for s, part in zip(shards, parts, strict=True)]
+    ensure_ray()
+    env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
+    written = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
+               .map_batches(ShardWriter, batch_size=1, concurrency=workers, num_cpus=1,
+                            fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": uri,
+                                                   "seed": seed, "env": env})
+               .take_all())
+    files = sorted(({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in written),
+                   key=lambda f: f["path"])
+    manifest = {
+        "model": ref.name, "version": ref.version, "model_uri": ref.uri, "seed": seed,
+        "rows": sum(per_label), "counts": dict(zip(label_names, per_label, strict=True)),
+        "block_rows": block_rows,
+        "partitioning": "hive", "label_column": model.card.get("label_column", "label"),
+        **({"conditions": conditions} if conditions else {}),
+        "files": files,
+    }
+    fs, root = filesystem(uri)
+    with fs.open_output_stream(f"{root}/{MANIFEST}") as fh:  # last: on object stores the manifest commits
+        fh.write(json.dumps(manifest, indent=2).encode())
     return manifest
 
 
-def verify(out: str | Path) -> list[str]:
-    """Files whose checksum or row count disagrees with the manifest (empty: the dataset is intact)."""
-    import io
+# --- local output: lock, temporaries, commit -------------------------------------------------------------
 
-    import pyarrow.parquet as pq
+@contextmanager
+def output_lock(out: str | Path) -> Iterator[Path]:
+    """Hold the exclusive lock of output directory `out` (``.NAME.lock`` beside it), or raise `OutputBusy`.
+
+    flock belongs to the open file, so the kernel releases it when the holder dies (even by SIGKILL):
+    the lock never goes stale. The lock file is removed on release; since a waiter may have opened
+    it just before, a taker re-checks that the path still names the file it locked.
+    """
+    out = Path(out).resolve()
+    path = out.parent / f".{out.name}.lock"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes (PEP 446)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputBusy(f"{out}: another genfactory run is writing this output (it holds {path}); "
+                             "wait for it to finish or choose another --out") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the previous holder removed that file after we opened it: lock the new one
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking, so no one can lock a file that is gone
+        os.close(fd)
+
+
+def clean_stale(out: str | Path) -> list[Path]:
+    """Remove what dead runs into `out` left beside it; returns the paths removed.
+
+    Call with the lock held: every other run into `out` has then ended, so nothing writes there.
+    If a run died between the two renames of a non-atomic overwrite, its old dataset is put back.
+    """
+    out = Path(out).resolve()
+    # Unhidden `NAME.tmp-*` too: runs of earlier versions left those.
+    pattern = re.compile(r"\.?" + re.escape(out.name) + r"\.(tmp|old)-[0-9a-f]{8}")
+    removed = []
+    for entry in sorted(out.parent.iterdir()) if out.parent.is_dir() else []:
+        match = pattern.fullmatch(entry.name)
+        if not match:
+            continue
+        if match.group(1) == "old" and not os.path.lexists(out) and (entry / MANIFEST).is_file():
+            entry.rename(out)
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """Refuse to start when `out` exists without `overwrite`, or is something other than a dataset."""
+    if not os.path.lexists(out):
+        return
+    if not overwrite:
+        raise DataValidationError("--out", str(out), _NEW_OR_OVERWRITE)
+    if not _replaceable(out):
+        raise DataValidationError("--out", str(out), f"it is not a genfactory dataset (no {MANIFEST}) and "
+                                  "not empty, so --overwrite will not delete it; remove it yourself or "
+                                  "choose another path")
+
+
+def _replaceable(out: Path) -> bool:
+    """Only a previous dataset or an empty directory may be replaced: never a user's other data."""
+    return out.is_dir() and not out.is_symlink() and ((out / MANIFEST).is_file() or not any(out.iterdir()))
+
+
+def _commit(staging: Path, out: Path, overwrite: bool) -> None:
+    """Make the complete `staging` directory the dataset at `out`; readers see the old or the new one whole.
+
+    Without `overwrite`, one rename that fails if anything is at `out` by then (even an empty directory,
+    which plain rename(2) would silently replace). With it, ``renameat2(RENAME_EXCHANGE)`` swaps the two
+    directory entries in one step - `out` is never missing - and the old dataset, now at the temporary
+    name, is deleted afterwards. Where the filesystem cannot exchange, it is two renames (old -> hidden
+    ``.NAME.old-*``, new -> `out`): `out` is missing for that instant only, and `clean_stale` puts the old
+    one back if the process dies in between. A reader already walking the old tree when the swap happens
+    may meet new files at old paths; `check_dataset` (checksums) catches that.
+    """
+    if not (overwrite and os.path.lexists(out)):
+        try:
+            _rename(staging, out, _RENAME_NOREPLACE)
+        except FileExistsError:
+            raise OutputExists(f"{out}: something was created there while this run was writing; nothing "
+                               "was replaced and this run's files were discarded - rerun with --overwrite to "
+                               "replace it, or choose another --out") from None
+        return
+    if not _replaceable(out):  # changed since the start, by someone not taking the lock
+        raise OutputExists(f"{out}: it is no longer a genfactory dataset (no {MANIFEST}); "
+                           "nothing was replaced")
+    try:
+        _rename(staging, out, _RENAME_EXCHANGE)
+        old = staging
+    except NotImplementedError:
+        old = _sibling(out, "old")
+        os.rename(out, old)
+        os.rename(staging, out)
+    _remove(old)
+
+
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_AT_FDCWD = -100
+
+
+def _rename(src: Path, dst: Path, flag: int) -> None:
+    """Linux renameat2(2) with `flag`; NOREPLACE falls back to check-then-rename where unsupported,
+    EXCHANGE raises NotImplementedError there. FileExistsError when NOREPLACE finds `dst` taken."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flag) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST or (err == errno.ENOTEMPTY and flag == _RENAME_NOREPLACE):
+            raise FileExistsError(err, os.strerror(err), str(dst))
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(dst))
+    if flag == _RENAME_EXCHANGE:
+        raise NotImplementedError("renameat2(RENAME_EXCHANGE) is not available here")
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    """A hidden name beside `out` for this run's temporary (`tmp`) or replaced (`old`) directory."""
+    return out.parent / f".{out.name}.{kind}-{uuid.uuid4().hex[:8]}"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# --- reading and checking ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetCheck:
+    """What `check_dataset` found: `ok` when the manifest, the files and their contents all agree."""
+
+    path: str
+    manifest: bool  # a readable _manifest.json was found
+    files: int = 0  # files the manifest lists
+    rows: int = 0  # rows the manifest promises
+    missing: list[str] = field(default_factory=list)  # listed, not there
+    changed: list[str] = field(default_factory=list)  # there, but sha256 or row count differ
+    extra: list[str] = field(default_factory=list)  # not listed, but directory readers would pick them up
+    problem: str = ""  # a manifest-level problem (absent, unreadable, totals that do not add up)
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest and not (self.missing or self.changed or self.extra or self.problem)
+
+    def summary(self) -> str:
+        """One line for a terminal or a log."""
+        if self.ok:
+            return f"OK {self.path}: {self.files} files, {self.rows} rows match {MANIFEST}"
+        parts = [self.problem] if self.problem else []
+        for name, paths in (("missing", self.missing), ("changed", self.changed), ("extra", self.extra)):
+            if paths:
+                more = ", ..." if len(paths) > 3 else ""
+                parts.append(f"{len(paths)} {name} ({', '.join(paths[:3])}{more})")
+        return f"FAILED {self.path}: " + "; ".join(parts)
+
+
+def check_dataset(out: str | Path) -> DatasetCheck:
+    """Compare a bulk dataset with its manifest: every file present with its sha256 and row count, no
+    other file that a reader of the directory would pick up, totals that add up. Raises
+    `DataValidationError` when `out` does not exist."""
+    fs, root = filesystem(str(out))
+    root = root.rstrip("/")
+    if fs.get_file_info(root).type == FileType.NotFound:
+        raise DataValidationError("PATH", str(out), "give the directory (or URI) that `genfactory generate` "
+                                  "wrote")
+    try:
+        with fs.open_input_stream(f"{root}/{MANIFEST}") as fh:
+            manifest = json.loads(fh.read())
+        listed = {f["path"]: f for f in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problem = f"no {MANIFEST}: not a finished dataset" if isinstance(err, FileNotFoundError) \
+            else f"{MANIFEST} unreadable ({type(err).__name__})"
+        return DatasetCheck(str(out), manifest=False, problem=problem)
+    present = set(_visible_files(fs, root))
+    missing = sorted(p for p in listed if p not in present)
+    changed = sorted(p for p in listed if p in present and not _file_matches(fs, f"{root}/{p}", listed[p]))
+    extra = sorted(present - set(listed))
+    total = sum(int(f["rows"]) for f in listed.values())
+    promised = manifest.get("rows")
+    problem = "" if total == promised else f"the files hold {total} rows, the manifest says {promised}"
+    return DatasetCheck(str(out), True, len(listed), int(promised or 0), missing, changed, extra, problem)
+
+
+def verify(out: str | Path) -> list[str]:
+    """Paths that disagree with the manifest - missing, changed or extra (empty: the dataset is intact)."""
+    result = check_dataset(out)
+    if not result.manifest:
+        raise DataValidationError("PATH", str(out), result.problem)
+    return sorted(result.missing + result.changed + result.extra)
+
+
+def open_dataset(out: str | Path):
+    """The bulk dataset as a `pyarrow.dataset.Dataset` whose label column is typed as the model's label
+    names (dictionary, in the model's order) rather than re-inferred from folder names (``label=0``
+    would read as an integer)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
     fs, root = filesystem(str(out))
-    with fs.open_input_stream(f"{root}/{MANIFEST}") as fh:
+    with fs.open_input_stream(f"{root.rstrip('/')}/{MANIFEST}") as fh:
         manifest = json.loads(fh.read())
-    bad = []
-    for f in manifest["files"]:
-        path = f"{root}/{f['path']}"
-        if fs.get_file_info(path).type == FileType.NotFound:
-            bad.append(f["path"])
-            continue
-        with fs.open_input_stream(path) as fh:
-            data = fh.read()
-        if hashlib.sha256(data).hexdigest() != f["sha256"] or pq.read_metadata(io.BytesIO(data)).num_rows != f["rows"]:
-            bad.append(f["path"])
-    return bad
+    column = manifest.get("label_column", "label")
+    schema = pa.schema([(column, pa.dictionary(pa.int32(), pa.string()))])
+    partitioning = ds.partitioning(schema, flavor="hive",
+                                   dictionaries={column: pa.array(list(manifest["counts"]), pa.string())})
+    return ds.dataset(root, filesystem=fs, format="parquet", partitioning=partitioning)
+
+
+def _visible_files(fs, root: str) -> list[str]:
+    """Files under `root` that directory readers use: no path part starting with '.' or '_' (which
+    pyarrow, pandas, duckdb and Spark skip), relative to `root`."""
+    infos = fs.get_file_info(FileSelector(root, recursive=True))
+    rel = (info.path[len(root) + 1:] for info in infos if info.type == FileType.File)
+    return [p for p in rel if not any(part.startswith((".", "_")) for part in p.split("/"))]
+
+
+def _file_matches(fs, path: str, entry: dict) -> bool:
+    """sha256 first (reads the bytes once, in chunks); then the Parquet footer's row count."""
+    import pyarrow.parquet as pq
+
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    if digest.hexdigest() != entry["sha256"]:
+        return False
+    try:
+        with fs.open_input_file(path) as fh:
+            return pq.ParquetFile(fh).metadata.num_rows == int(entry["rows"])
+    except (OSError, ValueError):
+        return False
 
 
 def _counts(label_names: list[str], rows: int | None, counts: dict[str, int] | None) -> list[int]:
     if (rows is None) == (counts is None):
-        raise DataValidationError("--rows/--count", "both or neither", "give either --rows N or --count LABEL=N")
+        raise DataValidationError("--rows/--count", "both or neither",
+                                  "give either --rows N or --count LABEL=N")
     if rows is not None:
         if rows < 1:
             raise DataValidationError("--rows", rows, "ask for at least 1 row")
@@ -183,7 +493,8 @@ def _counts(label_names: list[str], rows: int | None, counts: dict[str, int] | N
     out = [0] * len(label_names)
     for label, n in counts.items():
         if label not in label_names:
-            raise DataValidationError(f"--count {label}", "unknown label", f"use one of: {', '.join(label_names)}")
+            raise DataValidationError(f"--count {label}", "unknown label",
+                                      f"use one of: {', '.join(label_names)}")
         if n < 0:
             raise DataValidationError(f"--count {label}", n, "give a whole number >= 0")
         out[label_names.index(label)] = n
@@ -192,6 +503,7 @@ def _counts(label_names: list[str], rows: int | None, counts: dict[str, int] | N
     return out
 
 
-def _safe(label: str) -> str:
-    """A label as a directory name (Hive-style partition value)."""
-    return "".join(c if c.isalnum() or c in "-_." else f"%{ord(c):02X}" for c in label)
+def _escape(text: str) -> str:
+    """A partition key or value as a folder name: UTF-8 percent-escapes, as Hive readers decode them
+    (ASCII letters, digits and ``-_.`` stay as they are)."""
+    return quote(text, safe="-_.")

@@ -144,21 +144,36 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     b.set_defaults(func=_baseline)
 
-    g = sub.add_parser("generate", help="bulk-generate a label-partitioned Parquet dataset with Ray Data",
-                       description="Writes DIR/label=<name>/part-NNNNN.parquet and DIR/_manifest.json (rows, "
-                                   "checksums, model version, seed). The same seed gives byte-identical files "
-                                   "whatever the number of workers; DIR appears only when complete.")
+    g = sub.add_parser(
+        "generate", help="bulk-generate a label-partitioned Parquet dataset with Ray Data",
+        description="Writes DIR/<label column>=<name>/part-NNNNN.parquet (Hive partitioning: the label "
+                    "is in the folder name, not in the files) and DIR/_manifest.json (rows, checksums, "
+                    "model version, seed). The same seed gives byte-identical files whatever the number of "
+                    "workers. DIR appears only when complete; files in progress are in a hidden "
+                    ".DIR.tmp-* beside it, and a second run into DIR while one runs is refused (exit 1).")
     g.add_argument("model", help="name, name@alias or name/version")
-    g.add_argument("--out", required=True, type=Path, help="output directory (must not exist unless --overwrite)")
+    g.add_argument("--out", required=True, type=Path,
+                   help="output directory (must not exist unless --overwrite)")
     group = g.add_mutually_exclusive_group(required=True)
     group.add_argument("--rows", type=int, help="total rows, spread evenly over the labels")
     group.add_argument("--count", action="append", metavar="LABEL=N", help="rows for one label (repeatable)")
-    g.add_argument("--condition", action="append", metavar="COLUMN=CATEGORY:N", help="fix a categorical column exactly in N rows (repeatable), e.g. --condition city=lima:30")
+    g.add_argument("--condition", action="append", metavar="COLUMN=CATEGORY:N",
+                   help="fix a categorical column exactly in N rows (repeatable), "
+                        "e.g. --condition city=lima:30")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=2, help="ONNX Runtime actors (default: 2)")
     g.add_argument("--block-rows", type=int, default=262_144, help="rows per Parquet file (default: 262144)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset at DIR, atomically (never a directory that is not one)")
     g.set_defaults(func=_generate)
+
+    v = sub.add_parser(
+        "verify", help="check a bulk dataset against its manifest (exit 0 intact, 1 not)",
+        description="Every file the manifest lists is present with its sha256 and row count, and no other "
+                    "file that a directory reader would pick up is there. Prints one line; exit 2 if PATH "
+                    "is missing.")
+    v.add_argument("path", help="the directory (or object-store URI) that `genfactory generate` wrote")
+    v.set_defaults(func=_verify)
 
     j = sub.add_parser("jobs", help="run training jobs on a Ray cluster through the Ray Jobs API")
     jsub = j.add_subparsers(metavar="ACTION")
@@ -260,14 +275,28 @@ def _parse_conditions(items: list[str] | None) -> dict[str, dict[str, int]] | No
     return conditions
 
 
-def _generate(args) -> None:
-    from gen_factory.bulk import generate_dataset
+def _generate(args) -> int:
+    from gen_factory.bulk import OutputError, generate_dataset
 
-    manifest = generate_dataset(args.model, args.out, rows=args.rows, counts=_parse_counts(args.count), seed=args.seed,
-                                workers=args.workers, block_rows=args.block_rows, overwrite=args.overwrite,
-                                conditions=_parse_conditions(args.condition))
+    try:
+        manifest = generate_dataset(args.model, args.out, rows=args.rows, counts=_parse_counts(args.count),
+                                    seed=args.seed, workers=args.workers, block_rows=args.block_rows,
+                                    overwrite=args.overwrite, conditions=_parse_conditions(args.condition))
+    except OutputError as err:  # another run, or something that appeared at DIR: not a usage error
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"wrote {manifest['rows']} rows in {len(manifest['files'])} files from {manifest['model_uri']} "
           f"to {args.out} (manifest: {args.out / '_manifest.json'})")
+    return 0
+
+
+def _verify(args) -> int:
+    """One verdict line; the exit code is what scripts check (a missing PATH is a usage error: 2)."""
+    from gen_factory.bulk import check_dataset
+
+    result = check_dataset(args.path)
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def _pull(args) -> None:
