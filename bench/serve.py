@@ -1,8 +1,9 @@
 """HTTP serving latency vs in-process ONNX Runtime on the same work.
 
 `/generate` of 1,000 rows and `/score` of 16 rows of breast_cancer, at 1, 4 and 16 concurrent
-clients (bounded: `--requests` per level), through the Serve proxy and straight to the API
-replica (Serve direct ingress, `serving.app.direct_url`), against the same calls made in-process
+clients (bounded: `--requests` per level), through the Serve proxy and, with `--direct`, straight
+to an API replica (Serve direct ingress, `serving.app.direct_url`; off by default since the API
+runs two replicas behind the proxy for availability), against the same calls made in-process
 on one ONNX Runtime session. Prints p50/p99 latency (ms) and requests/s; the goal is <= 3 ms p50
 overhead. Run: `python bench/serve.py`. Traffic goes to 127.0.0.1 only.
 """
@@ -10,6 +11,7 @@ overhead. Run: `python bench/serve.py`. Traffic goes to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +38,10 @@ def timed(fn, n: int, clients: int) -> tuple[np.ndarray, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
+    parser.add_argument("--direct", action="store_true", help="also time Serve's direct ingress route")
     args = parser.parse_args()
+    if args.direct:
+        os.environ["GENFACTORY_DIRECT_INGRESS"] = "1"
     temp_home("gf-bench-serve-")
     from gen_factory import anomaly, registry, sampling
     from gen_factory.data import load_dataset

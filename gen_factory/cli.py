@@ -76,9 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     s = sub.add_parser("serve", help="start the HTTP API (Ray Serve) and keep it running",
-                       description="Serves every registered model by name@alias; docs at /docs.")
-    s.add_argument("--host", default="127.0.0.1")
+                       description="Serves every registered model by name, name@alias or name/version; docs at "
+                                   "/docs. With GENFACTORY_API_TOKEN (or GENFACTORY_API_TOKEN_FILE) set, every "
+                                   "route but /healthz needs `Authorization: Bearer <token>`. Ctrl-C or SIGTERM "
+                                   "stops it and the local Ray it started.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1; any other needs a token or --insecure)")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--insecure", action="store_true",
+                   help="listen on a non-loopback host without a token: anyone who reaches the port may call it")
     s.set_defaults(func=_serve)
 
     pl = sub.add_parser("pull", help="download a labelled synthetic dataset from the API as Parquet")
@@ -232,16 +239,31 @@ def _train(args) -> None:
 
 
 def _serve(args) -> None:
-    from serving.app import direct_url, start
+    from gen_factory import settings
+    from serving.app import direct_url, start, stop
 
-    url = start(args.host, args.port)
-    print(f"gen_factory API at {url}  (docs: {url}/docs); Ctrl-C stops it")
+    url = start(args.host, args.port, insecure=args.insecure)
+    auth = "bearer token required" if settings.api_token() else "no token (open to whoever reaches the port)"
+    print(f"gen_factory API at {url}  (docs: {url}/docs; {auth}); Ctrl-C stops it", flush=True)
     direct = direct_url()
     if direct:
-        print(f"the API replica also answers directly at {direct} (Serve direct ingress: one hop fewer)")
-    from gen_factory.demo import _wait_forever
+        print(f"an API replica also answers directly at {direct} (Serve direct ingress: one hop fewer)")
+    _wait_for_stop_signal()
+    print("stopping the API and its Ray processes", flush=True)
+    stop()
 
-    _wait_forever()
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM. Ray's own SIGTERM handler exits at once without stopping Serve;
+    these handlers replace it, so the caller can shut down in order."""
+    import signal
+    import threading
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    while not stopping.wait(1.0):
+        pass
 
 
 def _parse_counts(items: list[str] | None) -> dict[str, int] | None:
@@ -310,18 +332,21 @@ def _pull(args) -> None:
 
 def _score(args) -> None:
     import numpy as np
-    import pandas as pd
 
     from gen_factory.data.validate import DataValidationError
 
     suffix = args.file.suffix.lower()
     rows = images = labels = None
     if suffix == ".npz":
-        with np.load(args.file, allow_pickle=False) as z:
-            images = z["images"]
-            labels = [str(v) for v in z["labels"]] if args.label_column else None
+        try:
+            with np.load(args.file, allow_pickle=False) as z:
+                images = z["images"]
+                labels = [str(v) for v in z["labels"]] if args.label_column else None
+        except (OSError, ValueError, KeyError) as err:
+            raise DataValidationError("file", str(args.file), f"give an NPZ with an `images` array "
+                                                              f"({err.__class__.__name__}: {str(err)[:120]})") from err
     elif suffix in (".parquet", ".pq", ".csv"):
-        df = pd.read_parquet(args.file) if suffix != ".csv" else pd.read_csv(args.file)
+        df = _read_rows(args.file)
         if args.label_column:
             if args.label_column not in df.columns:
                 raise DataValidationError("--label-column", repr(args.label_column), "name a column of the file")
@@ -337,6 +362,25 @@ def _score(args) -> None:
         result = client.score(args.url, args.model, rows=rows, images=images, labels=labels, method=args.method)
     json.dump(result, sys.stdout)
     print()
+
+
+def _read_rows(path: Path):
+    """A Parquet/CSV file as a frame of finite values (NaN = missing is fine), or an error naming it."""
+    import numpy as np
+    import pandas as pd
+
+    from gen_factory.data.validate import DataValidationError
+
+    try:
+        df = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow, pandas and the OS each raise their own kinds
+        raise DataValidationError("file", str(path), f"give a readable Parquet or CSV file "
+                                                     f"({err.__class__.__name__}: {str(err)[:120]})") from err
+    numeric = df.select_dtypes("number")
+    infinite = [c for c in numeric.columns if np.isinf(numeric[c].to_numpy(dtype=float)).any()]
+    if infinite:
+        raise DataValidationError(f"column {infinite[0]!r}", "inf", "replace infinite values (e.g. by NaN) first")
+    return df
 
 
 def _score_locally(ref_text: str, rows, images, labels, method) -> dict:

@@ -1,24 +1,64 @@
-"""HTTP client of the serving API: pull a Parquet dataset to a file, score a file's rows."""
+"""HTTP client of the serving API: pull a Parquet dataset to a file, score a file's rows.
+
+Both calls are idempotent (the same model version, body and seed give the same answer), so a
+failure that is the server's and not the request's - a refused connection, a replica killed
+mid-request (500 from Serve's proxy), overload (503) - is retried with backoff, honouring the
+server's Retry-After, for up to `RETRY_S` seconds. A 4xx is the request's fault and is never retried.
+The bearer token is read from GENFACTORY_API_TOKEN (or _FILE), as the server reads it.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import requests
+
+from gen_factory import settings
+
+RETRY_S = 30.0  # give up on a server that has not answered for this long
+RETRY_STATUSES = (500, 502, 503, 504)
+_local = threading.local()  # a Session per thread: keep-alive, and Sessions are not thread-safe
 
 
 class ApiError(RuntimeError):
     """The API answered with an error; the message is the server's explanation."""
 
 
-def _post(url: str, payload: dict, timeout: float) -> requests.Response:
-    try:
-        resp = requests.post(url, json=payload, timeout=timeout)
-    except requests.ConnectionError as err:
-        raise ApiError(f"no API at {url} ({err.__class__.__name__}); start it with `genfactory serve`") from err
+def _session() -> requests.Session:
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+    return _local.session
+
+
+def _headers() -> dict:
+    token = settings.api_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _post(url: str, payload: dict, timeout: float, retry_s: float = RETRY_S) -> requests.Response:
+    """POST with retries of the server's failures (see the module docstring); raises ApiError."""
+    body = {key: value for key, value in payload.items() if value is not None}  # omitted, never null
+    deadline, delay = time.monotonic() + retry_s, 0.05
+    while True:
+        try:
+            resp = _session().post(url, json=body, timeout=timeout, headers=_headers())
+            failure = f"HTTP {resp.status_code}" if resp.status_code in RETRY_STATUSES else None
+        except (requests.ConnectionError, requests.Timeout) as err:
+            resp, failure = None, err.__class__.__name__
+        if failure is None:
+            break
+        if time.monotonic() + delay > deadline:
+            if resp is None:
+                raise ApiError(f"no API answering at {url} ({failure}); start it with `genfactory serve`")
+            break
+        wait = _retry_after(resp) if resp is not None else None
+        time.sleep(min(wait, 5.0) if wait is not None else delay)
+        delay = min(delay * 2, 1.0)
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail", resp.text)
@@ -26,6 +66,11 @@ def _post(url: str, payload: dict, timeout: float) -> requests.Response:
             detail = resp.text
         raise ApiError(f"HTTP {resp.status_code}: {detail}")
     return resp
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else None
 
 
 def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = None,
@@ -50,9 +95,7 @@ def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = No
 
 def score(api_url: str, model: str, *, rows: list | None = None, images: np.ndarray | list | None = None,
           labels: list[str] | None = None, method: str | None = None, timeout: float = 600) -> dict:
-    payload: dict = {"labels": labels, "method": method}
-    if rows is not None:
-        payload["rows"] = rows
+    payload: dict = {"labels": labels, "method": method, "rows": rows}
     if images is not None:
         payload["images"] = np.asarray(images).tolist()
     return _post(f"{api_url.rstrip('/')}/v1/models/{model}/score", payload, timeout).json()

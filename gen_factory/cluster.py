@@ -18,9 +18,10 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
     # Worker prints go straight to the driver's console (once, not also through Train's logger).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    # Serve's direct ingress: the API replica also listens on a port of its own (from 30000), which
-    # skips the proxy hop (score p50 10.2 -> 3.6 ms, bench/serve.py); the proxy port still works.
-    os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1")
+    # Serve's direct ingress (each API replica on a port of its own, skipping the proxy hop: score
+    # p50 10.2 -> 3.6 ms, bench/serve.py) only on request: its port moves when a replica restarts
+    # and its replicas drain for 30 s on shutdown (serving/app.py).
+    os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", os.environ.get("GENFACTORY_DIRECT_INGRESS", "0"))
     env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri(),
            "MLFLOW_DISABLE_TELEMETRY": "true",
            **{k: os.environ[k] for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PRINT_PATCH",

@@ -24,6 +24,10 @@ class ModelNotFound(LookupError):
     """A model name, version or alias the registry does not have."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be asked (server down, database locked or gone): not the model's fault."""
+
+
 @dataclass
 class ModelRef:
     """A resolved registry reference: `name` at `version`, reached through `alias` if one was given."""
@@ -103,14 +107,19 @@ def register(run_id: str, bundle_dir: Path, name: str, alias: str | None, descri
 
 
 def parse_ref(ref: str, default_alias: str = settings.DEFAULT_ALIAS) -> tuple[str, str | None, str | None]:
-    """'name@alias' | 'name/3' | 'name' -> (name, alias, version)."""
+    """'name@alias' | 'name/3' | 'name' -> (name, alias, version); ModelNotFound for anything else
+    (an empty part, a version that is not a number), so no malformed name reaches the registry."""
+    name, alias, version = ref, default_alias, None
     if "@" in ref:
         name, alias = ref.split("@", 1)
-        return name, alias, None
-    if "/" in ref:
+    elif "/" in ref:
         name, version = ref.split("/", 1)
-        return name, None, version
-    return ref, default_alias, None
+        alias = None
+        if not version.isdigit():
+            raise ModelNotFound(f"model {ref!r}: version {version!r} is not a number; write NAME/3 or NAME@alias")
+    if not name.strip() or (alias is not None and not alias.strip()):
+        raise ModelNotFound(f"model {ref!r}: write NAME, NAME@alias or NAME/version")
+    return name, alias, version
 
 
 def resolve(ref: str) -> ModelRef:
@@ -125,15 +134,26 @@ def resolve(ref: str) -> ModelRef:
         else:
             mv = c.get_model_version(name, version)
     except MlflowException as err:
+        if err.error_code not in _NOT_FOUND_CODES:
+            raise RegistryUnavailable(f"the model registry at {settings.tracking_uri()} did not answer for "
+                                      f"{ref!r} ({_first_line(err)})") from err
         raise ModelNotFound(f"model {ref!r} is not in the registry ({_first_line(err)}); "
                             "list the registered models with `genfactory models`") from err
+    except Exception as err:  # noqa: BLE001 - a database or network error below MLflow's own
+        raise RegistryUnavailable(f"the model registry at {settings.tracking_uri()} did not answer for "
+                                  f"{ref!r} ({_first_line(err)})") from err
     return ModelRef(name, str(mv.version), alias)
+
+
+_NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
 class CachedResolver:
     """`resolve` with each answer kept for `ttl_s` seconds: the API then makes no registry query (a
     thread hop and a SQLite read) per request, and still serves a moved alias within `ttl_s`.
-    Failed lookups are not kept, so a model registered a moment later is found at once."""
+    Failed lookups are not kept, so a model registered a moment later is found at once. While the
+    registry is unavailable, the last answer for a reference is served on (the model's files are
+    already local), and a reference never resolved raises RegistryUnavailable."""
 
     def __init__(self, ttl_s: float):
         self.ttl_s = ttl_s
@@ -142,7 +162,12 @@ class CachedResolver:
     def __call__(self, ref: str) -> ModelRef:
         found = self.cached(ref)
         if found is None:
-            found = resolve(ref)
+            try:
+                found = resolve(ref)
+            except RegistryUnavailable:
+                if ref not in self._found:
+                    raise
+                return self._found[ref][1]
             self._found[ref] = (time.monotonic() + self.ttl_s, found)
         return found
 

@@ -24,8 +24,18 @@ from gen_factory.data.validate import DataValidationError
 from gen_factory.onnx_model import OnnxModel
 
 MAX_ROWS_PER_REQUEST = 1_000_000
+# A served request's output is capped by values (rows x values per row), not rows alone: 1M rows
+# of 28x28 images would be 3 GB of float32 in one replica. 8M values is 32 MB: 266k rows of
+# breast_cancer, 131k 8x8 digits, 10k 28x28 images - each a few seconds; more goes to bulk.
+MAX_VALUES_PER_REQUEST = 8 * 2**20
 CHUNK_ROWS = 8_192  # small enough for the GEMMs to stay in cache (measured fastest)
 METADATA_KEY = b"gen_factory"
+
+
+def request_row_limit(model: OnnxModel) -> int:
+    """The most rows one API request may ask of `model` (see MAX_VALUES_PER_REQUEST)."""
+    width = len(model.card["columns"]) if model.kind == "table" else int(np.prod(model.shape))
+    return max(1, min(MAX_ROWS_PER_REQUEST, MAX_VALUES_PER_REQUEST // max(width, 1)))
 
 
 def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
@@ -50,7 +60,8 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
     if total == 0:
         raise DataValidationError("counts", "0 rows in total", "ask for at least one row")
     if total > limit:
-        raise DataValidationError("counts", f"{total} rows in total", f"ask for at most {limit} rows per request; split larger datasets over several seeds")
+        raise DataValidationError("counts", f"{total} rows in total", f"ask for at most {limit} rows per request; split larger datasets over several "
+                                  "seeds, or write them with `genfactory generate` (bulk)")
     return out
 
 

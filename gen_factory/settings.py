@@ -13,6 +13,7 @@ from pathlib import Path
 DEFAULT_ALIAS = "champion"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_ALIAS_TTL_S = 1.0
+DEFAULT_MAX_BODY_MB = 32.0
 
 
 def data_dir() -> Path:
@@ -31,6 +32,22 @@ def alias_ttl_s() -> float:
     """How long the API may serve a resolved `name@alias` before asking the registry again
     (``GENFACTORY_ALIAS_TTL_S``; 0 asks on every request)."""
     return float(os.environ.get("GENFACTORY_ALIAS_TTL_S", DEFAULT_ALIAS_TTL_S))
+
+
+def api_token() -> str | None:
+    """The API's bearer token: ``GENFACTORY_API_TOKEN``, else the first line of the file named by
+    ``GENFACTORY_API_TOKEN_FILE``; None when neither is set (the API is then open to whoever can
+    reach its port, which `genfactory serve` allows on loopback only)."""
+    token = os.environ.get("GENFACTORY_API_TOKEN")
+    if not token and os.environ.get("GENFACTORY_API_TOKEN_FILE"):
+        lines = Path(os.environ["GENFACTORY_API_TOKEN_FILE"]).read_text().splitlines()
+        token = lines[0].strip() if lines else ""
+    return token or None
+
+
+def max_body_bytes() -> int:
+    """The largest request body the API reads (``GENFACTORY_MAX_BODY_MB``, default 32)."""
+    return int(float(os.environ.get("GENFACTORY_MAX_BODY_MB", DEFAULT_MAX_BODY_MB)) * 2**20)
 
 
 def artifact_root() -> str:

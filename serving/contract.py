@@ -1,0 +1,146 @@
+"""The HTTP contract: strict request models, the one error shape, and the limits the API enforces.
+
+Everything a client can send is declared here, so the OpenAPI schema (what schemathesis fuzzes,
+tests/test_e2e.py) and the checks the server runs are the same thing: unknown fields, a bool or a
+string where a number belongs, a negative seed or an over-limit row count are refused by the
+schema with a 422 before any work. What only the model can judge (its label names, its columns)
+is checked after the model is resolved, and answered in the same error shape.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the annotations as real classes.
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from gen_factory.anomaly import MAX_INPUTS_PER_REQUEST
+from gen_factory.sampling import MAX_ROWS_PER_REQUEST
+
+MAX_SEED = 2**32 - 1  # exact in every JSON parser (a float64 cannot hold 2**63 - 1)
+MAX_LABELS_PER_REQUEST = 10_000
+
+
+def _json_number(value: object) -> object:
+    """A count or seed must be a JSON number: `true` or `"10"` is refused (pydantic's lax int would
+    take both), while 10.0 stays a valid integer as JSON Schema says it is."""
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a JSON number, not a boolean or a string")
+    return value
+
+
+def _json_int(ge: int, le: int):
+    """An integer in [ge, le] sent as a JSON number. (The bounds come before the validator, or
+    pydantic leaves them out of the JSON schema.)"""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_json_number)]
+
+
+Count = _json_int(0, MAX_ROWS_PER_REQUEST)
+Seed = _json_int(0, MAX_SEED)
+Value = StrictFloat | StrictInt | StrictStr | None
+Number = StrictFloat | StrictInt
+Image = list[list[Number]] | list[list[list[Number]]]  # [H, W] or [C, H, W]
+Rows = (Annotated[list[list[Value]], Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST)]
+        | Annotated[list[dict[str, Value]], Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST)])
+
+
+def _no_default(schema: dict) -> None:
+    """An optional field may be omitted but not sent as null: its schema has no `default: null`."""
+    schema.pop("default", None)
+
+
+STRICT = ConfigDict(extra="forbid")  # an unknown field is refused, never silently ignored
+
+
+class _GenerateOptions(BaseModel):
+    model_config = STRICT
+
+    seed: Seed = Field(
+        0, description="the same model, counts and seed give identical Parquet bytes")
+    conditions: dict[str, dict[str, Count]] | list[dict[str, StrictStr]] = Field(
+        None, description="categorical columns forced exactly: {\"city\": {\"lima\": 30}} (rows per category, "
+                          "placed at random by the seed) or one {column: category} object per row, in label order",
+        json_schema_extra=_no_default)
+
+
+class GenerateCounts(_GenerateOptions):
+    """Rows per label name."""
+
+    counts: dict[str, Count] = Field(description="rows per label name, e.g. {\"0\": 100, \"7\": 50}",
+                                     max_length=MAX_LABELS_PER_REQUEST)
+
+
+class GeneratePerLabel(_GenerateOptions):
+    """The same number of rows for every label."""
+
+    rows_per_label: Count = Field(description="rows for every label")
+
+
+# Exactly one of `counts` / `rows_per_label`: two closed shapes (no extra fields), so a body with
+# both or neither matches none of them - in the schema and in the check alike.
+GenerateRequest = GenerateCounts | GeneratePerLabel
+
+
+class _ScoreOptions(BaseModel):
+    model_config = STRICT
+
+    labels: list[StrictStr] = Field(None, max_length=MAX_INPUTS_PER_REQUEST,
+                                    description="score against these labels (one per input); omitted: "
+                                                "the best over all labels", json_schema_extra=_no_default)
+    method: Literal["fanogan", "critic"] = Field(
+        None, description="`fanogan` (default: the f-AnoGAN residual) or `critic` (the negated discriminator "
+                          "output)", json_schema_extra=_no_default)
+
+
+class ScoreRows(_ScoreOptions):
+    """Table rows."""
+
+    rows: Rows = Field(description="table rows: lists in the model's column order, or {column: value} objects; "
+                                   "categories as strings, null where a value is missing")
+
+
+class ScoreImages(_ScoreOptions):
+    """Images."""
+
+    images: list[Image] = Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST,
+                                description="images as nested lists [n, H, W] or [n, C, H, W] of numbers")
+
+
+ScoreRequest = ScoreRows | ScoreImages
+REQUEST_SHAPES = ("GenerateCounts", "GeneratePerLabel", "ScoreRows", "ScoreImages")
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    version: str
+    method: str
+    scores: list[float] = Field(description="higher = less like the training data")
+    threshold: float | None = Field(description="scores above it are anomalies (set at the model's false-positive "
+                                                "rate on held-out normal data)")
+    is_anomaly: list[bool] | None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    aliases: dict[str, int] = Field(description="alias -> version")
+    latest_version: int | None
+    description: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns, whatever its status: `detail` is one sentence a person can act on."""
+
+    detail: str = Field(description="what is wrong: the field, the value and the fix")
+    field: str | None = Field(None, description="the request field at fault (e.g. `body.rows_per_label`)")
+    fix: str | None = Field(None, description="what to send instead")
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI `responses` entries documenting `statuses` with the one error shape."""
+    meaning = {400: "malformed request", 401: "missing or wrong bearer token", 404: "no such model or route",
+               413: "request body too large", 422: "invalid request", 503: "overloaded or registry unreachable; "
+               "retry after the Retry-After header's seconds"}
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
