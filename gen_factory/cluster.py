@@ -36,9 +36,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         # polls; it gets a free port so several local instances can coexist.
         # At least 4 logical CPUs: Serve replicas, Ray Data actors and training workers can then
         # coexist on a laptop-sized machine (the OS shares the physical cores).
+        port = _free_port()
+        # The State API (Train's placement-group cleaner polls it from a worker, which has no
+        # RAY_ADDRESS) looks for "the" local cluster; with another local Ray on the machine it finds
+        # two and its monitor thread dies with a 25-line ConnectionError. Name our dashboard instead.
+        # Set before init: the Ray processes started here (and this one's own State API calls) inherit it.
+        api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+        os.environ.update(api)
         ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4), include_dashboard=True,
-                 dashboard_port=_free_port(), runtime_env={"env_vars": env}, configure_logging=True,
-                 logging_level="warning")
+                 dashboard_host="127.0.0.1", dashboard_port=port, runtime_env={"env_vars": {**env, **api}},
+                 configure_logging=True, logging_level="warning")
 
 
 def _free_port() -> int:

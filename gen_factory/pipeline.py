@@ -28,7 +28,7 @@ from gen_factory.models.losses import LOSSES
 from gen_factory.models.variants import DEFAULT_VARIANT, ONE_CLASS_VARIANT, VARIANTS
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.sampling import generate_arrays
-from gen_factory.train.distributed import fit, save_sample_grid
+from gen_factory.train.distributed import check_resumable, fit, save_sample_grid
 from gen_factory.train.encoder import residual_scales
 from gen_factory.train.loop import GANTrainer, default_hyper
 from gen_factory.train.selection import best_models
@@ -81,6 +81,8 @@ class TrainJob:
     patience: int | None = None  # end the GAN after this many reports without a better generator (None: never)
     fpr: float = DEFAULT_FPR  # false-positive rate of the anomaly thresholds on held-out normal data
     column_types: dict[str, str] | None = None  # overrides of inferred types, e.g. {"zip": "categorical"}
+    max_failures: int = 3  # worker-group restarts (from the latest checkpoint) before the run gives up
+    register_again: bool = False  # register a new version even if this run already registered one
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -91,7 +93,7 @@ class TrainJob:
             raise DataValidationError("variant", repr(self.variant), f"choose one of {', '.join(VARIANTS)}")
         for field, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
                                   ("num_workers", self.num_workers, 1), ("encoder_epochs", self.encoder_epochs, 1),
-                                  ("patience", self.patience, 1)):
+                                  ("patience", self.patience, 1), ("max_failures", self.max_failures, 0)):
             if value is not None and value < low:
                 raise DataValidationError(field, value, f"use a whole number >= {low}")
         for column, kind in (self.column_types or {}).items():
@@ -108,13 +110,25 @@ class TrainJob:
         self.run_name = self.run_name or self.model_name
 
 
-def train_and_register(job: TrainJob, log=print) -> dict:
-    """Validate, train on Ray, export, evaluate and register; returns a summary with the model ref."""
-    from gen_factory.cluster import ensure_ray
+@dataclass
+class Prepared:
+    """A job's validated data and settings: everything decided before any lock, Ray or MLflow."""
 
-    started = time.time()
+    data: object
+    train: object
+    holdout: object
+    encoding: object
+    hyper: object
+    spec: ModelSpec
+    epochs: int
+    encoder_epochs: int
+    config: dict
+
+
+def prepare(job: TrainJob) -> Prepared:
+    """Load and validate the data, split it and settle the settings; all input errors surface here."""
     categorical = sorted(job.column_types or {})
-    data = load_dataset(job.dataset, job.label_column, categorical)  # all input errors surface before Ray starts
+    data = load_dataset(job.dataset, job.label_column, categorical)
     train, holdout = training_split(data, job.holdout, job.seed, job.normal_labels)
     encoding = fit_encoding(train)
     hyper, networks = _settings(data.kind, job)
@@ -130,6 +144,65 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
+    return Prepared(data, train, holdout, encoding, hyper, spec, epochs, encoder_epochs, config)
+
+
+def train_and_register(job: TrainJob, log=print) -> dict:
+    """Validate, train on Ray, export, evaluate and register; returns a summary with the model ref.
+
+    One process at a time trains a run name (`gen_factory.runs.run_lock`, taken before Ray or MLflow;
+    a second gets RunBusy). Holding it, an MLflow run left RUNNING by a killed attempt is marked
+    KILLED, and a run that already registered a version for these epochs is reported finished instead
+    of registering the same model again (unless `job.register_again`). A model whose figures are not
+    finite is registered without the alias (`champion_veto`).
+    """
+    from gen_factory.runs import run_lock
+
+    started = time.time()
+    prep = prepare(job)  # all input errors surface before the lock, Ray or MLflow
+    with run_lock(job.run_name):
+        check_resumable(prep.config, job.run_name, settings.ray_storage())  # other settings: refused here
+        previous = _close_stale_attempt(job.run_name, log)
+        if previous is not None and not job.register_again:
+            done = registry.version_for(previous.info.run_id, job.model_name,
+                                        (prep.epochs, prep.encoder_epochs), at_least=True)
+            if done is not None:
+                return _already_finished(job, previous, done, started, log)
+        return _train_locked(job, prep, started, log)
+
+
+def _close_stale_attempt(run_name: str, log):
+    """The run's MLflow run, if any; one still RUNNING was left so by an attempt that died (the caller holds
+    the run's lock, so none is in it now): mark it KILLED, say so."""
+    previous = registry.find_run(run_name)
+    if previous is not None and previous.info.status == "RUNNING":
+        killed = registry.mark_killed(previous.info.run_id)
+        log(f"[train] run {run_name!r}: an earlier attempt ended without closing MLflow run "
+            f"{previous.info.run_id} (left RUNNING; {killed} such attempt(s) so far); marked it KILLED "
+            "and going on from the latest checkpoint")
+    return previous
+
+
+def _already_finished(job: TrainJob, run, version, started: float, log) -> dict:
+    """Report a run that registered a version for these epochs; finish a registration a kill cut short."""
+    run_id = run.info.run_id
+    ref = registry.complete_registration(run_id, version)
+    if run.info.status != "FINISHED":
+        registry.finish_run(run_id)
+    log(f"[train] run {job.run_name!r} is finished: it registered {ref.name} version {ref.version}"
+        + (f" (@{ref.alias})" if ref.alias else "") + "; nothing to train. Give more --epochs to train on, "
+        "or --register-again to register a new version")
+    return {"ref": ref, "run_id": run_id, "metrics": dict(run.data.metrics), "anomaly": {}, "parity": {},
+            "epochs": int(version.tags.get(registry.EPOCHS_TAG, 0)), "seconds": time.time() - started,
+            "already_registered": True}
+
+
+def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
+    from gen_factory.cluster import ensure_ray
+
+    data, train, holdout, encoding = prep.data, prep.train, prep.holdout, prep.encoding
+    hyper, spec = prep.hyper, prep.spec
+    epochs, encoder_epochs, config = prep.epochs, prep.encoder_epochs, dict(prep.config)
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
                                                        "kind": data.kind, "rows": len(train.labels)})
     config["mlflow_run_id"] = run_id
@@ -140,7 +213,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     try:
         ensure_ray()
         gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
-        state = fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage())
+        state = fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
         generator, discriminator, encoder = _restore(spec, hyper, state)
         train_seconds = time.time() - started
         card = {
@@ -174,8 +247,12 @@ def train_and_register(job: TrainJob, log=print) -> dict:
             registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
                                           **_selected(state),
                                           **{f"onnx_parity_{k}": v for k, v in parity.items()}})
-            ref = registry.register(run_id, bundle, job.model_name, job.alias,
-                                    description=f"conditional GAN on {data.name} ({data.kind})")
+            veto = champion_veto(metrics, _selected(state))
+            if veto and job.alias:
+                log(f"[train] WARNING: registering without @{job.alias}: {veto}")
+            ref = registry.register(run_id, bundle, job.model_name, None if veto else job.alias,
+                                    description=f"conditional GAN on {data.name} ({data.kind})",
+                                    epochs=(epochs, encoder_epochs), again=job.register_again)
         registry.finish_run(run_id)
     except BaseException:
         registry.finish_run(run_id, failed=True)
@@ -183,7 +260,31 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     log(f"[train] registered {ref.name} version {ref.version}" + (f" as @{ref.alias}" if ref.alias else "")
         + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}" + _detection_line(detection))
     return {"ref": ref, "run_id": run_id, "metrics": metrics, "anomaly": detection, "parity": parity, "epochs": epochs,
-            "seconds": time.time() - started}
+            "seconds": time.time() - started, **({"champion_veto": veto} if veto else {})}
+
+
+# What a non-finite figure usually means, and what to change.
+_VETO_FIXES = {
+    "selected_train_frechet": "no generator was measured against the training rows; give more rows per label",
+    "dcr_ratio": "held-out rows sit exactly on training rows (constant or duplicated rows); give rows that vary",
+}
+
+
+def champion_veto(metrics: dict, selected: dict) -> str | None:
+    """Why this model must not become the alias's version, or None.
+
+    A selection figure that is not finite means no generator was ever measured better than another
+    (the first one shipped unexamined); a quality figure that is NaN or infinite means the evaluation
+    had nothing to compare. Either way the version is still registered, so it can be inspected and
+    pulled as NAME/VERSION, but the alias (what serving and `pull NAME` use) stays where it was.
+    """
+    figures = [("selected_train_frechet", selected.get("selected_train_frechet"))]
+    figures += [(key, metrics.get(key)) for key in _HEADLINE_KEYS + ("column_shapes", "column_pair_trends")]
+    for key, value in figures:
+        if isinstance(value, (int, float)) and not np.isfinite(value):
+            fix = _VETO_FIXES.get(key, "check for constant or duplicated columns; give more rows per label")
+            return f"{key}={value} is not a finite figure -- fix: {fix}"
+    return None
 
 
 def evaluate_bundle(model: OnnxModel, train, holdout, seed: int, per_label: int = 200,
@@ -282,8 +383,10 @@ def _detection_line(info: dict) -> str:
     return "; anomaly AUROC on the hold-out: " + ", ".join(f"{m}={d['auroc']:.3f}" for m, d in held.items())
 
 
+_HEADLINE_KEYS = ("cas", "label_fidelity", "frechet_distance", "precision", "recall",
+                  "quality", "tstr_accuracy", "real_accuracy", "dcr_ratio")
+
+
 def _headline(metrics: dict) -> str:
-    keys = ("cas", "label_fidelity", "frechet_distance", "precision", "recall",
-            "quality", "tstr_accuracy", "real_accuracy", "dcr_ratio")
-    return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if k in metrics)
+    return ", ".join(f"{k}={metrics[k]:.3f}" for k in _HEADLINE_KEYS if k in metrics)
 

@@ -18,6 +18,13 @@ from gen_factory import settings
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and no need for it
 EXPERIMENT = "gen_factory"
 RUN_NAME_TAG = "gen_factory.run_name"
+# Set on a run once its version is registered (and aliased): the run is finished.
+REGISTERED_TAG = "gen_factory.registered_version"
+KILLED_TAG = "gen_factory.killed_attempts"  # how many attempts of the run ended without closing it
+# On each version: what it was trained for, and the alias registration meant to give it ("" = none).
+EPOCHS_TAG, ENCODER_EPOCHS_TAG = "gen_factory.epochs", "gen_factory.encoder_epochs"
+ALIAS_TAG = "gen_factory.alias"
+_ready: set[str] = set()  # tracking URIs whose store this process has created or found
 
 
 class ModelNotFound(LookupError):
@@ -45,18 +52,52 @@ def client():
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(settings.tracking_uri())
-    return MlflowClient(settings.tracking_uri())
+    uri = settings.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if uri not in _ready:
+        _create_store_once(uri)
+    return MlflowClient(uri)
+
+
+def _create_store_once(uri: str) -> None:
+    """Create (or find) a SQLite store's tables and the experiment under a file lock beside the database.
+
+    MLflow creates the tables of an empty database on first use; two processes doing it at once (two
+    `train` in a fresh data directory) crash one of them with a raw SQLAlchemy error. One at a time,
+    the second finds the tables made. A server store (http) makes its own.
+    """
+    from mlflow import MlflowClient
+
+    from gen_factory.runs import exclusive
+
+    if uri.startswith("sqlite:///"):
+        with exclusive(Path(uri[len("sqlite:///"):]).with_name("mlflow.db.init.lock")):
+            c = MlflowClient(uri)
+            c.search_experiments(max_results=1)  # the tracking store's tables
+            c.search_registered_models(max_results=1)  # the registry's (its own store object)
+            _get_or_create_experiment(c)
+    _ready.add(uri)
 
 
 def experiment_id() -> str:
     """The project experiment, created on first use with artifacts under the data directory."""
-    c = client()
+    return _get_or_create_experiment(client())
+
+
+def _get_or_create_experiment(c) -> str:
+    from mlflow.exceptions import MlflowException
+
     exp = c.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
         return exp.experiment_id
     location = None if settings.tracking_uri().startswith("http") else settings.artifact_root()
-    return c.create_experiment(EXPERIMENT, artifact_location=location)
+    try:
+        return c.create_experiment(EXPERIMENT, artifact_location=location)
+    except MlflowException:  # created by another process meanwhile (a server store takes no file lock)
+        exp = c.get_experiment_by_name(EXPERIMENT)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def start_run(run_name: str, params: dict) -> tuple[str, bool]:
@@ -66,16 +107,33 @@ def start_run(run_name: str, params: dict) -> tuple[str, bool]:
     """
     c = client()
     exp = experiment_id()
-    found = c.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
-                          max_results=1, order_by=["attributes.start_time DESC"])
+    found = find_run(run_name)
     if found:
-        run_id = found[0].info.run_id
+        run_id = found.info.run_id
         c.update_run(run_id, status="RUNNING")
         return run_id, True
     run = c.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name})
     for key, value in params.items():
         c.log_param(run.info.run_id, key, str(value)[:6000])
     return run.info.run_id, False
+
+
+def find_run(run_name: str):
+    """The latest MLflow run of `run_name` (an mlflow Run), or None."""
+    c = client()
+    found = c.search_runs([experiment_id()], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
+                          max_results=1, order_by=["attributes.start_time DESC"])
+    return found[0] if found else None
+
+
+def mark_killed(run_id: str) -> int:
+    """Close a run an attempt left RUNNING as KILLED (the caller holds the run's lock, so no process is
+    in it); count such attempts in a tag. Returns that count."""
+    c = client()
+    killed = int(c.get_run(run_id).data.tags.get(KILLED_TAG, "0")) + 1
+    c.set_tag(run_id, KILLED_TAG, str(killed))
+    c.set_terminated(run_id, status="KILLED")
+    return killed
 
 
 def finish_run(run_id: str, failed: bool = False) -> None:
@@ -92,18 +150,52 @@ def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> N
     client().log_artifact(run_id, str(path), artifact_path)
 
 
-def register(run_id: str, bundle_dir: Path, name: str, alias: str | None, description: str = "") -> ModelRef:
-    """Log the bundle (with an MLmodel for the ONNX flavour) and register it as a new version of `name`."""
+def register(run_id: str, bundle_dir: Path, name: str, alias: str | None, description: str = "",
+             epochs: tuple[int, int] = (0, 0), again: bool = False) -> ModelRef:
+    """Log the bundle (with an MLmodel for the ONNX flavour) and register it as a version of `name`.
+
+    Check, then register, keyed by the run: a version this run already registered for the same
+    (GAN, encoder) `epochs` is reused, not duplicated (a retry after a kill between the version and
+    the end of registration lands exactly one); `again` registers a new one regardless. The caller
+    holds the run's lock, so no other process registers for this run meanwhile.
+    """
     c = client()
-    _write_flavor_metadata(bundle_dir)
-    c.log_artifacts(run_id, str(bundle_dir), "model")
-    source = f"{c.get_run(run_id).info.artifact_uri}/model"
-    if not c.search_registered_models(filter_string=f"name = '{name}'"):
-        c.create_registered_model(name, description=description)
-    version = c.create_model_version(name, source=source, run_id=run_id, description=description)
-    if alias:
-        c.set_registered_model_alias(name, alias, version.version)
-    return ModelRef(name, str(version.version), alias)
+    existing = None if again else version_for(run_id, name, epochs)
+    if existing is None:
+        _write_flavor_metadata(bundle_dir)
+        c.log_artifacts(run_id, str(bundle_dir), "model")
+        source = f"{c.get_run(run_id).info.artifact_uri}/model"
+        if not c.search_registered_models(filter_string=f"name = '{name}'"):
+            c.create_registered_model(name, description=description)
+        tags = {EPOCHS_TAG: str(epochs[0]), ENCODER_EPOCHS_TAG: str(epochs[1]), ALIAS_TAG: alias or ""}
+        existing = c.create_model_version(name, source=source, run_id=run_id, description=description,
+                                          tags=tags)
+    return complete_registration(run_id, existing)
+
+
+def version_for(run_id: str, name: str, epochs: tuple[int, int], at_least: bool = False):
+    """The latest version of `name` that run `run_id` registered for `epochs` (for at least as many
+    epochs with `at_least`), or None. Versions from before these tags count as (0, 0)."""
+    found = []
+    for mv in client().search_model_versions(f"run_id = '{run_id}'"):
+        if mv.name != name:
+            continue
+        trained = (int(mv.tags.get(EPOCHS_TAG, 0)), int(mv.tags.get(ENCODER_EPOCHS_TAG, 0)))
+        enough = all(t >= e for t, e in zip(trained, epochs, strict=True))
+        if trained == tuple(epochs) or (at_least and enough):
+            found.append(mv)
+    return max(found, key=lambda mv: int(mv.version), default=None)
+
+
+def complete_registration(run_id: str, mv) -> ModelRef:
+    """Give version `mv` the alias its registration meant (unless the run already finished: the alias may
+    have moved on since, on purpose) and tag the run finished with it. Safe to repeat."""
+    c = client()
+    alias = mv.tags.get(ALIAS_TAG) or None
+    if alias and c.get_run(run_id).data.tags.get(REGISTERED_TAG) != str(mv.version):
+        c.set_registered_model_alias(mv.name, alias, mv.version)
+    c.set_tag(run_id, REGISTERED_TAG, str(mv.version))
+    return ModelRef(mv.name, str(mv.version), alias)
 
 
 def parse_ref(ref: str, default_alias: str = settings.DEFAULT_ALIAS) -> tuple[str, str | None, str | None]:

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gen_factory.data.validate import DataValidationError, check_finite, check_labels
+from gen_factory.data.validate import (
+    DataValidationError,
+    check_finite,
+    check_labels,
+    check_split,
+    check_varies,
+)
 
 BUNDLED_TABLES = ("breast_cancer", "iris", "wine", "customers")
 MAX_CATEGORIES = 1000
@@ -102,6 +108,7 @@ def load_dataset(spec: str, label_column: str = "label", categorical: list[str] 
     if suffix in (".parquet", ".pq"):
         return table_from_frame(pd.read_parquet(path), label_column, name=path.stem, categorical=categorical)
     if suffix == ".csv":
+        _check_csv_header(path)
         return table_from_frame(pd.read_csv(path), label_column, name=path.stem, categorical=categorical)
     if suffix == ".npz":
         return _images_from_npz(path)
@@ -119,6 +126,7 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     """
     if df.shape[0] == 0:
         raise DataValidationError("dataset", "0 rows", "provide a table with at least 2 rows per label")
+    _check_unique_columns([str(c) for c in df.columns])
     if label_column not in df.columns:
         raise DataValidationError(
             "label_column", repr(label_column),
@@ -153,11 +161,31 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
                 "convert it to numbers or strings (e.g. a date to days since a start date), or drop it",
             )
     check_finite(values, columns)
+    check_varies(values, columns)
     label_names = label_names or sorted(labels_raw.astype(str).unique().tolist(), key=_natural_key)
     index = {name: i for i, name in enumerate(label_names)}
     labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64)
     check_labels(labels, label_names, field=f"column {label_column!r}")
     return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column, categories=categories)
+
+
+def _check_unique_columns(columns: list[str]) -> None:
+    """Two columns of one name cannot both be addressed (conditions, output, the card): refuse them."""
+    seen: set[str] = set()
+    for col in columns:
+        if col in seen:
+            raise DataValidationError(f"column {col!r}", f"appears {columns.count(col)} times",
+                                      "rename or drop the duplicates so every column has its own name")
+        seen.add(col)
+
+
+def _check_csv_header(path: Path) -> None:
+    """pandas renames a repeated CSV header ('a', 'a.1') without a word: read the header as written."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh), [])
+    _check_unique_columns([c.strip() for c in header])
 
 
 def _is_categorical(series: pd.Series) -> bool:
@@ -218,8 +246,7 @@ def split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dat
     for label in range(len(data.label_names)):
         idx = np.flatnonzero(data.labels == label)
         rng.shuffle(idx)
-        n_test = int(round(len(idx) * test_fraction))
-        n_test = min(max(n_test, 1 if test_fraction > 0 else 0), len(idx) - 1)
+        n_test = _n_test(len(idx), test_fraction)
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
     return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))
@@ -252,7 +279,28 @@ def training_split(data: Dataset, holdout: float, seed: int, normal_labels: list
     then, for a one-class model, the training set cut down to the normal labels. The holdout
     keeps every label: its other labels are the anomalies the scores are measured on."""
     train, test = split(data, holdout, seed)
-    return (keep_labels(train, normal_labels) if normal_labels else train), test
+    if normal_labels:
+        train, kept_test = keep_labels(train, normal_labels), keep_labels(test, normal_labels)
+    else:
+        kept_test = test
+    check_split(train.labels, kept_test.labels, train.label_names, holdout, f"column {data.label_column!r}",
+                rows_needed=rows_needed)
+    return train, test
+
+
+def rows_needed(holdout: float) -> int:
+    """The fewest rows a label needs for `split` to leave MIN_TRAIN_ROWS of it to train on."""
+    from gen_factory.data.validate import MIN_TRAIN_ROWS
+
+    n = MIN_TRAIN_ROWS + 1
+    while n - _n_test(n, holdout) < MIN_TRAIN_ROWS:
+        n += 1
+    return n
+
+
+def _n_test(n: int, test_fraction: float) -> int:
+    """Rows of a label that `split` holds out: a round share, at least 1 and never all."""
+    return min(max(int(round(n * test_fraction)), 1 if test_fraction > 0 else 0), n - 1)
 
 
 def _load_bundled(name: str) -> Dataset:

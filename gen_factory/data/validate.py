@@ -12,6 +12,11 @@ class DataValidationError(ValueError):
         self.field, self.value, self.fix = field, value, fix
         super().__init__(f"{field}: {value} -- fix: {fix}")
 
+    def __reduce__(self):
+        """Rebuild from the three parts: Ray pickles a worker's error to the driver (the default
+        rebuilds from the message alone, which this __init__ cannot take)."""
+        return (self.__class__, (self.field, self.value, self.fix))
+
 
 def check_labels(labels: np.ndarray, label_names: list[str], field: str = "label") -> None:
     """Every label needs at least two rows: one cannot be split or learned from."""
@@ -41,4 +46,41 @@ def check_finite(values: np.ndarray, columns: list[str]) -> None:
         raise DataValidationError(
             f"column {columns[col]!r}", f"{sample} in {len(rows)} row(s) (first at row {int(rows[0])})",
             "replace the infinite values (e.g. by NaN, a missing value) before training",
+        )
+
+
+MIN_TRAIN_ROWS = 2  # per label: the selection's Fréchet distance needs a spread (a covariance) to compare
+
+
+def check_split(train_labels: np.ndarray, test_labels: np.ndarray, label_names: list[str], holdout: float,
+                field: str = "label", rows_needed=None) -> None:
+    """Every label keeps `MIN_TRAIN_ROWS` rows to train on after the hold-out is cut: with one, every
+    selection check reads inf and whichever generator came first ships, unmeasured."""
+    train = np.bincount(train_labels, minlength=len(label_names))
+    test = np.bincount(test_labels, minlength=len(label_names))
+    for name, n_train, n_test in zip(label_names, train, test, strict=True):
+        if n_train < MIN_TRAIN_ROWS:
+            need = rows_needed(holdout) if rows_needed else MIN_TRAIN_ROWS + 1
+            raise DataValidationError(
+                field, f"label {name!r} has {n_train + n_test} row(s): {n_train} to train on and {n_test} "
+                       f"held out at --holdout {holdout}",
+                f"give each label at least {need} rows (more rows per label: {MIN_TRAIN_ROWS} to train on, "
+                "1 to hold out), drop or merge that label, or lower --holdout")
+
+
+def check_varies(values: np.ndarray, columns: list[str]) -> None:
+    """Refuse a table whose every feature is constant: there is nothing to learn, and its quality reads
+    a perfect 1.0 beside a NaN privacy figure."""
+    if len(values) == 0 or not columns:
+        return
+    with np.errstate(invalid="ignore"):
+        present = ~np.isnan(values)
+        lo = np.where(present, values, np.inf).min(axis=0)
+        hi = np.where(present, values, -np.inf).max(axis=0)
+    varies = (hi > lo) | (present.any(axis=0) & ~present.all(axis=0))  # missing vs present also varies
+    if not varies.any():
+        shown = ", ".join(f"{c!r}" for c in columns[:5]) + (", ..." if len(columns) > 5 else "")
+        raise DataValidationError(
+            "columns", f"every feature column is constant ({shown})",
+            "give at least one column whose values vary (a GAN learns nothing from a constant)",
         )

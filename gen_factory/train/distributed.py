@@ -28,6 +28,7 @@ from gen_factory.data.conditions import CondSampler, cond_blocks
 from gen_factory.data.transform import encoding_from_dict
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.encoder import build_encoder
+from gen_factory.runs import TrainingFailed
 from gen_factory.settings import filesystem
 from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer
@@ -40,10 +41,16 @@ SETTINGS_FILE = "gen_factory_run.json"
 RESUMABLE_SETTINGS = ("epochs", "encoder_epochs", "report_every", "patience", "mlflow_run_id", "mlflow_tracking_uri")
 
 
-def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str) -> dict:
-    """Train on the Ray cluster this process is connected to; return the final checkpoint's state."""
+def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str,
+        max_failures: int = 3) -> dict:
+    """Train on the Ray cluster this process is connected to; return the final checkpoint's state.
+
+    A failed worker group (a worker killed, a node lost) restarts from the latest checkpoint up to
+    `max_failures` times; past that, TrainingFailed says which run, what failed and how to resume.
+    """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.exceptions import TrainingFailedError
 
     check_resumable(config, name, storage_path)
     trainer = TorchTrainer(
@@ -51,13 +58,54 @@ def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, stora
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": 1, "GPU": gpus_per_worker} if gpus_per_worker else None),
-        run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=1),
+        run_config=RunConfig(name=name, storage_path=storage_path,
+                             failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              logging_config=LoggingConfig(log_level="WARNING")),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as err:
+        epoch = latest_epoch(name, storage_path)
+        raise TrainingFailed(failure_message(name, err, max_failures, epoch)) from None
     with result.checkpoint.as_directory() as ckpt_dir:
         return torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True)
+
+
+def failure_message(name: str, err: Exception, max_failures: int, epoch: int | None) -> str:
+    """One line: the run, what failed (each worker's first error line), where a resume starts, and how."""
+    failures = getattr(err, "worker_failures", None) or {}
+    if failures:
+        what = "; ".join(f"worker {rank}: {_first_line(e)}" for rank, e in sorted(failures.items()))
+    else:
+        what = _first_line(getattr(err, "controller_failure", None) or err)
+    where = f"from the checkpoint of epoch {epoch}" if epoch else "from the start (no checkpoint yet)"
+    return (f"training run {name!r} failed after {max_failures} restart(s): {what}. Run the same command "
+            f"with --run-name {name} to resume {where}")
+
+
+def latest_epoch(name: str, storage_path: str) -> int | None:
+    """The epoch of the run's newest checkpoint on storage (Ray's checkpoint_<n> folders), or None."""
+    import pyarrow.fs
+
+    fs, root = filesystem(storage_path)
+    newest = None
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(f"{root}/{name}", allow_not_found=True)):
+        path = f"{info.path}/{STATE_FILE}"
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") \
+                and fs.get_file_info(path).type == pyarrow.fs.FileType.File:
+            if newest is None or info.mtime > newest[0]:
+                newest = (info.mtime, path)
+    if newest is None:
+        return None
+    with fs.open_input_file(newest[1]) as fh:
+        return int(torch.load(fh, weights_only=True, map_location="cpu")["epoch"]) + 1
+
+
+def _first_line(err: object) -> str:
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    # Ray's errors start with a header ("Training failed due to worker errors:"); the cause comes last.
+    return (lines[-1] if lines else type(err).__name__)[:300]
 
 
 def check_resumable(config: dict, name: str, storage_path: str) -> None:
