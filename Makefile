@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Unit tests only: no Ray cluster, no Serve, no Ray Train run (each engine is exercised by `make test`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not ray"
+	$(BIN)/python -m pytest -q -m "not ray and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

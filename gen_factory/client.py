@@ -74,10 +74,11 @@ def _retry_after(resp: requests.Response) -> float | None:
 
 
 def generate(api_url: str, model: str, *, rows_per_label: int | None = None, counts: dict[str, int] | None = None,
-             seed: int = 0, conditions: dict | list | None = None, timeout: float = 600) -> requests.Response:
+             seed: int = 0, conditions: dict | list | None = None, timeout: float = 600,
+             retry_s: float = RETRY_S) -> requests.Response:
     """A labelled dataset as the API's response: Parquet bytes in `.content`, version in X-Model-Version."""
     payload = {"seed": seed, "rows_per_label": rows_per_label, "counts": counts, "conditions": conditions}
-    return _post(f"{api_url.rstrip('/')}/v1/models/{model}/generate", payload, timeout)
+    return _post(f"{api_url.rstrip('/')}/v1/models/{model}/generate", payload, timeout, retry_s)
 
 
 def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = None,
@@ -101,8 +102,9 @@ def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = No
 
 
 def score(api_url: str, model: str, *, rows: list | None = None, images: np.ndarray | list | None = None,
-          labels: list[str] | None = None, method: str | None = None, timeout: float = 600) -> dict:
+          labels: list[str] | None = None, method: str | None = None, timeout: float = 600,
+          retry_s: float = RETRY_S) -> dict:
     payload: dict = {"labels": labels, "method": method, "rows": rows}
     if images is not None:
         payload["images"] = np.asarray(images).tolist()
-    return _post(f"{api_url.rstrip('/')}/v1/models/{model}/score", payload, timeout).json()
+    return _post(f"{api_url.rstrip('/')}/v1/models/{model}/score", payload, timeout, retry_s).json()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,31 +243,57 @@ _NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_F
 
 class CachedResolver:
     """`resolve` with each answer kept for `ttl_s` seconds: the API then makes no registry query (a
-    thread hop and a SQLite read) per request, and still serves a moved alias within `ttl_s`.
-    Failed lookups are not kept, so a model registered a moment later is found at once. While the
-    registry is unavailable, the last answer for a reference is served on (the model's files are
-    already local), and a reference never resolved raises RegistryUnavailable."""
+    thread hop and a SQLite read) per request, and still serves a moved alias within `ttl_s` plus
+    one registry round trip.
+
+    Once a reference has been resolved, its answer is returned at once even when expired, while one
+    background query refreshes it: a registry that is slow or down (MLflow waits 20 s on a locked
+    SQLite file; a stopped server refuses) never stalls or fails requests for a model already
+    served - its files are local. A refresh that finds the name gone drops it (the next request
+    gets the 404). A reference never resolved is looked up on the caller's thread: ModelNotFound
+    or RegistryUnavailable reach the caller, and failures are not kept, so a model registered a
+    moment later is found at once."""
 
     def __init__(self, ttl_s: float):
         self.ttl_s = ttl_s
         self._found: dict[str, tuple[float, ModelRef]] = {}
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()
 
     def __call__(self, ref: str) -> ModelRef:
         found = self.cached(ref)
         if found is None:
-            try:
-                found = resolve(ref)
-            except RegistryUnavailable:
-                if ref not in self._found:
-                    raise
-                return self._found[ref][1]
+            found = resolve(ref)
             self._found[ref] = (time.monotonic() + self.ttl_s, found)
         return found
 
     def cached(self, ref: str) -> ModelRef | None:
-        """The answer for `ref` while it is fresh, else None: no query, so no thread hop either."""
+        """The known answer for `ref` (refreshed in the background once expired), else None: no
+        query on the caller's thread, so no thread hop either."""
         hit = self._found.get(ref)
-        return hit[1] if hit is not None and time.monotonic() < hit[0] else None
+        if hit is None:
+            return None
+        if time.monotonic() >= hit[0]:
+            self._refresh_in_background(ref)
+        return hit[1]
+
+    def _refresh_in_background(self, ref: str) -> None:
+        with self._lock:
+            if ref in self._refreshing:
+                return
+            self._refreshing.add(ref)
+        threading.Thread(target=self._refresh, args=(ref,), daemon=True, name=f"resolve {ref}").start()
+
+    def _refresh(self, ref: str) -> None:
+        try:
+            self._found[ref] = (time.monotonic() + self.ttl_s, resolve(ref))
+        except RegistryUnavailable:  # keep serving what we know; ask again after another TTL
+            self._found[ref] = (time.monotonic() + self.ttl_s, self._found[ref][1])
+        except ModelNotFound:
+            self._found.pop(ref, None)
+        finally:
+            with self._lock:
+                self._refreshing.discard(ref)
 
 
 def download(ref: ModelRef) -> Path:

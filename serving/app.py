@@ -221,7 +221,7 @@ class ModelRunner(_ModelHost):
         matrix = await self._score_batch(model_id, values, label_ids)
         return anomaly.respond(model, matrix, method, by_label=label_ids is not None)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # = max_ongoing_requests: a batch can fill
     async def _score_batch(self, model_ids: list[str], values: list[np.ndarray],
                            label_ids: list[np.ndarray | None]) -> list[np.ndarray]:
         """Concurrent requests for the same model (and labelling mode) run as few ONNX calls as fit

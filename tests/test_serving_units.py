@@ -32,22 +32,32 @@ def test_runner_batches_never_exceed_the_input_limit_and_keep_every_request():
         assert {labels[i] is None for i in idx} == {best_of_labels}
 
 
-def test_resolver_serves_its_last_answer_while_the_registry_is_down(monkeypatch):
-    answers = iter([registry.ModelRef("m", "3", "champion"), registry.RegistryUnavailable("down")])
+@pytest.mark.slow
+def test_resolver_serves_known_names_at_once_while_the_registry_is_locked(tmp_path, monkeypatch):
+    """A real MLflow registry on SQLite, made unreadable by another process's exclusive lock (MLflow
+    then waits 20 s for it and fails): known names answer at once, an unknown one fails clearly."""
+    import sqlite3
+    import time
 
-    def resolve(ref):
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(registry, "resolve", resolve)
+    monkeypatch.setenv("GENFACTORY_HOME", str(tmp_path))
+    c = registry.client()
+    c.create_registered_model("m")
+    version = str(c.create_model_version("m", source=str(tmp_path)).version)
+    c.set_registered_model_alias("m", "champion", version)
     cached = registry.CachedResolver(ttl_s=0)
-    assert cached("m@champion").version == "3"
-    assert cached("m@champion").version == "3"  # the registry is down now: the last answer stands
-    monkeypatch.setattr(registry, "resolve", lambda ref: (_ for _ in ()).throw(registry.RegistryUnavailable("x")))
-    with pytest.raises(registry.RegistryUnavailable):
-        cached("never-seen")
+    assert cached("m@champion").version == version
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        assert cached("m@champion").version == version  # expired (ttl 0): refreshed in the background
+        assert time.monotonic() - started < 1
+        with pytest.raises(registry.RegistryUnavailable, match="did not answer"):
+            cached("m/1")  # never resolved: nothing to fall back on
+    finally:
+        holder.execute("ROLLBACK")
+    with pytest.raises(registry.ModelNotFound):
+        cached("nope@champion")  # the registry answers again: a real "not found"
 
 
 class _Flaky(BaseHTTPRequestHandler):
