@@ -73,20 +73,27 @@ def main() -> None:
               f"{c['iforest']['auroc']:.3f} / {c['iforest']['auprc']:.3f} | {c['ecod']['auroc']:.3f} | "
               f"{c['knn']['auroc']:.3f} | " + " / ".join(f"{b[d]['loss']:+.3f}" for d in DETECTORS)
               + f" | {r['seconds']:.0f} |", flush=True)
-    mean = lambda f: float(np.mean([f(r) for r in results.values()]))  # noqa: E731
+    def mean(*keys: str) -> float:
+        """The mean over cases of results[case][keys[0]][keys[1]]..."""
+        def pick(r: dict):
+            for key in keys:
+                r = r[key]
+            return r
+        return float(np.mean([pick(r) for r in results.values()]))
+
     print("\nmean over cases:")
     for method in ("fanogan", "critic"):
-        print(f"  gen_factory {method:<8} AUROC {mean(lambda r: r['scores'][method]['auroc']):.4f}  "
-              f"AUPRC {mean(lambda r: r['scores'][method]['auprc']):.4f}")
+        print(f"  gen_factory {method:<8} AUROC {mean('scores', method, 'auroc'):.4f}  "
+              f"AUPRC {mean('scores', method, 'auprc'):.4f}")
     for d in DETECTORS:
-        print(f"  {d:<20} AUROC {mean(lambda r: r['classic'][d]['auroc']):.4f}  "
-              f"AUPRC {mean(lambda r: r['classic'][d]['auprc']):.4f}")
+        print(f"  {d:<20} AUROC {mean('classic', d, 'auroc'):.4f}  "
+              f"AUPRC {mean('classic', d, 'auprc'):.4f}")
     for d in DETECTORS:
-        print(f"  {d} fitted on synthetic: AUROC {mean(lambda r: r['baseline'][d]['synthetic']):.4f} vs real "
-              f"{mean(lambda r: r['baseline'][d]['real']):.4f} (loss {mean(lambda r: r['baseline'][d]['loss']):+.4f})")
-    best = max(mean(lambda r: r["scores"][m]["auroc"]) for m in ("fanogan", "critic"))
-    print(f"\ngoal 1: best gen_factory score {best:.4f} vs IsolationForest {mean(lambda r: r['classic']['iforest']['auroc']):.4f}")
-    print(f"goal 2: worst mean loss synthetic vs real {max(mean(lambda r: r['baseline'][d]['loss']) for d in DETECTORS):+.4f} "
+        print(f"  {d} fitted on synthetic: AUROC {mean('baseline', d, 'synthetic'):.4f} vs real "
+              f"{mean('baseline', d, 'real'):.4f} (loss {mean('baseline', d, 'loss'):+.4f})")
+    best = max(mean("scores", m, "auroc") for m in ("fanogan", "critic"))
+    print(f"\ngoal 1: best gen_factory score {best:.4f} vs IsolationForest {mean('classic', 'iforest', 'auroc'):.4f}")
+    print(f"goal 2: worst mean loss synthetic vs real {max(mean('baseline', d, 'loss') for d in DETECTORS):+.4f} "
           "(goal <= 0.02)")
 
 

@@ -54,7 +54,9 @@ def full_digits(train, test) -> None:
     from gen_factory import registry
     from gen_factory.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
 
-    flat = lambda x: x.reshape(len(x), -1)
+    def flat(x):
+        return x.reshape(len(x), -1)
+
     ceiling = SVC(gamma="scale").fit(flat(train.images), train.labels).score(flat(test.images), test.labels)
     full = train_and_register(TrainJob("digits", model_name="bench-digits-img"), log=lambda *_: None)
     m = full["metrics"]
@@ -120,7 +122,9 @@ def tuned_svc(small, test) -> float:
     from sklearn.model_selection import GridSearchCV
     from sklearn.svm import SVC
 
-    flat = lambda x: x.reshape(len(x), -1)
+    def flat(x):
+        return x.reshape(len(x), -1)
+
     search = GridSearchCV(SVC(gamma="scale"), {"C": [0.5, 1, 2, 5, 10, 20, 50]}, cv=5)
     return float(search.fit(flat(small.images), small.labels).score(flat(test.images), test.labels))
 

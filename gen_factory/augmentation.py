@@ -33,7 +33,7 @@ def synthetic_counts(real_labels: np.ndarray, label_names: list[str], ratio: flo
     if unknown:
         raise DataValidationError("classes", f"unknown label(s) {unknown}", f"use the model's labels: {', '.join(label_names)}")
     real = np.bincount(real_labels, minlength=len(label_names))
-    return [int(round(n * ratio)) if name in chosen else 0 for name, n in zip(label_names, real)]
+    return [int(round(n * ratio)) if name in chosen else 0 for name, n in zip(label_names, real, strict=True)]
 
 
 def build_augmentation(model: OnnxModel, real: Dataset, ratio: float = 1.0, classes: list[str] | None = None,

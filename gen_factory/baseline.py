@@ -38,9 +38,9 @@ def baseline_counts(label_names: list[str], label_counts: list[int], normal_rows
         raise DataValidationError("anomaly_labels", repr(anomaly_labels), "leave at least one label as normal")
     counts = [0] * len(label_names)
     counts_normal = _spread(normal_rows, [label_counts[i] for i in normal])
-    for i, n in zip(normal, counts_normal):
+    for i, n in zip(normal, counts_normal, strict=True):
         counts[i] = n
-    for i, n in zip([label_names.index(a) for a in anomaly_labels], _spread(anomaly_rows, [1] * len(anomaly_labels))):
+    for i, n in zip([label_names.index(a) for a in anomaly_labels], _spread(anomaly_rows, [1] * len(anomaly_labels)), strict=True):
         counts[i] = n
     if sum(counts) == 0:
         raise DataValidationError("normal_rows", normal_rows, "ask for at least one row")

@@ -104,7 +104,7 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
     names = [i.name for i in session.get_inputs()]
     with torch.no_grad():
         expected = module(*inputs).numpy()
-    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
     missing = np.isnan(expected)
     if not np.array_equal(missing, np.isnan(got)):  # a decoded missing value (NaN) must match exactly
         return float("inf")

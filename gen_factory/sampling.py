@@ -145,7 +145,7 @@ def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_met
     label_array = pa.DictionaryArray.from_arrays(pa.array(labels.astype(np.int32)), names)
     if model.kind == "table":
         columns = np.ascontiguousarray(values.T)  # one contiguous buffer per column: fast to wrap
-        arrays = [column_array(col_values, col) for col_values, col in zip(columns, card["encoding"]["columns"])]
+        arrays = [column_array(col_values, col) for col_values, col in zip(columns, card["encoding"]["columns"], strict=True)]
         fields = list(card["columns"])
     else:
         flat = values.reshape(len(values), -1)

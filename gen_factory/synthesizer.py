@@ -59,7 +59,7 @@ class Synthesizer:
         if (n is None) == (counts is None):
             raise DataValidationError("sample", "both or neither of n / counts", "give n rows or counts per label")
         if counts is None:
-            counts = dict(zip(self.model.label_names, apportion(n, self.model.card["label_counts"])))
+            counts = dict(zip(self.model.label_names, apportion(n, self.model.card["label_counts"]), strict=True))
         table = generate_table(self.model, resolve_counts(self.model.label_names, counts), seed, conditions=conditions)
         return table.to_pandas()
 

@@ -233,7 +233,7 @@ class ModelRunner(_ModelHost):
             stacked = np.concatenate([values[i] for i in idx])
             labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
             scores = await asyncio.to_thread(_score_matrix, model, stacked, labels)
-            for i, part in zip(idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1])):
+            for i, part in zip(idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1]), strict=True):
                 out[i] = part
         return out
 
@@ -249,7 +249,7 @@ def _batch_groups(model_ids: list[str], values: list[np.ndarray], label_ids: lis
     requests that may run as one ONNX call. Each request alone is within the limit (the contract's
     maxItems), so every request lands in some group."""
     groups: dict = {}
-    for i, (model_id, labels) in enumerate(zip(model_ids, label_ids)):
+    for i, (model_id, labels) in enumerate(zip(model_ids, label_ids, strict=True)):
         key = (model_id, labels is None)
         current = groups.setdefault(key, [[]])
         if current[-1] and sum(len(values[j]) for j in current[-1]) + len(values[i]) > RUNNER_BATCH_MAX_INPUTS:

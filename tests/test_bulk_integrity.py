@@ -25,6 +25,8 @@ from gen_factory import bulk
 from gen_factory.cli import main as cli
 from gen_factory.data.validate import DataValidationError
 
+pytestmark = pytest.mark.ray  # a model trained with Ray Train, bulk runs through Ray Data
+
 MODEL = "bulk-integrity"
 
 

@@ -23,7 +23,7 @@ import yaml
 
 from gen_factory.cli import main as cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.ray]
 BIN = Path(sys.executable).parent
 
 

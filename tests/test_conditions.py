@@ -139,7 +139,7 @@ def test_split_conditions_keeps_totals_exact_within_each_part():
     columns = [{"name": "city", "kind": "categorical", "categories": ["a", "b", "c"], "missing": False}]
     parts = split_conditions(columns, {"city": {"a": 50, "c": 12}}, [5, 7, 100], np.random.default_rng(0))
     assert sum(p["city"].get("a", 0) for p in parts) == 50 and sum(p["city"].get("c", 0) for p in parts) == 12
-    assert all(sum(p["city"].values()) <= size for p, size in zip(parts, [5, 7, 100]))
+    assert all(sum(p["city"].values()) <= size for p, size in zip(parts, [5, 7, 100], strict=True))
 
 
 @pytest.mark.parametrize("conditions, field, words", [

@@ -19,7 +19,7 @@ from gen_factory.pipeline import TrainJob, train_and_register
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.synthesizer import Synthesizer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_api_scores_real_and_perturbed_rows(api_url):
     res = client.score(api_url, "e2e-table", rows=real.tolist())
     assert res["version"] and len(res["scores"]) == 4 and all(np.isfinite(res["scores"]))
     by_label = client.score(api_url, "e2e-table", rows=real.tolist(), labels=["malignant"] * 4)
-    assert all(b >= a - 1e-5 for a, b in zip(res["scores"], by_label["scores"]))  # best-of-labels <= any label
+    assert all(b >= a - 1e-5 for a, b in zip(res["scores"], by_label["scores"], strict=True))  # best-of-labels <= any label
     images = load_dataset("digits").images[:3, 0]
     assert len(client.score(api_url, "e2e-digits", images=images)["scores"]) == 3
 

@@ -13,7 +13,7 @@ from gen_factory.augmentation import read_augmentation
 from gen_factory.cli import main as cli
 from gen_factory.pipeline import TrainJob, train_and_register
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_rayservice_serves_the_same_application_as_serving_config():
     service = yaml.safe_load((ROOT / "infra/kuberay/rayservice.yaml").read_text())
     remote = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(remote)
-    for a, b in zip(local["applications"], remote["applications"]):
+    for a, b in zip(local["applications"], remote["applications"], strict=True):
         assert (a["import_path"], a["route_prefix"]) == (b["import_path"], b["route_prefix"])
         assert [d["name"] for d in a["deployments"]] == [d["name"] for d in b["deployments"]]
     module, attr = local["applications"][0]["import_path"].split(":")

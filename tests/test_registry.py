@@ -1,5 +1,7 @@
 """Registry resolution on the real MLflow store (SQLite): the serving cache of name@alias."""
 
+import time
+
 import pytest
 
 from gen_factory import registry
@@ -21,8 +23,19 @@ def test_cached_resolver_keeps_an_answer_for_its_ttl_then_sees_the_alias_move(tm
     c.set_registered_model_alias("cache-a", "champion", "2")
     assert kept("cache-a@champion").version == "1"  # within its TTL: no registry query
     assert kept.cached("cache-a@champion").version == "1"
-    assert fresh("cache-a@champion").version == "2"  # TTL 0: asks every time
-    assert fresh.cached("cache-a@champion") is None
+    # TTL 0: every call finds its answer expired, returns it at once and refreshes it behind.
+    deadline = time.monotonic() + 10
+    while fresh("cache-a@champion").version != "2":
+        assert time.monotonic() < deadline, "the moved alias was never seen"
+        time.sleep(0.05)
+    assert fresh.cached("cache-a@champion").version == "2"
+    c.delete_registered_model_alias("cache-a", "champion")
+    deadline = time.monotonic() + 10
+    while fresh.cached("cache-a@champion") is not None:  # a refresh that finds it gone drops it
+        assert time.monotonic() < deadline, "the deleted alias was never dropped"
+        time.sleep(0.05)
+    with pytest.raises(registry.ModelNotFound):
+        fresh("cache-a@champion")
 
 
 def test_cached_resolver_does_not_keep_a_failed_lookup(tmp_path):

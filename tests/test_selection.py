@@ -77,7 +77,7 @@ def test_the_best_recorded_generator_is_kept_and_patience_stops():
     generator, discriminator = best_models(trainer, selector.state_dict())
     assert torch.equal(_outputs(generator), kept)  # ...but epoch 2's generator is the one handed on
     assert all(torch.equal(a, b) for a, b in zip(discriminator.state_dict().values(),
-                                                  selector.best["discriminator"].values()))
+                                                  selector.best["discriminator"].values(), strict=True))
     restored = BestGenerator(*real_rows(), noise_dim=64, patience=2)
     restored.load_state_dict(selector.state_dict())
     assert restored.stop and torch.equal(_outputs(restored.best_models(trainer)[0]), kept)

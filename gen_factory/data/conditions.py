@@ -199,7 +199,7 @@ def split_conditions(columns: list[dict], conditions: dict, sizes: list[int],
     parts: list[dict] = [{} for _ in sizes]
     for k, per_code in condition_counts(columns, conditions, sum(sizes)).items():
         left = np.append(per_code, sum(sizes) - per_code.sum())  # the last colour: rows left free
-        for part, size in zip(parts, sizes):
+        for part, size in zip(parts, sizes, strict=True):
             draw = rng.multivariate_hypergeometric(left, size)
             left = left - draw
             part[blocks[k].name] = {blocks[k].categories[c]: int(n) for c, n in enumerate(draw[:-1]) if n}

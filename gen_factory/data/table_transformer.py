@@ -202,10 +202,10 @@ class _PiecewiseLinearBank(nn.Module):
         super().__init__()
         xs = [np.asarray(x, np.float64) for x, _ in maps]
         ys = [np.asarray(y, np.float64) for _, y in maps]
-        low, high, step, first, reach = zip(*(_grid(x, cells) for x in xs))
+        low, high, step, first, reach = zip(*(_grid(x, cells) for x in xs), strict=True)
         reach, segments = max(reach), max(len(x) - 1 for x in xs)
         rows, lines = np.zeros((len(maps), cells, 1 + reach)), np.zeros((len(maps), segments, 3))
-        for k, (x, y) in enumerate(zip(xs, ys)):
+        for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
             knots = np.concatenate([x[1:-1], np.full(reach, np.inf)])
             rows[k] = np.concatenate([first[k][:, None], knots[first[k][:, None] + np.arange(reach)]], axis=1)
             lines[k, :len(x) - 1] = np.stack([y[:-1], np.diff(y) / np.diff(x), x[:-1]], axis=1)
@@ -326,11 +326,11 @@ class _Decoder(nn.Module):
         order = np.argsort(quantile + rest)  # decoded as [quantile..., rest...], returned in column order
         self.register_buffer("order", None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order))
         continuous = [c["kind"] == "continuous" for c in columns]
-        self.register_buffer("low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous)]))
-        self.register_buffer("high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous)]))
-        self.rounded = [k and (c["integer"] or c["decimals"] is not None) for c, k in zip(columns, continuous)]
+        self.register_buffer("low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous, strict=True)]))
+        self.register_buffer("high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous, strict=True)]))
+        self.rounded = [k and (c["integer"] or c["decimals"] is not None) for c, k in zip(columns, continuous, strict=True)]
         self.register_buffer("scale", _f32([10.0 ** c["decimals"] if r and not c["integer"] else 1.0
-                                            for c, r in zip(columns, self.rounded)]))
+                                            for c, r in zip(columns, self.rounded, strict=True)]))
         self.register_buffer("round_mask", torch.tensor(self.rounded))
         self.missing = [i for i, c in enumerate(columns) if c["missing"]]
         spread = np.zeros((len(self.missing), len(columns)), np.float32)  # missing column j -> output column

@@ -28,7 +28,7 @@ def check_labels(labels: np.ndarray, label_names: list[str], field: str = "label
             field, f"only one label value {label_names!r}",
             "a conditional GAN needs at least 2 label values; pick a column that varies",
         )
-    for name, count in zip(label_names, counts):
+    for name, count in zip(label_names, counts, strict=True):
         if count < 2:
             raise DataValidationError(
                 field, f"label {name!r} has {count} row(s)",

@@ -139,7 +139,7 @@ def image_quality(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, 
     pick = rng.choice(len(fake_f), size=min(len(fake_f), len(train_f)), replace=False)
     precision, recall = precision_recall(train_f, fake_f[pick])
     ratio = class_diversity(fake_f, fake_y, n) / class_diversity(train_f, train_y, n)
-    collapsed = [name for name, r in zip(label_names, ratio) if r < COLLAPSE_RATIO]
+    collapsed = [name for name, r in zip(label_names, ratio, strict=True) if r < COLLAPSE_RATIO]
     out = {
         "cas": classification_accuracy_score(fake_x, fake_y, test_x, test_y),
         "label_fidelity": fid["accuracy"],
@@ -149,7 +149,7 @@ def image_quality(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, 
         "feature_net_accuracy": space.accuracy(test_x, test_y),
         "diversity_ratio_min": float(np.nanmin(ratio)),
     }
-    for name, acc, r in zip(label_names, fid["per_label"], ratio):
+    for name, acc, r in zip(label_names, fid["per_label"], ratio, strict=True):
         out[f"label_fidelity_{name}"] = acc
         out[f"diversity_ratio_{name}"] = float(r)
     out["mode_collapse"] = collapsed

@@ -39,11 +39,14 @@ def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int =
     encoded, labels = torch.from_numpy(encoding.encode(train.features)), torch.from_numpy(train.labels)
     if blocks:
         sampler, rng = CondSampler(train.features, blocks, hyper.uncond_prob), np.random.default_rng(seed)
-        batches = lambda: conditional_batches(encoded, labels, sampler, batch_size, 1, rng)
+        def batches():
+            return conditional_batches(encoded, labels, sampler, batch_size, 1, rng)
     else:
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(encoded, labels), batch_size=batch_size,
                                              shuffle=True, drop_last=len(encoded) > batch_size)
-        batches = lambda: loader
+
+        def batches():
+            return loader
     selector, every = BestGenerator(encoded, labels, spec.noise_dim, patience, seed), max(1, epochs // checks)
     for epoch in range(1, epochs + 1):
         trainer.epoch(batches())

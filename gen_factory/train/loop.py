@@ -137,9 +137,9 @@ class GANTrainer:
     def _update_ema(self) -> None:
         # Warm-up: early on the average follows the generator closely.
         decay = min(self.h.ema_decay, (1 + self.steps) / (10 + self.steps))
-        for p_ema, p in zip(self.g_ema.parameters(), unwrap(self.g).parameters()):
+        for p_ema, p in zip(self.g_ema.parameters(), unwrap(self.g).parameters(), strict=True):
             p_ema.lerp_(p.detach(), 1.0 - decay)
-        for b_ema, b in zip(self.g_ema.buffers(), unwrap(self.g).buffers()):
+        for b_ema, b in zip(self.g_ema.buffers(), unwrap(self.g).buffers(), strict=True):
             b_ema.copy_(b)
 
     def state_dict(self) -> dict:
