@@ -266,7 +266,7 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
 # What a non-finite figure usually means, and what to change.
 _VETO_FIXES = {
     "selected_train_frechet": "no generator was measured against the training rows; give more rows per label",
-    "dcr_ratio": "held-out rows sit exactly on training rows (constant or duplicated rows); give rows that vary",
+    "dcr_ratio": "held-out rows sit exactly on training rows (constant or duplicated rows); give varied rows",
 }
 
 
