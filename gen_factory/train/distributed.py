@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -102,10 +103,15 @@ def latest_epoch(name: str, storage_path: str) -> int | None:
         return int(torch.load(fh, weights_only=True, map_location="cpu")["epoch"]) + 1
 
 
-def _first_line(err: object) -> str:
+def _first_line(err: object, limit: int = 160) -> str:
+    """The cause, short: Ray's errors start with a header ("Training failed due to worker errors:") and
+    end with the cause; a C++ source location in front of it ("[.../pair.cc:545]") says nothing."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    # Ray's errors start with a header ("Training failed due to worker errors:"); the cause comes last.
-    return (lines[-1] if lines else type(err).__name__)[:300]
+    cause = re.sub(r"^\[[^\]]*\]\s*", "", lines[-1] if lines else type(err).__name__)
+    if len(cause) <= limit:
+        return cause
+    cut = cause.rfind(". ", 0, limit)
+    return cause[:cut + 1] if cut > 40 else cause[:limit] + "..."
 
 
 def check_resumable(config: dict, name: str, storage_path: str) -> None:
