@@ -61,22 +61,31 @@ def client():
 
 
 def _create_store_once(uri: str) -> None:
-    """Create (or find) a SQLite store's tables and the experiment under a file lock beside the database.
+    """Make a missing SQLite store appear complete, never half-made.
 
     MLflow creates the tables of an empty database on first use; two processes doing it at once (two
-    `train` in a fresh data directory) crash one of them with a raw SQLAlchemy error. One at a time,
-    the second finds the tables made. A server store (http) makes its own.
+    `train` in a fresh data directory) crash one of them with a raw SQLAlchemy error. So the first
+    process to find no database builds one in a temporary file, under a file lock beside it, and
+    renames it into place: others wait for the lock, or find the finished file. An existing file is
+    used as it is (no query here, so a locked store costs nothing extra); a server store makes its own.
+    A failure here is left to the caller's first query, which reports it in its own terms.
     """
     from mlflow import MlflowClient
 
     from gen_factory.runs import exclusive
 
-    if uri.startswith("sqlite:///"):
-        with exclusive(Path(uri[len("sqlite:///"):]).with_name("mlflow.db.init.lock")):
-            c = MlflowClient(uri)
-            c.search_experiments(max_results=1)  # the tracking store's tables
-            c.search_registered_models(max_results=1)  # the registry's (its own store object)
-            _get_or_create_experiment(c)
+    path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    if path is not None and not path.exists():
+        try:
+            with exclusive(path.with_name(f"{path.name}.init.lock")):
+                if not path.exists():
+                    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                    c = MlflowClient(f"sqlite:///{tmp}")
+                    c.search_experiments(max_results=1)  # the tracking store's tables
+                    c.search_registered_models(max_results=1)  # the registry's (its own store object)
+                    os.replace(tmp, path)
+        except Exception:  # noqa: BLE001 - an unwritable directory, a full disk: MLflow will say which
+            return
     _ready.add(uri)
 
 
