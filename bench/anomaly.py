@@ -23,7 +23,6 @@ import argparse
 import time
 
 import numpy as np
-
 from common import header, temp_home
 
 DETECTORS = ("iforest", "ecod", "knn")
@@ -31,7 +30,9 @@ DETECTORS = ("iforest", "ecod", "knn")
 
 def cases() -> list[tuple[str, str, str]]:
     """(case name, dataset, normal label)."""
-    return [("breast_cancer", "breast_cancer", "benign")] + [(f"digits:{d}", "digits", str(d)) for d in range(10)]
+    return [("breast_cancer", "breast_cancer", "benign")] + [
+        (f"digits:{d}", "digits", str(d)) for d in range(10)
+    ]
 
 
 def run_case(name: str, dataset: str, normal: str, workers: int, variant: str | None = None) -> dict:
@@ -41,13 +42,23 @@ def run_case(name: str, dataset: str, normal: str, workers: int, variant: str | 
     from gen_factory.pipeline import TrainJob, train_and_register
 
     started = time.time()
-    result = train_and_register(TrainJob(dataset, model_name=f"bench-anomaly-{name.replace(':', '-')}",
-                                         normal_labels=[normal], num_workers=workers,
-                                         variant=variant if dataset == "digits" else None), log=lambda *_: None)
+    result = train_and_register(
+        TrainJob(
+            dataset,
+            model_name=f"bench-anomaly-{name.replace(':', '-')}",
+            normal_labels=[normal],
+            num_workers=workers,
+            variant=variant if dataset == "digits" else None,
+        ),
+        log=lambda *_: None,
+    )
     seconds = time.time() - started
     train, test = training_split(load_dataset(dataset), 0.3, 0, [normal])
     is_anomaly = (np.asarray(test.label_names)[test.labels] != normal).astype(int)
-    classic = {k: detection_metrics(v, is_anomaly) for k, v in detector_scores(values_of(train), values_of(test)).items()}
+    classic = {
+        k: detection_metrics(v, is_anomaly)
+        for k, v in detector_scores(values_of(train), values_of(test)).items()
+    }
     info = result["anomaly"]
     return {"scores": info["holdout"], "classic": classic, "baseline": info["baseline"], "seconds": seconds}
 
@@ -56,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", help="comma-separated case names (default: all eleven)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers per model (default: 2)")
-    parser.add_argument("--variant", help="image GAN variant of the digits cases (default: the one-class default)")
+    parser.add_argument(
+        "--variant", help="image GAN variant of the digits cases (default: the one-class default)"
+    )
     args = parser.parse_args()
     temp_home("gf-bench-anomaly-")
     chosen = [c for c in cases() if not args.cases or c[0] in args.cases.split(",")]
@@ -69,10 +82,15 @@ def main() -> None:
     for name, dataset, normal in chosen:
         r = results[name] = run_case(name, dataset, normal, args.workers, args.variant)
         s, c, b = r["scores"], r["classic"], r["baseline"]
-        print(f"| {name} | {s['fanogan']['auroc']:.3f} / {s['fanogan']['auprc']:.3f} | {s['critic']['auroc']:.3f} | "
-              f"{c['iforest']['auroc']:.3f} / {c['iforest']['auprc']:.3f} | {c['ecod']['auroc']:.3f} | "
-              f"{c['knn']['auroc']:.3f} | " + " / ".join(f"{b[d]['loss']:+.3f}" for d in DETECTORS)
-              + f" | {r['seconds']:.0f} |", flush=True)
+        print(
+            f"| {name} | {s['fanogan']['auroc']:.3f} / {s['fanogan']['auprc']:.3f} | "
+            f"{s['critic']['auroc']:.3f} | "
+            f"{c['iforest']['auroc']:.3f} / {c['iforest']['auprc']:.3f} | {c['ecod']['auroc']:.3f} | "
+            f"{c['knn']['auroc']:.3f} | "
+            + " / ".join(f"{b[d]['loss']:+.3f}" for d in DETECTORS)
+            + f" | {r['seconds']:.0f} |",
+            flush=True,
+        )
     def mean(*keys: str) -> float:
         """The mean over cases of results[case][keys[0]][keys[1]]..."""
         def pick(r: dict):
@@ -92,9 +110,15 @@ def main() -> None:
         print(f"  {d} fitted on synthetic: AUROC {mean('baseline', d, 'synthetic'):.4f} vs real "
               f"{mean('baseline', d, 'real'):.4f} (loss {mean('baseline', d, 'loss'):+.4f})")
     best = max(mean("scores", m, "auroc") for m in ("fanogan", "critic"))
-    print(f"\ngoal 1: best gen_factory score {best:.4f} vs IsolationForest {mean('classic', 'iforest', 'auroc'):.4f}")
-    print(f"goal 2: worst mean loss synthetic vs real {max(mean('baseline', d, 'loss') for d in DETECTORS):+.4f} "
-          "(goal <= 0.02)")
+    print(
+        f"\ngoal 1: best gen_factory score {best:.4f} vs IsolationForest "
+        f"{mean('classic', 'iforest', 'auroc'):.4f}"
+    )
+    print(
+        "goal 2: worst mean loss synthetic vs real "
+        f"{max(mean('baseline', d, 'loss') for d in DETECTORS):+.4f} "
+        "(goal <= 0.02)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import requests
-
 from common import header, registered, temp_home
 
 
@@ -67,10 +66,14 @@ def memory_run(url: str, ref: str, rows: np.ndarray, n: int, headers: dict) -> t
         lambda: client.score(url, ref, rows=big_rows),
         lambda: client.generate(url, ref, rows_per_label=50),
         lambda: client.generate(url, ref, rows_per_label=20_000),
-        lambda: requests.post(score_url, data=oversized, headers={**headers, "content-type": "application/json"}),
+        lambda: requests.post(
+            score_url, data=oversized, headers={**headers, "content-type": "application/json"}
+        ),
         lambda: requests.post(score_url, data=b"PAR1" + os.urandom(4096), headers=headers),
         lambda: requests.post(score_url, json={"rows": [[1.0, 2.0]] * 5000}, headers=headers),
-        lambda: requests.post(f"{url}/v1/models/{ref}/generate", json={"rows_per_label": 10**9}, headers=headers),
+        lambda: requests.post(
+            f"{url}/v1/models/{ref}/generate", json={"rows_per_label": 10**9}, headers=headers
+        ),
     ]
     for call in calls * 5:  # warm: every path has run, every buffer exists
         _quietly(call)
@@ -139,7 +142,9 @@ def registry_down(url: str, ref: str, rows: list, headers: dict) -> tuple[bool, 
 
     from gen_factory import client, settings
 
-    holder = sqlite3.connect(settings.tracking_uri().removeprefix("sqlite:///"), timeout=1, isolation_level=None)
+    holder = sqlite3.connect(
+        settings.tracking_uri().removeprefix("sqlite:///"), timeout=1, isolation_level=None
+    )
     holder.execute("BEGIN EXCLUSIVE")
     try:
         time.sleep(settings.alias_ttl_s() + 1)  # past the resolver's TTL: it must ask the registry again
@@ -148,8 +153,9 @@ def registry_down(url: str, ref: str, rows: list, headers: dict) -> tuple[bool, 
             t = time.monotonic()
             served &= len(client.score(url, ref, rows=rows, timeout=60, retry_s=0)["scores"]) == len(rows)
             slowest = max(slowest, time.monotonic() - t)
-        unknown = requests.post(f"{url}/v1/models/never-registered/score", json={"rows": rows}, headers=headers,
-                                timeout=60)
+        unknown = requests.post(
+            f"{url}/v1/models/never-registered/score", json={"rows": rows}, headers=headers, timeout=60
+        )
         return served, unknown.status_code, unknown.json().get("detail", "")[:200], slowest
     finally:
         holder.execute("ROLLBACK")
@@ -157,7 +163,9 @@ def registry_down(url: str, ref: str, rows: list, headers: dict) -> tuple[bool, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="load per fault run (default: 30)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
     parser.add_argument("--memory-requests", type=int, default=1_000, help="mixed requests of the memory run")
@@ -179,14 +187,20 @@ def main() -> None:
         t0 = time.monotonic()
         warm, after = memory_run(url, ref, rows, args.memory_requests, headers)
         growth = 100.0 * (after - warm) / warm
-        print(f"memory: Serve processes {warm:.0f} MiB warm, {after:.0f} MiB after {args.memory_requests} mixed "
-              f"requests ({growth:+.1f} %), {time.monotonic() - t0:.0f} s")
+        print(
+            f"memory: Serve processes {warm:.0f} MiB warm, {after:.0f} MiB after {args.memory_requests} "
+            "mixed "
+            f"requests ({growth:+.1f} %), {time.monotonic() - t0:.0f} s"
+        )
         runs = [fault_run(url, ref, rows.tolist(), kind, big, args.seconds, args.clients)
                 for kind, big in (("GenFactoryAPI", False), ("ModelRunner", True))]
         for r in runs:
-            print(f"SIGKILL {r['kind']} (pid {r['killed_pid']}) under {args.clients} clients for {args.seconds:.0f} s: "
-                  f"generate {r['generate_success_pct']:.2f} % of {r['generate_requests']}, score "
-                  f"{r['score_success_pct']:.2f} % of {r['score_requests']}, longest gap {r['max_gap_s']:.2f} s")
+            print(
+                f"SIGKILL {r['kind']} (pid {r['killed_pid']}) under {args.clients} clients for "
+                f"{args.seconds:.0f} s: "
+                f"generate {r['generate_success_pct']:.2f} % of {r['generate_requests']}, score "
+                f"{r['score_success_pct']:.2f} % of {r['score_requests']}, longest gap {r['max_gap_s']:.2f} s"
+            )
         served, status, detail, slowest = registry_down(url, ref, rows.tolist(), headers)
         print(f"registry locked by another process: loaded model served={served} (slowest of 10 answers "
               f"{slowest:.2f} s); unknown name -> HTTP {status}: {detail}")

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import header, registered, temp_home
 
 SDV_CTGAN_ROWS_PER_S = 29_000  # GUIDE §2, measured on this kind of machine
@@ -110,7 +109,9 @@ def main() -> None:
     out_root = Path(tempfile.mkdtemp(prefix="gf-bulk-out-"))
     bulk.generate_dataset(ref, out_root / "warmup", rows=20_000, workers=2)  # start Ray, load models once
     print(header("bulk generation (bench/bulk.py)"))
-    print(f"generator: {per_row / 1e3:.1f} kFLOP/row; measured matmul peak {peak1 / 1e9:.1f} GFLOP/s per core")
+    print(
+        f"generator: {per_row / 1e3:.1f} kFLOP/row; measured matmul peak {peak1 / 1e9:.1f} GFLOP/s per core"
+    )
     print(f"{'rows':>12} {'workers':>8} {'seconds':>8} {'rows/s':>12} {'x SDV':>7} {'% FLOP bound':>13} "
           f"{'peak RSS driver':>16} {'peak RSS actor':>15}")
     for rows in args.rows:
@@ -122,8 +123,11 @@ def main() -> None:
                 seconds = time.perf_counter() - start
             rate = manifest["rows"] / seconds
             bound = peak1 * workers / per_row
-            print(f"{rows:>12,} {workers:>8} {seconds:>8.1f} {rate:>12,.0f} {rate / SDV_CTGAN_ROWS_PER_S:>7.1f} "
-                  f"{100 * rate / bound:>12.0f}% {rss.driver / 2**20:>13.0f} MiB {rss.actor / 2**20:>12.0f} MiB")
+            print(
+                f"{rows:>12,} {workers:>8} {seconds:>8.1f} {rate:>12,.0f} "
+                f"{rate / SDV_CTGAN_ROWS_PER_S:>7.1f} "
+                f"{100 * rate / bound:>12.0f}% {rss.driver / 2**20:>13.0f} MiB {rss.actor / 2**20:>12.0f} MiB"
+            )
             shutil.rmtree(out)
     shutil.rmtree(out_root, ignore_errors=True)
 

@@ -62,17 +62,26 @@ def full_digits(train, test) -> None:
     m = full["metrics"]
     train_s = registry.client().get_run(full["run_id"]).data.metrics["train_seconds"]
     print(f"digits, default recipe ({DEFAULT_EPOCHS['image']} epochs, {len(train.labels)} training images):")
-    print(f"  training time (Ray Train, 2 workers): {train_s:.0f} s; with export + evaluation {full['seconds']:.0f} s")
+    print(
+        f"  training time (Ray Train, 2 workers): {train_s:.0f} s; with export + evaluation "
+        f"{full['seconds']:.0f} s"
+    )
     print(f"  CAS (SVC on 2000 synthetic, tested on {len(test.labels)} real): {m['cas']:.4f}   "
           f"(SVC on real: {ceiling:.4f}; goal >= 0.95)")
     print(f"  label fidelity (SVC on real labels synthetic): {m['label_fidelity']:.4f}")
-    print(f"  Fréchet distance (CNN features): {m['frechet_distance']:.2f}   "
-          f"(real test vs real train: {m['frechet_distance_real']:.2f}; feature CNN accuracy {m['feature_net_accuracy']:.3f})")
+    print(
+        f"  Fréchet distance (CNN features): {m['frechet_distance']:.2f}   "
+        f"(real test vs real train: {m['frechet_distance_real']:.2f}; feature CNN accuracy "
+        f"{m['feature_net_accuracy']:.3f})"
+    )
     print(f"  precision / recall (k=3 manifolds): {m['precision']:.3f} / {m['recall']:.3f}")
     print(f"  per-class diversity vs real: min {m['diversity_ratio_min']:.2f}; mode collapse flagged: "
           f"{', '.join(m['mode_collapse']) or 'none'}")
-    print("  label fidelity per class: " + "  ".join(f"{n}:{m[f'label_fidelity_{n}']:.2f}" for n in train.label_names),
-          flush=True)
+    print(
+        "  label fidelity per class: "
+        + "  ".join(f"{n}:{m[f'label_fidelity_{n}']:.2f}" for n in train.label_names),
+        flush=True,
+    )
 
 
 def augmentation(train, test) -> None:
@@ -93,7 +102,9 @@ def augmentation(train, test) -> None:
             out = work / f"aug_{ratio:g}_{spread}.parquet"
             augment_dataset("bench-digits-10pct", str(npz), out, ratio=ratio, seed=0, spread=spread)
             x, y, _, _ = read_augmentation(out)
-            uplifts[spread, ratio] = augmentation_uplift(small.images, small.labels, x, y, test.images, test.labels)
+            uplifts[spread, ratio] = augmentation_uplift(
+                small.images, small.labels, x, y, test.images, test.labels
+            )
     base = uplifts[None, RATIOS[0]]["real_only"]
     print(f"\naugmentation at 10 % ({len(small.labels)} real training images; GAN {SMALL_EPOCHS} epochs, "
           f"batch {SMALL_BATCH}, {small_run['seconds']:.0f} s incl. export + evaluation):")
@@ -101,15 +112,21 @@ def augmentation(train, test) -> None:
     for (spread, ratio), u in uplifts.items():
         kind = "free samples" if spread is None else f"variations of the real images, spread {spread:g}"
         mark = "  <- headline (goal > 0.932)" if spread == SPREAD and ratio == HEADLINE_RATIO else ""
-        print(f"  SVC on 10 % real + {ratio:g}x synthetic, {kind} ({u['augmented_rows']} rows): {u['augmented']:.4f} "
-              f"(uplift {u['uplift']:+.4f}){mark}")
+        print(
+            f"  SVC on 10 % real + {ratio:g}x synthetic, {kind} ({u['augmented_rows']} rows): "
+            f"{u['augmented']:.4f} "
+            f"(uplift {u['uplift']:+.4f}){mark}"
+        )
     print("  controls, no GAN:")
     for ratio in RATIOS:
         copies = int(ratio) + 1
         u = augmentation_uplift(small.images, small.labels, np.concatenate([small.images] * copies),
                                 np.tile(small.labels, copies), test.images, test.labels)
-        print(f"    SVC on the 10 % real images repeated {copies}x ({u['augmented_rows']} rows): {u['augmented']:.4f} "
-              f"(uplift {u['uplift']:+.4f})")
+        print(
+            f"    SVC on the 10 % real images repeated {copies}x ({u['augmented_rows']} rows): "
+            f"{u['augmented']:.4f} "
+            f"(uplift {u['uplift']:+.4f})"
+        )
     print(f"    SVC on 10 % real only, C chosen by 5-fold CV: {tuned_svc(small, test):.4f}")
     sm = small_run["metrics"]
     print(f"  the 10 % GAN itself: CAS {sm['cas']:.4f}, label fidelity {sm['label_fidelity']:.4f}, "

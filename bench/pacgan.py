@@ -24,10 +24,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tabular_quality import run_gen_factory  # noqa: E402
+
 from gen_factory.data import load_dataset, split  # noqa: E402
 from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
 from gen_factory.pipeline import default_epochs  # noqa: E402
-from tabular_quality import run_gen_factory  # noqa: E402
 
 
 class PackedCritic(nn.Module):
@@ -40,7 +41,9 @@ class PackedCritic(nn.Module):
         self.net = nn.Sequential(nn.Linear(width, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                  nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         parts = [x, F.one_hot(labels, self.n_labels).to(x.dtype)]
         if self.cond_dim:
             parts.append(cond if cond is not None else x.new_zeros(len(x), self.cond_dim))
@@ -51,9 +54,13 @@ def scores(train, holdout, epochs: int, pac: int | None) -> dict:
     critic = (lambda spec: PackedCritic(spec.n_labels, spec.shape[0], spec.cond_dim, pac)) if pac else None
     with tempfile.TemporaryDirectory() as tmp:
         draws, timing = run_gen_factory(train, Path(tmp), epochs, critic=critic)
-    heads = [headline(evaluate_table(train.frame(), synth, holdout.frame(), train.label_column)) for synth in draws]
-    return {"fit_seconds": timing["fit_seconds"],
-            **{k: float(np.mean([h[k] for h in heads])) for k in ("quality", "tstr_accuracy", "tstr_macro_f1")}}
+    heads = [
+        headline(evaluate_table(train.frame(), synth, holdout.frame(), train.label_column)) for synth in draws
+    ]
+    return {
+        "fit_seconds": timing["fit_seconds"],
+        **{k: float(np.mean([h[k] for h in heads])) for k in ("quality", "tstr_accuracy", "tstr_macro_f1")},
+    }
 
 
 def main() -> None:
@@ -67,8 +74,11 @@ def main() -> None:
         epochs = default_epochs("table", len(train.labels), 64)
         for pac in [None, *args.pacs]:
             r = scores(train, holdout, epochs, pac)
-            print(f"{name:<14}{'default' if pac is None else f'pac {pac}':<12}{r['quality']:>9.3f}"
-                  f"{r['tstr_accuracy']:>10.3f}{r['tstr_macro_f1']:>9.3f}{r['fit_seconds']:>7.1f}", flush=True)
+            print(
+                f"{name:<14}{'default' if pac is None else f'pac {pac}':<12}{r['quality']:>9.3f}"
+                f"{r['tstr_accuracy']:>10.3f}{r['tstr_macro_f1']:>9.3f}{r['fit_seconds']:>7.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def main() -> None:
 
     started = time.time()
     digits = train_and_register(TrainJob("digits", model_name="bench-digits"), log=lambda *_: None)
-    table = train_and_register(TrainJob("breast_cancer", model_name="bench-breast-cancer"), log=lambda *_: None)
+    table = train_and_register(
+        TrainJob("breast_cancer", model_name="bench-breast-cancer"), log=lambda *_: None
+    )
     print(f"\n# gen_factory quality bench — {time.strftime('%Y-%m-%d')} — {platform.machine()}, "
           f"{os.cpu_count()} cores, 2 Ray Train workers\n")
 
@@ -29,12 +31,21 @@ def main() -> None:
           f"{digits['seconds']:.0f} s incl. export):")
     print(f"  label fidelity (SVC trained on real labels 2000 generated digits): {m['label_fidelity']:.3f}"
           f"; CAS {m['cas']:.3f} (more in bench/image_quality.py)")
-    print("  per label: " + "  ".join(f"{k[-1]}:{v:.2f}" for k, v in m.items() if k.startswith("label_fidelity_")))
+    print(
+        "  per label: "
+        + "  ".join(f"{k[-1]}:{v:.2f}" for k, v in m.items() if k.startswith("label_fidelity_"))
+    )
 
     m = table["metrics"]
     print(f"\nbreast_cancer (WGAN-GP, {table['epochs']} epochs, {table['seconds']:.0f} s incl. export):")
-    print(f"  quality {m['quality']:.3f} (column shapes {m['column_shapes']:.3f}, pair trends {m['column_pair_trends']:.3f})")
-    print(f"  TSTR RandomForest accuracy on the real hold-out: {m['tstr_accuracy']:.3f} (trained on real: {m['real_accuracy']:.3f})")
+    print(
+        f"  quality {m['quality']:.3f} (column shapes {m['column_shapes']:.3f}, pair trends "
+        f"{m['column_pair_trends']:.3f})"
+    )
+    print(
+        f"  TSTR RandomForest accuracy on the real hold-out: {m['tstr_accuracy']:.3f} (trained on real: "
+        f"{m['real_accuracy']:.3f})"
+    )
     real, synth = _table_samples(table["ref"])
     r_mean, r_std, s_mean, s_std = real.mean(), real.std(), synth.mean(), synth.std()
     err = ((s_mean - r_mean).abs() / r_std)

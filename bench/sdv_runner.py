@@ -1,11 +1,14 @@
 """Runs inside the SDV benchmark venv (.venv-bench; SDV is never a gen_factory dependency).
 
-    python bench/sdv_runner.py fit   SYNTH TRAIN.csv LABEL OUT SEED DRAWS -> JSON {fit_seconds, rows_per_second}
-    python bench/sdv_runner.py check REAL.csv SYNTH.csv KINDS_JSON         -> JSON SDMetrics QualityReport scores
+    python bench/sdv_runner.py fit   SYNTH TRAIN.csv LABEL OUT SEED DRAWS
+        -> JSON {fit_seconds, rows_per_second}
+    python bench/sdv_runner.py check REAL.csv SYNTH.csv KINDS_JSON
+        -> JSON SDMetrics QualityReport scores
 
 `fit` trains SDV's CTGANSynthesizer or GaussianCopulaSynthesizer with defaults and writes DRAWS
-samples of as many synthetic rows as the training table has (OUT_0.csv, OUT_1.csv, ...); `check` scores a pair of tables with SDMetrics' own
-QualityReport so gen_factory's re-implementation of the definitions can be compared.
+samples of as many synthetic rows as the training table has (OUT_0.csv, OUT_1.csv, ...); `check`
+scores a pair of tables with SDMetrics' own QualityReport so gen_factory's re-implementation of
+the definitions can be compared.
 """
 
 import json
@@ -52,5 +55,7 @@ def check(real_csv: str, synth_csv: str, kinds_json: str) -> dict:
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    result = fit(args[0], args[1], args[2], args[3], int(args[4]), int(args[5])) if cmd == "fit" else check(*args)
+    result = (
+        fit(args[0], args[1], args[2], args[3], int(args[4]), int(args[5])) if cmd == "fit" else check(*args)
+    )
     print(json.dumps(result))

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import requests
-
 from common import header, registered, temp_home
 
 
@@ -65,8 +64,9 @@ def main() -> None:
         return call
 
     def local_generate():
-        sampling.to_parquet_bytes(sampling.generate_table(model, sampling.resolve_counts(model.label_names,
-                                                                                         rows_per_label=500), 1))
+        sampling.to_parquet_bytes(
+            sampling.generate_table(model, sampling.resolve_counts(model.label_names, rows_per_label=500), 1)
+        )
 
     def local_score():
         anomaly.score(model, anomaly.rows_to_array(model, rows.tolist()))
@@ -77,7 +77,10 @@ def main() -> None:
         timed(fn, 10, 1)
     print(header("serving latency (bench/serve.py)"))
     print(f"{'call':<30}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'p50 overhead ms':>17}")
-    for name, what, local in (("generate 1k rows", "generate", local_generate), ("score 16 rows", "score", local_score)):
+    for name, what, local in (
+        ("generate 1k rows", "generate", local_generate),
+        ("score 16 rows", "score", local_score),
+    ):
         base, _ = timed(local, args.requests, 1)
         print(f"{name + ' in-process':<30}{1:>8}{np.percentile(base, 50) * 1e3:>9.2f}"
               f"{np.percentile(base, 99) * 1e3:>9.2f}{1 / base.mean():>9.0f}")

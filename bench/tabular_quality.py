@@ -6,7 +6,8 @@ gen_factory trains in-process (the same encoding, networks and GANTrainer a Ray 
 `--ray` also times the full Ray Train + MLflow path once) and samples through its exported ONNX
 graph. Every system draws DRAWS samples of as many rows as the training split; the scores are
 their means (with the spread of quality and TSTR macro-F1), since one draw of a few hundred rows
-moves them by several hundredths. SDV runs in its own venv (.venv-bench, `make bench-venv`) through bench/sdv_runner.py.
+moves them by several hundredths. SDV runs in its own venv (.venv-bench, `make bench-venv`)
+through bench/sdv_runner.py.
 Every system is scored by gen_factory.evaluate with SDMetrics' definitions; the SDMetrics
 QualityReport itself scores gen_factory's rows too, as a check of those definitions.
 """
@@ -38,26 +39,35 @@ SAMPLE_ROWS = 20_000
 DRAWS = 5
 
 
-def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0, critic=None) -> tuple[list[pd.DataFrame], dict]:
+def run_gen_factory(
+    train, tmp: Path, epochs: int, seed: int = 0, critic=None
+) -> tuple[list[pd.DataFrame], dict]:
     """DRAWS synthetic tables from an in-process model, and its fit seconds and sampling rows/s;
     `critic(spec)` replaces the discriminator (bench/pacgan.py)."""
     import torch
 
+    from gen_factory.data.transform import encoding_to_dict
     from gen_factory.export import export_bundle
     from gen_factory.models import build_models
     from gen_factory.models.encoder import build_encoder
     from gen_factory.onnx_model import OnnxModel
     from gen_factory.sampling import generate_arrays, generate_table
-    from gen_factory.data.transform import encoding_to_dict
     from gen_factory.train.local import train_table
 
     torch.set_num_threads(1)  # as SDV below; the machine's 2 cores are shared
     started = time.perf_counter()
     g, d, encoding, spec, _ = train_table(train, epochs, seed=seed, critic=critic)
     fit_seconds = time.perf_counter() - started
-    card = {"kind": "table", "label_names": train.label_names, "label_column": train.label_column,
-            "columns": train.columns, "shape": spec.shape, "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
-            "encoding": encoding_to_dict(encoding)}
+    card = {
+        "kind": "table",
+        "label_names": train.label_names,
+        "label_column": train.label_column,
+        "columns": train.columns,
+        "shape": spec.shape,
+        "n_labels": spec.n_labels,
+        "noise_dim": spec.noise_dim,
+        "encoding": encoding_to_dict(encoding),
+    }
     # Only the generator is measured here: the scorer gets an untrained encoder (bench/anomaly.py trains one),
     # and a replaced critic that cannot score one row (PacGAN's) an untrained default one.
     d = build_models(spec)[1].eval() if critic else d
@@ -75,19 +85,38 @@ def run_gen_factory(train, tmp: Path, epochs: int, seed: int = 0, critic=None) -
                    / (time.perf_counter() - started)}
 
 
-def run_sdv(kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0) -> tuple[list[pd.DataFrame], dict]:
+def run_sdv(
+    kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0
+) -> tuple[list[pd.DataFrame], dict]:
     train_csv, out = tmp / "train.csv", tmp / kind
     train_frame.to_csv(train_csv, index=False)
-    done = subprocess.run([str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out), str(seed),
-                           str(DRAWS)], check=True, capture_output=True, text=True)
-    return [pd.read_csv(f"{out}_{draw}.csv") for draw in range(DRAWS)], json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run(
+        [str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out), str(seed), str(DRAWS)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return [pd.read_csv(f"{out}_{draw}.csv") for draw in range(DRAWS)], json.loads(
+        done.stdout.strip().splitlines()[-1]
+    )
 
 
 def sdmetrics_check(real: pd.DataFrame, synth: pd.DataFrame, kinds: dict, tmp: Path) -> dict:
     real.to_csv(tmp / "real.csv", index=False)
     synth.to_csv(tmp / "synth.csv", index=False)
-    out = subprocess.run([str(BENCH_PYTHON), str(RUNNER), "check", str(tmp / "real.csv"), str(tmp / "synth.csv"),
-                          json.dumps(kinds)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            str(BENCH_PYTHON),
+            str(RUNNER),
+            "check",
+            str(tmp / "real.csv"),
+            str(tmp / "synth.csv"),
+            json.dumps(kinds),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -95,15 +124,23 @@ def ray_path_seconds(dataset: str, epochs: int | None) -> float:
     from gen_factory.pipeline import TrainJob, train_and_register
 
     started = time.perf_counter()
-    train_and_register(TrainJob(dataset=dataset, epochs=epochs, num_workers=1, run_name=f"bench-{dataset}-{time.time():.0f}"),
-                       log=lambda *_: None)
+    train_and_register(
+        TrainJob(
+            dataset=dataset, epochs=epochs, num_workers=1, run_name=f"bench-{dataset}-{time.time():.0f}"
+        ),
+        log=lambda *_: None,
+    )
     return time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tables", nargs="+", default=["breast_cancer", "customers"])
-    parser.add_argument("--epochs", type=int, default=None, help="gen_factory epochs (default: the pipeline's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="gen_factory epochs (default: the pipeline's)"
+    )
     parser.add_argument("--ray", action="store_true", help="also time the Ray Train + MLflow path once")
     args = parser.parse_args()
     from gen_factory.pipeline import default_epochs
@@ -125,22 +162,49 @@ def main() -> None:
         for system, (draws, timing) in systems.items():
             results = [evaluate_table(real, synth, hold, train.label_column) for synth in draws]
             heads = pd.DataFrame([headline(r) for r in results])
-            rows.append({"table": name, "system": system, **heads.mean().to_dict(),
-                         "quality_sd": heads["quality"].std(), "tstr_f1_sd": heads["tstr_macro_f1"].std(), **timing,
-                         "epochs": epochs if system == "gen_factory" else None})
+            rows.append(
+                {
+                    "table": name,
+                    "system": system,
+                    **heads.mean().to_dict(),
+                    "quality_sd": heads["quality"].std(),
+                    "tstr_f1_sd": heads["tstr_macro_f1"].std(),
+                    **timing,
+                    "epochs": epochs if system == "gen_factory" else None,
+                }
+            )
             if system == "gen_factory":
                 checks[-1] = (*checks[-1], results[0]["quality"])
     frame = pd.DataFrame(rows)
-    cols = ["table", "system", "quality", "quality_sd", "column_shapes", "column_pair_trends", "tstr_accuracy",
-            "tstr_macro_f1", "tstr_f1_sd", "real_accuracy", "dcr_ratio", "fit_seconds", "rows_per_second", "epochs"]
+    cols = [
+        "table",
+        "system",
+        "quality",
+        "quality_sd",
+        "column_shapes",
+        "column_pair_trends",
+        "tstr_accuracy",
+        "tstr_macro_f1",
+        "tstr_f1_sd",
+        "real_accuracy",
+        "dcr_ratio",
+        "fit_seconds",
+        "rows_per_second",
+        "epochs",
+    ]
     print(f"\n70/30 stratified split, seed 0; TSTR = RandomForest(200, seed 0) on the real hold-out; "
           f"scores are means over {DRAWS} synthetic draws (sd = their standard deviation)")
-    print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"))
+    print(
+        frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}")
+    )
     print("\nSDMetrics QualityReport on gen_factory's first draw vs gen_factory.evaluate (same definitions):")
     for name, sdm, ours in checks:
-        print(f"  {name}: SDMetrics quality {sdm['quality']:.4f} shapes {sdm['column_shapes']:.4f} "
-              f"trends {sdm['column_pair_trends']:.4f} | ours {ours['quality']:.4f} {ours['column_shapes']:.4f} "
-              f"{ours['column_pair_trends']:.4f}")
+        print(
+            f"  {name}: SDMetrics quality {sdm['quality']:.4f} shapes {sdm['column_shapes']:.4f} "
+            f"trends {sdm['column_pair_trends']:.4f} | ours {ours['quality']:.4f} "
+            f"{ours['column_shapes']:.4f} "
+            f"{ours['column_pair_trends']:.4f}"
+        )
     if args.ray:
         print(f"\nRay Train path (1 worker, train + export + evaluate + register), {args.tables[0]}: "
               f"{ray_path_seconds(args.tables[0], args.epochs):.1f} s")

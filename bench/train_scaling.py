@@ -19,7 +19,6 @@ import time
 import warnings
 
 import numpy as np
-
 from common import header, temp_home
 
 CONFIGS = ((1, 64), (2, 64), (2, 128))  # (workers, global batch)
@@ -35,8 +34,10 @@ def main() -> None:
     rows = len(split(load_dataset("digits"))[0].labels)
 
     print(header("training scaling (bench/train_scaling.py)"))
-    print(f"{'':>12}{'workers':>8}{'global batch':>13}{'rows/epoch':>12}{'median epoch s':>16}{'samples/s':>11}"
-          f"{'speed-up':>10}{'wall s':>8}")
+    print(
+        f"{'':>12}{'workers':>8}{'global batch':>13}{'rows/epoch':>12}{'median epoch s':>16}{'samples/s':>11}"
+        f"{'speed-up':>10}{'wall s':>8}"
+    )
     base = None
     for workers, batch in CONFIGS:
         start = time.perf_counter()
@@ -48,16 +49,24 @@ def main() -> None:
         epoch_s = float(np.median(gan))
         rate = rows / epoch_s
         base = base or rate
-        print(f"{'Ray Train':>12}{workers:>8}{batch:>13}{rows:>12}{epoch_s:>16.2f}{rate:>11.0f}{rate / base:>10.2f}"
-              f"{wall:>8.0f}", flush=True)
+        print(
+            f"{'Ray Train':>12}{workers:>8}{batch:>13}{rows:>12}{epoch_s:>16.2f}{rate:>11.0f}"
+            f"{rate / base:>10.2f}"
+            f"{wall:>8.0f}",
+            flush=True,
+        )
     base = None
     for workers, batch in CONFIGS:
         start = time.perf_counter()
         epoch_s = torch_only(workers, batch)
         rate = rows / epoch_s
         base = base or rate
-        print(f"{'torch only':>12}{workers:>8}{batch:>13}{rows:>12}{epoch_s:>16.2f}{rate:>11.0f}{rate / base:>10.2f}"
-              f"{time.perf_counter() - start:>8.0f}", flush=True)
+        print(
+            f"{'torch only':>12}{workers:>8}{batch:>13}{rows:>12}{epoch_s:>16.2f}{rate:>11.0f}"
+            f"{rate / base:>10.2f}"
+            f"{time.perf_counter() - start:>8.0f}",
+            flush=True,
+        )
 
 
 def torch_only(workers: int, batch: int) -> float:
@@ -99,7 +108,9 @@ def _torch_worker(rank: int, world: int, batch: int, port: int, results) -> None
     trainer = GANTrainer(g, d, hyper, spec.noise_dim, [])
     data = TensorDataset(torch.from_numpy(encoding.encode(train.images)), torch.from_numpy(train.labels))
     sampler = DistributedSampler(data, world, rank) if world > 1 else None
-    loader = DataLoader(data, batch_size=batch // world, sampler=sampler, shuffle=sampler is None, drop_last=True)
+    loader = DataLoader(
+        data, batch_size=batch // world, sampler=sampler, shuffle=sampler is None, drop_last=True
+    )
     times = []
     for epoch in range(EPOCHS):
         if sampler:

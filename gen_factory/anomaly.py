@@ -39,8 +39,11 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
         rows = [[row[c] for c in columns] for row in rows]
     for i, row in enumerate(rows):
         if not isinstance(row, (list, tuple)) or len(row) != len(columns):
-            raise DataValidationError(f"rows[{i}]", f"{len(row) if isinstance(row, (list, tuple)) else row!r} value(s)",
-                                      f"send rows of {len(columns)} values (the model's columns: {', '.join(columns)})")
+            raise DataValidationError(
+                f"rows[{i}]",
+                f"{len(row) if isinstance(row, (list, tuple)) else row!r} value(s)",
+                f"send rows of {len(columns)} values (the model's columns: {', '.join(columns)})",
+            )
     out = np.empty((len(rows), len(columns)), dtype=np.float32)
     for j, spec in enumerate(model.card["encoding"]["columns"]):
         out[:, j] = _column_codes([row[j] for row in rows], spec)
@@ -54,8 +57,11 @@ def _column_codes(values: list, spec: dict) -> np.ndarray:
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             if not spec["missing"]:
-                raise DataValidationError(f"rows[{i}][{name!r}]", "missing", "send a value: this column was never "
-                                          "missing in the training data")
+                raise DataValidationError(
+                    f"rows[{i}][{name!r}]",
+                    "missing",
+                    "send a value: this column was never missing in the training data",
+                )
             out[i] = np.nan
         elif spec["kind"] == "categorical":
             key = str(v)
@@ -69,7 +75,9 @@ def _column_codes(values: list, spec: dict) -> np.ndarray:
             except (TypeError, ValueError) as err:
                 raise DataValidationError(f"rows[{i}][{name!r}]", repr(v), "send a number") from err
             if not np.isfinite(out[i]):
-                raise DataValidationError(f"rows[{i}][{name!r}]", repr(v), "send a finite number (or null if missing)")
+                raise DataValidationError(
+                    f"rows[{i}][{name!r}]", repr(v), "send a finite number (or null if missing)"
+                )
     return out
 
 
@@ -80,8 +88,11 @@ def images_to_array(model: OnnxModel, images: list | np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and c == 1:
         arr = arr[:, None]
     if arr.shape[1:] != (c, h, w):
-        raise DataValidationError("images", f"shape {list(arr.shape)}", f"send images shaped [n, {c}, {h}, {w}]"
-                                  + (f" or [n, {h}, {w}]" if c == 1 else ""))
+        raise DataValidationError(
+            "images",
+            f"shape {list(arr.shape)}",
+            f"send images shaped [n, {c}, {h}, {w}]" + (f" or [n, {h}, {w}]" if c == 1 else ""),
+        )
     return arr
 
 
@@ -89,11 +100,15 @@ def label_ids(model: OnnxModel, labels: list | None, n: int) -> np.ndarray | Non
     if labels is None:
         return None
     if len(labels) != n:
-        raise DataValidationError("labels", f"{len(labels)} labels for {n} inputs", "give one label per input, or none")
+        raise DataValidationError(
+            "labels", f"{len(labels)} labels for {n} inputs", "give one label per input, or none"
+        )
     names = model.label_names
     unknown = sorted({str(v) for v in labels} - set(names))
     if unknown:
-        raise DataValidationError("labels", f"unknown label(s) {unknown[:5]}", f"use the model's labels: {', '.join(names)}")
+        raise DataValidationError(
+            "labels", f"unknown label(s) {unknown[:5]}", f"use the model's labels: {', '.join(names)}"
+        )
     return np.array([names.index(str(v)) for v in labels], dtype=np.int64)
 
 
@@ -121,7 +136,9 @@ def respond(model: OnnxModel, matrix: np.ndarray, method: str, by_label: bool) -
     return {"method": method, "scores": scores.tolist(), "threshold": threshold, "is_anomaly": flags}
 
 
-def score_request(model: OnnxModel, rows: list | None, images, labels: list | None, method: str | None) -> dict:
+def score_request(
+    model: OnnxModel, rows: list | None, images, labels: list | None, method: str | None
+) -> dict:
     """A whole score request in this process: checked inputs -> one ONNX call -> the response body."""
     values, label_ids, method = prepare(model, rows, images, labels, method)
     return respond(model, score_matrix(model, values, label_ids), method, label_ids is not None)
@@ -130,7 +147,9 @@ def score_request(model: OnnxModel, rows: list | None, images, labels: list | No
 def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """Scores [n, methods]: against each input's label, else the minimum over all labels (per method)."""
     if len(values) > MAX_INPUTS_PER_REQUEST:
-        raise DataValidationError("inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request")
+        raise DataValidationError(
+            "inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request"
+        )
     if labels is not None:
         return model.score_raw(values, labels).astype(np.float32)
     n_labels = len(model.label_names)
@@ -159,15 +178,22 @@ def thresholds(methods: list[str], given: np.ndarray, best: np.ndarray, fpr: flo
     """Per method, the score above which at most `fpr` of these (normal, held-out) inputs fall: one
     threshold for scoring against the given label (`given`: [n, methods]), one for the best over
     all labels (`best`)."""
-    return {method: {"given_label": _upper_quantile(given[:, k], fpr), "best_label": _upper_quantile(best[:, k], fpr)}
-            for k, method in enumerate(methods)}
+    return {
+        method: {
+            "given_label": _upper_quantile(given[:, k], fpr),
+            "best_label": _upper_quantile(best[:, k], fpr),
+        }
+        for k, method in enumerate(methods)
+    }
 
 
 def _upper_quantile(scores: np.ndarray, fpr: float) -> float:
     return float(np.quantile(scores, 1.0 - fpr, method="higher"))
 
 
-def verdict(model: OnnxModel, scores: np.ndarray, method: str | None, by_label: bool) -> tuple[float | None, list[bool] | None]:
+def verdict(
+    model: OnnxModel, scores: np.ndarray, method: str | None, by_label: bool
+) -> tuple[float | None, list[bool] | None]:
     """(threshold, is_anomaly per score) from the card's calibration; (None, None) if it has none."""
     calibration = model.card.get("anomaly", {}).get("thresholds", {}).get(method or DEFAULT_SCORE_METHOD)
     if not calibration:
@@ -180,7 +206,9 @@ def _as_array(data, field: str) -> np.ndarray:
     try:
         arr = np.asarray(data, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise DataValidationError(field, f"not a numeric array ({err})", "send numbers in equal-length lists") from err
+        raise DataValidationError(
+            field, f"not a numeric array ({err})", "send numbers in equal-length lists"
+        ) from err
     if arr.ndim == 0 or len(arr) == 0:
         raise DataValidationError(field, "no inputs", "send at least one input")
     bad = ~np.isfinite(arr.reshape(len(arr), -1))

@@ -27,11 +27,15 @@ def synthetic_counts(real_labels: np.ndarray, label_names: list[str], ratio: flo
                      classes: list[str] | None = None) -> list[int]:
     """Synthetic rows per label: `ratio` per real row of that label, only for `classes` if given."""
     if not ratio > 0:
-        raise DataValidationError("ratio", ratio, "give a positive number of synthetic rows per real row, e.g. 1.0")
+        raise DataValidationError(
+            "ratio", ratio, "give a positive number of synthetic rows per real row, e.g. 1.0"
+        )
     chosen = set(label_names if classes is None else classes)
     unknown = sorted(chosen - set(label_names))
     if unknown:
-        raise DataValidationError("classes", f"unknown label(s) {unknown}", f"use the model's labels: {', '.join(label_names)}")
+        raise DataValidationError(
+            "classes", f"unknown label(s) {unknown}", f"use the model's labels: {', '.join(label_names)}"
+        )
     real = np.bincount(real_labels, minlength=len(label_names))
     return [int(round(n * ratio)) if name in chosen else 0 for name, n in zip(label_names, real, strict=True)]
 
@@ -45,24 +49,39 @@ def build_augmentation(model: OnnxModel, real: Dataset, ratio: float = 1.0, clas
     turn (so each is used about `ratio` times)."""
     card = model.card
     if list(real.label_names) != list(card["label_names"]):
-        raise DataValidationError("labels", f"data labels {real.label_names} != model labels {card['label_names']}",
-                                  "augment the dataset the model was trained on (same label values)")
+        raise DataValidationError(
+            "labels",
+            f"data labels {real.label_names} != model labels {card['label_names']}",
+            "augment the dataset the model was trained on (same label values)",
+        )
     values = real.images if real.kind == "image" else real.features
     if real.kind != model.kind or list(values.shape[1:]) != list(card["shape"]):
-        raise DataValidationError("dataset", f"{real.kind} of shape {list(values.shape[1:])}",
-                                  f"give {model.kind} data of shape {card['shape']} like the model's training data")
+        raise DataValidationError(
+            "dataset",
+            f"{real.kind} of shape {list(values.shape[1:])}",
+            f"give {model.kind} data of shape {card['shape']} like the model's training data",
+        )
     counts = synthetic_counts(real.labels, real.label_names, ratio, classes)
     if sum(counts) == 0:
         raise DataValidationError("ratio", ratio, "ask for at least one synthetic row (raise --ratio)")
     if spread is None:
         fake, fake_labels = generate_arrays(model, counts, seed)
     else:
-        sources = np.concatenate([np.resize(np.flatnonzero(real.labels == k), n) for k, n in enumerate(counts)])
+        sources = np.concatenate(
+            [np.resize(np.flatnonzero(real.labels == k), n) for k, n in enumerate(counts)]
+        )
         fake, fake_labels = generate_variations(model, values, real.labels, sources, spread, seed)
     parts = [] if synthetic_only else [(values, real.labels, False)]
     parts.append((fake, fake_labels, True))
-    meta = {"ratio": ratio, "classes": classes, "synthetic_only": synthetic_only, "seed": seed, "spread": spread,
-            "synthetic_rows": int(sum(counts)), **(extra_meta or {})}
+    meta = {
+        "ratio": ratio,
+        "classes": classes,
+        "synthetic_only": synthetic_only,
+        "seed": seed,
+        "spread": spread,
+        "synthetic_rows": int(sum(counts)),
+        **(extra_meta or {}),
+    }
     tables = []
     for v, lab, synthetic in parts:
         t = to_arrow(model, v.astype(np.float32), lab, meta)
@@ -101,9 +120,18 @@ def read_augmentation(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
     return values, ids, table.column("synthetic").to_numpy(), meta
 
 
-def augment_dataset(model_ref: str, dataset: str, out: Path, ratio: float = 1.0, classes: list[str] | None = None,
-                    synthetic_only: bool = False, label_column: str = "label", holdout: float | None = None,
-                    seed: int = 0, spread: float | None = None) -> dict:
+def augment_dataset(
+    model_ref: str,
+    dataset: str,
+    out: Path,
+    ratio: float = 1.0,
+    classes: list[str] | None = None,
+    synthetic_only: bool = False,
+    label_column: str = "label",
+    holdout: float | None = None,
+    seed: int = 0,
+    spread: float | None = None,
+) -> dict:
     """`genfactory augment`: resolve the model in the registry, build the dataset, write it, and with a
     `holdout` measure an SVC's accuracy on the held-out real rows, real-only vs augmented."""
     from gen_factory import registry
@@ -121,8 +149,12 @@ def augment_dataset(model_ref: str, dataset: str, out: Path, ratio: float = 1.0,
     table = build_augmentation(model, real, ratio, classes, synthetic_only, seed,
                                {"model": f"{ref.name}/{ref.version}", "source": str(dataset)}, spread)
     write_parquet_atomic(table, out)
-    info = {"path": str(out), "rows": table.num_rows, "synthetic_rows": int(sum(table.column("synthetic").to_pylist())),
-            "model": f"{ref.name}/{ref.version}"}
+    info = {
+        "path": str(out),
+        "rows": table.num_rows,
+        "synthetic_rows": int(sum(table.column("synthetic").to_pylist())),
+        "model": f"{ref.name}/{ref.version}",
+    }
     if test is not None:
         x, y, _, _ = read_augmentation(out)
         real_x = real.images if real.kind == "image" else real.features

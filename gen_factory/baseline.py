@@ -32,23 +32,37 @@ def baseline_counts(label_names: list[str], label_counts: list[int], normal_rows
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise DataValidationError(field, repr(n), "give a whole number >= 0")
     if anomaly_rows and not anomaly_labels:
-        raise DataValidationError("anomaly_rows", anomaly_rows, "name the anomaly label(s) too (--anomaly-label)")
+        raise DataValidationError(
+            "anomaly_rows", anomaly_rows, "name the anomaly label(s) too (--anomaly-label)"
+        )
     normal = [i for i, name in enumerate(label_names) if name not in anomaly_labels]
     if not normal:
-        raise DataValidationError("anomaly_labels", repr(anomaly_labels), "leave at least one label as normal")
+        raise DataValidationError(
+            "anomaly_labels", repr(anomaly_labels), "leave at least one label as normal"
+        )
     counts = [0] * len(label_names)
     counts_normal = _spread(normal_rows, [label_counts[i] for i in normal])
     for i, n in zip(normal, counts_normal, strict=True):
         counts[i] = n
-    for i, n in zip([label_names.index(a) for a in anomaly_labels], _spread(anomaly_rows, [1] * len(anomaly_labels)), strict=True):
+    for i, n in zip(
+        [label_names.index(a) for a in anomaly_labels],
+        _spread(anomaly_rows, [1] * len(anomaly_labels)),
+        strict=True,
+    ):
         counts[i] = n
     if sum(counts) == 0:
         raise DataValidationError("normal_rows", normal_rows, "ask for at least one row")
     return counts
 
 
-def build_baseline(model: OnnxModel, normal_rows: int, anomaly_labels: list[str] | None = None, anomaly_rows: int = 0,
-                   seed: int = 0, extra_meta: dict | None = None) -> tuple[pa.Table, np.ndarray]:
+def build_baseline(
+    model: OnnxModel,
+    normal_rows: int,
+    anomaly_labels: list[str] | None = None,
+    anomaly_rows: int = 0,
+    seed: int = 0,
+    extra_meta: dict | None = None,
+) -> tuple[pa.Table, np.ndarray]:
     """(table with `is_anomaly`, the generated values of its normal rows)."""
     anomaly_labels = list(anomaly_labels or [])
     names = model.label_names
@@ -75,16 +89,28 @@ def baseline_dataset(model_ref: str, out: Path, normal_rows: int, anomaly_labels
     table, synthetic_normal = build_baseline(model, normal_rows, anomaly_labels, anomaly_rows, seed,
                                              {"model": f"{ref.name}/{ref.version}"})
     write_parquet_atomic(table, out)
-    info = {"path": str(out), "rows": table.num_rows, "anomaly_rows": int(sum(table.column("is_anomaly").to_pylist())),
-            "model": f"{ref.name}/{ref.version}"}
+    info = {
+        "path": str(out),
+        "rows": table.num_rows,
+        "anomaly_rows": int(sum(table.column("is_anomaly").to_pylist())),
+        "model": f"{ref.name}/{ref.version}",
+    }
     if evaluate_on:
         normal_labels = [n for n in model.label_names if n not in (anomaly_labels or [])]
-        train, test = training_split(load_dataset(evaluate_on, label_column), holdout, model.card["seed"], normal_labels)
+        train, test = training_split(
+            load_dataset(evaluate_on, label_column), holdout, model.card["seed"], normal_labels
+        )
         is_anomaly = ~np.isin(np.asarray(test.label_names)[test.labels], normal_labels)
         if not is_anomaly.any() or is_anomaly.all():
-            raise DataValidationError("evaluate_on", evaluate_on, "give data whose hold-out has normal and anomaly rows "
-                                      "(name the anomaly label with --anomaly-label)")
-        info["report"] = baseline_report(values_of(train), synthetic_normal, values_of(test), is_anomaly.astype(int), seed)
+            raise DataValidationError(
+                "evaluate_on",
+                evaluate_on,
+                "give data whose hold-out has normal and anomaly rows "
+                "(name the anomaly label with --anomaly-label)",
+            )
+        info["report"] = baseline_report(
+            values_of(train), synthetic_normal, values_of(test), is_anomaly.astype(int), seed
+        )
     return info
 
 

@@ -29,9 +29,14 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
     normal = np.isin(holdout_names, names)
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
     best = anomaly.score_matrix(model, values)  # best over labels: no label is known for an anomaly
-    info = {"fpr": fpr, "default_method": DEFAULT_SCORE_METHOD,
-            "thresholds": anomaly.thresholds(methods, anomaly.score_matrix(model, values[normal], ids), best[normal], fpr),
-            "anomaly_labels": sorted(set(holdout.label_names) - set(names))}
+    info = {
+        "fpr": fpr,
+        "default_method": DEFAULT_SCORE_METHOD,
+        "thresholds": anomaly.thresholds(
+            methods, anomaly.score_matrix(model, values[normal], ids), best[normal], fpr
+        ),
+        "anomaly_labels": sorted(set(holdout.label_names) - set(names)),
+    }
     if normal.all():
         return info
     is_anomaly = (~normal).astype(int)

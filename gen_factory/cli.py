@@ -41,11 +41,15 @@ def _parser() -> argparse.ArgumentParser:
                     "serve labelled Parquet datasets and anomaly scores from ONNX.")
     sub = p.add_subparsers(metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a conditional GAN with Ray Train and register it in MLflow",
-                       description="Train on a bundled dataset (digits, breast_cancer, iris, wine), a Parquet/CSV "
-                                   "table with a label column, or an NPZ file with `images` and `labels`. Runs "
-                                   "with the same --run-name resume from their latest checkpoint.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = sub.add_parser(
+        "train",
+        help="train a conditional GAN with Ray Train and register it in MLflow",
+        description="Train on a bundled dataset (digits, breast_cancer, iris, wine), a Parquet/CSV "
+        "table with a label column, or an NPZ file with `images` and `labels`. Runs "
+        "with the same --run-name resume from their latest checkpoint.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("dataset", help="bundled name or path to .parquet / .csv / .npz")
     t.add_argument("--name", dest="model_name", help="registered model name (default: <dataset>-cgan)")
     t.add_argument("--label-column", default="label", help="label column of a table (default: label)")
@@ -53,39 +57,75 @@ def _parser() -> argparse.ArgumentParser:
                    help="GAN objective (default: wgan-gp; overrides the image variant's)")
     t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan", "projgan-gp"],
                    help="image GAN preset (default: projgan-gp = projection D + WGAN-GP + EMA generator)")
-    t.add_argument("--epochs", type=int, help="passes over the data (default: images 200, or 4000 steps if more; tables 3000 steps, 150-600 epochs)")
-    t.add_argument("--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)")
-    t.add_argument("--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)")
+    t.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the data (default: images 200, or 4000 steps if more; tables 3000 steps, "
+        "150-600 epochs)",
+    )
+    t.add_argument(
+        "--batch-size", type=int, default=64, help="global batch, split over workers (default: 64)"
+    )
+    t.add_argument(
+        "--workers", dest="num_workers", type=int, default=2, help="Ray Train workers (default: 2)"
+    )
     t.add_argument("--gpu", dest="use_gpu", action="store_true", help="one GPU per worker (nccl)")
     t.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (implies --gpu)")
     t.add_argument("--seed", type=int, default=0, help="seed for the split, weights and noise (default: 0)")
-    t.add_argument("--holdout", type=float, default=0.3, help="held-out fraction for evaluation (default: 0.3)")
-    t.add_argument("--alias", default=settings.DEFAULT_ALIAS, help="alias to set on the new version (default: champion)")
-    t.add_argument("--run-name", help="Ray Train / MLflow run name (default: the model name); reuse it to resume")
-    t.add_argument("--normal-label", dest="normal_labels", action="append", metavar="LABEL",
-                   help="train a one-class anomaly model on this label's rows only (repeatable); the other labels "
-                        "of the hold-out measure its anomaly scores")
-    t.add_argument("--encoder-epochs", type=int, help="f-AnoGAN encoder epochs after the GAN (default: half of --epochs)")
-    t.add_argument("--patience", type=int,
-                   help="end the GAN after this many checks (one each 2%% of the run) without a generator closer "
-                        "to the training rows; the closest one ships either way (default: train every epoch)")
-    t.add_argument("--fpr", type=float, default=0.05,
-                   help="false-positive rate of the anomaly threshold on held-out normal data (default: 0.05)")
+    t.add_argument(
+        "--holdout", type=float, default=0.3, help="held-out fraction for evaluation (default: 0.3)"
+    )
+    t.add_argument(
+        "--alias", default=settings.DEFAULT_ALIAS, help="alias to set on the new version (default: champion)"
+    )
+    t.add_argument(
+        "--run-name", help="Ray Train / MLflow run name (default: the model name); reuse it to resume"
+    )
+    t.add_argument(
+        "--normal-label",
+        dest="normal_labels",
+        action="append",
+        metavar="LABEL",
+        help="train a one-class anomaly model on this label's rows only (repeatable); the other labels "
+        "of the hold-out measure its anomaly scores",
+    )
+    t.add_argument(
+        "--encoder-epochs", type=int, help="f-AnoGAN encoder epochs after the GAN (default: half of --epochs)"
+    )
+    t.add_argument(
+        "--patience",
+        type=int,
+        help="end the GAN after this many checks (one each 2%% of the run) without a generator closer "
+        "to the training rows; the closest one ships either way (default: train every epoch)",
+    )
+    t.add_argument(
+        "--fpr",
+        type=float,
+        default=0.05,
+        help="false-positive rate of the anomaly threshold on held-out normal data (default: 0.05)",
+    )
     t.add_argument("--column-type", action="append", metavar="NAME=categorical", dest="column_types",
                    help="model a numeric column as categories (repeatable; other types are inferred)")
     t.set_defaults(func=_train)
 
-    s = sub.add_parser("serve", help="start the HTTP API (Ray Serve) and keep it running",
-                       description="Serves every registered model by name, name@alias or name/version; docs at "
-                                   "/docs. With GENFACTORY_API_TOKEN (or GENFACTORY_API_TOKEN_FILE) set, every "
-                                   "route but /healthz needs `Authorization: Bearer <token>`. Ctrl-C or SIGTERM "
-                                   "stops it and the local Ray it started.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "serve",
+        help="start the HTTP API (Ray Serve) and keep it running",
+        description="Serves every registered model by name, name@alias or name/version; docs at "
+        "/docs. With GENFACTORY_API_TOKEN (or GENFACTORY_API_TOKEN_FILE) set, every "
+        "route but /healthz needs `Authorization: Bearer <token>`. Ctrl-C or SIGTERM "
+        "stops it and the local Ray it started.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1; any other needs a token or --insecure)")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--insecure", action="store_true",
-                   help="listen on a non-loopback host without a token: anyone who reaches the port may call it")
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen on a non-loopback host without a token: anyone who reaches the port may call it",
+    )
     s.set_defaults(func=_serve)
 
     pl = sub.add_parser("pull", help="download a labelled synthetic dataset from the API as Parquet")
@@ -94,60 +134,93 @@ def _parser() -> argparse.ArgumentParser:
     group = pl.add_mutually_exclusive_group(required=True)
     group.add_argument("--rows-per-label", type=int, help="rows for every label")
     group.add_argument("--count", action="append", metavar="LABEL=N", help="rows for one label (repeatable)")
-    pl.add_argument("--condition", action="append", metavar="COLUMN=CATEGORY:N", help="fix a categorical column exactly in N rows (repeatable), e.g. --condition city=lima:30")
+    pl.add_argument(
+        "--condition",
+        action="append",
+        metavar="COLUMN=CATEGORY:N",
+        help="fix a categorical column exactly in N rows (repeatable), e.g. --condition city=lima:30",
+    )
     pl.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
-    pl.add_argument("--url", default=settings.DEFAULT_API_URL, help=f"API URL (default: {settings.DEFAULT_API_URL})")
+    pl.add_argument(
+        "--url", default=settings.DEFAULT_API_URL, help=f"API URL (default: {settings.DEFAULT_API_URL})"
+    )
     pl.set_defaults(func=_pull)
 
-    sc = sub.add_parser("score", help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images",
-                        description="Prints JSON: the scores (higher = stranger), the model's calibrated threshold "
-                                    "and an is_anomaly flag per input - the same over HTTP and with --local.")
+    sc = sub.add_parser(
+        "score",
+        help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images",
+        description="Prints JSON: the scores (higher = stranger), the model's calibrated threshold "
+        "and an is_anomaly flag per input - the same over HTTP and with --local.",
+    )
     sc.add_argument("model", help="name, name@alias or name/version")
     sc.add_argument("file", type=Path, help=".parquet / .csv (columns as the model's) or .npz with `images`")
-    sc.add_argument("--label-column", help="score each row against this column's label (default: best over labels)")
-    sc.add_argument("--method", choices=["fanogan", "critic"],
-                    help="fanogan (default): f-AnoGAN residual through encoder and generator; critic: -discriminator")
-    sc.add_argument("--local", action="store_true",
-                    help="score in this process with ONNX Runtime (model from the MLflow registry), no API needed")
+    sc.add_argument(
+        "--label-column", help="score each row against this column's label (default: best over labels)"
+    )
+    sc.add_argument(
+        "--method",
+        choices=["fanogan", "critic"],
+        help="fanogan (default): f-AnoGAN residual through encoder and generator; critic: -discriminator",
+    )
+    sc.add_argument(
+        "--local",
+        action="store_true",
+        help="score in this process with ONNX Runtime (model from the MLflow registry), no API needed",
+    )
     sc.add_argument("--url", default=settings.DEFAULT_API_URL, help="API URL when not --local")
     sc.set_defaults(func=_score)
 
-    au = sub.add_parser("augment", help="write a labelled Parquet of real + synthetic rows from a registered model",
-                        description="Mix the real dataset with rows from the model's ONNX generator: --ratio synthetic "
-                                    "rows per real row, for every class or only --classes; --synthetic-only drops the "
-                                    "real rows. With --holdout, the real data is split first (as training splits it), "
-                                    "only its training part is written, and an SVC's accuracy on the held-out part is "
-                                    "printed for real-only vs augmented.")
+    au = sub.add_parser(
+        "augment",
+        help="write a labelled Parquet of real + synthetic rows from a registered model",
+        description="Mix the real dataset with rows from the model's ONNX generator: --ratio synthetic "
+        "rows per real row, for every class or only --classes; --synthetic-only drops the "
+        "real rows. With --holdout, the real data is split first (as training splits it), "
+        "only its training part is written, and an SVC's accuracy on the held-out part is "
+        "printed for real-only vs augmented.",
+    )
     au.add_argument("model", help="name, name@alias or name/version")
     au.add_argument("dataset", help="the real data: bundled name or path (as for `train`)")
     au.add_argument("--out", required=True, type=Path, help="Parquet file to write (atomically)")
-    au.add_argument("--ratio", type=float, default=1.0, help="synthetic rows per real row of a class (default: 1.0)")
+    au.add_argument(
+        "--ratio", type=float, default=1.0, help="synthetic rows per real row of a class (default: 1.0)"
+    )
     au.add_argument("--classes", help="comma-separated labels to synthesise (default: all)")
     au.add_argument("--synthetic-only", action="store_true", help="write only the synthetic rows")
-    au.add_argument("--spread", type=float,
-                    help="make each synthetic row a variation of a real row of its class, G(E(x) + SPREAD * noise, "
-                         "y), instead of a free sample; 0.25 stays close to the real rows; measured on images "
-                         "(bench/RESULTS.md) (default: free samples)")
+    au.add_argument(
+        "--spread",
+        type=float,
+        help="make each synthetic row a variation of a real row of its class, G(E(x) + SPREAD * noise, "
+        "y), instead of a free sample; 0.25 stays close to the real rows; measured on images "
+        "(bench/RESULTS.md) (default: free samples)",
+    )
     au.add_argument("--label-column", default="label", help="label column of a table (default: label)")
     au.add_argument("--holdout", type=float, help="hold this fraction out and measure the uplift on it")
     au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")
     au.set_defaults(func=_augment)
 
-    b = sub.add_parser("baseline", help="write an anomaly-detection baseline dataset (synthetic normal + labelled "
-                                        "anomaly rows) and optionally the classic-detector report",
-                       description="Rows from a registered generator with an is_anomaly column: --normal-rows over the "
-                                   "normal labels (training proportions), --anomaly-rows over the --anomaly-label "
-                                   "labels. With --evaluate-on DATASET, IsolationForest, ECOD and KNN are fitted on "
-                                   "real vs on the synthetic normal rows and scored (AUROC) on the real hold-out.")
+    b = sub.add_parser(
+        "baseline",
+        help="write an anomaly-detection baseline dataset (synthetic normal + labelled "
+        "anomaly rows) and optionally the classic-detector report",
+        description="Rows from a registered generator with an is_anomaly column: --normal-rows over the "
+        "normal labels (training proportions), --anomaly-rows over the --anomaly-label "
+        "labels. With --evaluate-on DATASET, IsolationForest, ECOD and KNN are fitted on "
+        "real vs on the synthetic normal rows and scored (AUROC) on the real hold-out.",
+    )
     b.add_argument("model", help="name, name@alias or name/version")
     b.add_argument("--out", required=True, type=Path, help="Parquet file to write (atomically)")
     b.add_argument("--normal-rows", type=int, default=1000, help="synthetic normal rows (default: 1000)")
     b.add_argument("--anomaly-label", dest="anomaly_labels", action="append", metavar="LABEL",
                    help="a label of the model that is an anomaly class (repeatable)")
     b.add_argument("--anomaly-rows", type=int, default=0, help="synthetic anomaly rows (default: 0)")
-    b.add_argument("--evaluate-on", metavar="DATASET", help="the real data (as for `train`) for the detector report")
+    b.add_argument(
+        "--evaluate-on", metavar="DATASET", help="the real data (as for `train`) for the detector report"
+    )
     b.add_argument("--label-column", default="label", help="label column of a table (default: label)")
-    b.add_argument("--holdout", type=float, default=0.3, help="held-out fraction, as in training (default: 0.3)")
+    b.add_argument(
+        "--holdout", type=float, default=0.3, help="held-out fraction, as in training (default: 0.3)"
+    )
     b.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     b.set_defaults(func=_baseline)
 
@@ -199,10 +272,13 @@ def _parser() -> argparse.ArgumentParser:
         ja.add_argument("--address", **address)
         ja.set_defaults(func=_jobs_action, action=action)
 
-    ev = sub.add_parser("evaluate", help="score a synthetic table against the real one; write an HTML report",
-                        description="Quality (SDMetrics definitions: column shapes, column pair trends), TSTR "
-                                    "(RandomForest trained on SYNTHETIC, tested on HOLDOUT) and distance to "
-                                    "closest record. Files are .parquet or .csv with the same columns.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a synthetic table against the real one; write an HTML report",
+        description="Quality (SDMetrics definitions: column shapes, column pair trends), TSTR "
+        "(RandomForest trained on SYNTHETIC, tested on HOLDOUT) and distance to "
+        "closest record. Files are .parquet or .csv with the same columns.",
+    )
     ev.add_argument("real", type=Path, help="the real rows the generator was trained on")
     ev.add_argument("synthetic", type=Path, help="the generated rows")
     ev.add_argument("--holdout", type=Path, required=True, help="real rows not used for training (for TSTR)")
@@ -281,7 +357,7 @@ def _parse_counts(items: list[str] | None) -> dict[str, int] | None:
 
 
 def _parse_conditions(items: list[str] | None) -> dict[str, dict[str, int]] | None:
-    """`--condition COLUMN=CATEGORY:N` items as {column: {category: N}} (validated against the model later)."""
+    """`--condition COLUMN=CATEGORY:N` items as {column: {category: N}} (checked against the model later)."""
     from gen_factory.data.validate import DataValidationError
 
     if not items:
@@ -291,7 +367,9 @@ def _parse_conditions(items: list[str] | None) -> dict[str, dict[str, int]] | No
         column, sep, rest = item.partition("=")
         category, colon, n = rest.rpartition(":")
         if not sep or not colon or not column or not n.strip().isdigit():
-            raise DataValidationError("--condition", repr(item), "write COLUMN=CATEGORY:N, e.g. --condition city=lima:30")
+            raise DataValidationError(
+                "--condition", repr(item), "write COLUMN=CATEGORY:N, e.g. --condition city=lima:30"
+            )
         per_value = conditions.setdefault(column, {})
         per_value[category] = per_value.get(category, 0) + int(n)
     return conditions
@@ -325,9 +403,18 @@ def _pull(args) -> None:
     from gen_factory import client
 
     counts = _parse_counts(args.count)
-    info = client.pull(args.url, args.model, args.out, rows_per_label=args.rows_per_label, counts=counts, seed=args.seed,
-                       conditions=_parse_conditions(args.condition))
-    print(f"wrote {info['rows']} rows ({info['bytes']} bytes) from version {info['version']} to {info['path']}")
+    info = client.pull(
+        args.url,
+        args.model,
+        args.out,
+        rows_per_label=args.rows_per_label,
+        counts=counts,
+        seed=args.seed,
+        conditions=_parse_conditions(args.condition),
+    )
+    print(
+        f"wrote {info['rows']} rows ({info['bytes']} bytes) from version {info['version']} to {info['path']}"
+    )
 
 
 def _score(args) -> None:
@@ -343,13 +430,18 @@ def _score(args) -> None:
                 images = z["images"]
                 labels = [str(v) for v in z["labels"]] if args.label_column else None
         except (OSError, ValueError, KeyError) as err:
-            raise DataValidationError("file", str(args.file), f"give an NPZ with an `images` array "
-                                                              f"({err.__class__.__name__}: {str(err)[:120]})") from err
+            raise DataValidationError(
+                "file",
+                str(args.file),
+                f"give an NPZ with an `images` array ({err.__class__.__name__}: {str(err)[:120]})",
+            ) from err
     elif suffix in (".parquet", ".pq", ".csv"):
         df = _read_rows(args.file)
         if args.label_column:
             if args.label_column not in df.columns:
-                raise DataValidationError("--label-column", repr(args.label_column), "name a column of the file")
+                raise DataValidationError(
+                    "--label-column", repr(args.label_column), "name a column of the file"
+                )
             labels = df.pop(args.label_column).astype(str).tolist()
         rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")  # missing -> JSON null
     else:
@@ -359,7 +451,9 @@ def _score(args) -> None:
     else:
         from gen_factory import client
 
-        result = client.score(args.url, args.model, rows=rows, images=images, labels=labels, method=args.method)
+        result = client.score(
+            args.url, args.model, rows=rows, images=images, labels=labels, method=args.method
+        )
     json.dump(result, sys.stdout)
     print()
 
@@ -379,7 +473,9 @@ def _read_rows(path: Path):
     numeric = df.select_dtypes("number")
     infinite = [c for c in numeric.columns if np.isinf(numeric[c].to_numpy(dtype=float)).any()]
     if infinite:
-        raise DataValidationError(f"column {infinite[0]!r}", "inf", "replace infinite values (e.g. by NaN) first")
+        raise DataValidationError(
+            f"column {infinite[0]!r}", "inf", "replace infinite values (e.g. by NaN) first"
+        )
     return df
 
 
@@ -396,12 +492,26 @@ def _score_locally(ref_text: str, rows, images, labels, method) -> dict:
 def _baseline(args) -> None:
     from gen_factory.baseline import baseline_dataset
 
-    info = baseline_dataset(args.model, args.out, args.normal_rows, args.anomaly_labels, args.anomaly_rows, args.seed,
-                            args.evaluate_on, args.label_column, args.holdout)
-    print(f"wrote {info['rows']} rows ({info['anomaly_rows']} anomalies) from {info['model']} to {info['path']}")
+    info = baseline_dataset(
+        args.model,
+        args.out,
+        args.normal_rows,
+        args.anomaly_labels,
+        args.anomaly_rows,
+        args.seed,
+        args.evaluate_on,
+        args.label_column,
+        args.holdout,
+    )
+    print(
+        f"wrote {info['rows']} rows ({info['anomaly_rows']} anomalies) from {info['model']} to {info['path']}"
+    )
     for name, r in info.get("report", {}).items():
-        print(f"{name:<8} AUROC on the real hold-out: fitted on real {r['real']:.3f}, on synthetic {r['synthetic']:.3f} "
-              f"(loss {r['loss']:+.3f})")
+        print(
+            f"{name:<8} AUROC on the real hold-out: fitted on real {r['real']:.3f}, on synthetic "
+            f"{r['synthetic']:.3f} "
+            f"(loss {r['loss']:+.3f})"
+        )
 
 
 def _augment(args) -> None:
@@ -411,7 +521,10 @@ def _augment(args) -> None:
     info = augment_dataset(args.model, args.dataset, args.out, ratio=args.ratio, classes=classes,
                            synthetic_only=args.synthetic_only, label_column=args.label_column,
                            holdout=args.holdout, seed=args.seed, spread=args.spread)
-    print(f"wrote {info['rows']} rows ({info['synthetic_rows']} synthetic) from {info['model']} to {info['path']}")
+    print(
+        f"wrote {info['rows']} rows ({info['synthetic_rows']} synthetic) from {info['model']} to "
+        f"{info['path']}"
+    )
     if "uplift" in info:
         u = info["uplift"]
         print(f"SVC accuracy on the {u['test_rows']} held-out rows: real only {u['real_only']:.4f}, "
@@ -459,7 +572,9 @@ def _evaluate(args) -> None:
         frames.append(pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path))
     real, synth, holdout = frames
     if args.label_column not in real.columns:
-        raise DataValidationError("--label-column", repr(args.label_column), "name a column of the real table")
+        raise DataValidationError(
+            "--label-column", repr(args.label_column), "name a column of the real table"
+        )
     result = evaluate_table(real, synth, holdout, args.label_column, seed=args.seed)
     if args.report:
         args.report.write_text(html_report(result, real, synth, f"{args.synthetic.name} vs {args.real.name}"))

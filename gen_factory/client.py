@@ -73,9 +73,17 @@ def _retry_after(resp: requests.Response) -> float | None:
     return float(value) if value.replace(".", "", 1).isdigit() else None
 
 
-def generate(api_url: str, model: str, *, rows_per_label: int | None = None, counts: dict[str, int] | None = None,
-             seed: int = 0, conditions: dict | list | None = None, timeout: float = 600,
-             retry_s: float = RETRY_S) -> requests.Response:
+def generate(
+    api_url: str,
+    model: str,
+    *,
+    rows_per_label: int | None = None,
+    counts: dict[str, int] | None = None,
+    seed: int = 0,
+    conditions: dict | list | None = None,
+    timeout: float = 600,
+    retry_s: float = RETRY_S,
+) -> requests.Response:
     """A labelled dataset as the API's response: Parquet bytes in `.content`, version in X-Model-Version."""
     payload = {"seed": seed, "rows_per_label": rows_per_label, "counts": counts, "conditions": conditions}
     return _post(f"{api_url.rstrip('/')}/v1/models/{model}/generate", payload, timeout, retry_s)
@@ -85,8 +93,15 @@ def pull(api_url: str, model: str, out: Path, *, rows_per_label: int | None = No
          counts: dict[str, int] | None = None, seed: int = 0, conditions: dict | list | None = None,
          timeout: float = 600) -> dict:
     """Request a labelled dataset and write it to `out` atomically (temp file + rename)."""
-    resp = generate(api_url, model, rows_per_label=rows_per_label, counts=counts, seed=seed, conditions=conditions,
-                    timeout=timeout)
+    resp = generate(
+        api_url,
+        model,
+        rows_per_label=rows_per_label,
+        counts=counts,
+        seed=seed,
+        conditions=conditions,
+        timeout=timeout,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")

@@ -30,20 +30,32 @@ def run_demo(port: int = 8000, workers: int = 2, keep_serving: bool = False) -> 
 
     url = start(port=port)
     direct = direct_url()
-    print(f"[demo] API up at {url} (docs: {url}/docs)" + (f"; the API replica directly: {direct}" if direct else ""))
+    print(
+        f"[demo] API up at {url} (docs: {url}/docs)"
+        + (f"; the API replica directly: {direct}" if direct else "")
+    )
     outputs = {}
     for dataset, name in MODELS:
         out = home / "datasets" / f"{name}-100-per-label.parquet"
         pulled = client.pull(url, f"{name}@{settings.DEFAULT_ALIAS}", out, rows_per_label=100, seed=0)
         table = pq.read_table(out)
         counts = table.column("label").to_pandas().value_counts().sort_index().to_dict()
-        print(f"[demo] pulled {pulled['rows']} rows of {name} v{pulled['version']} -> {out} (rows per label: {counts})")
+        print(
+            f"[demo] pulled {pulled['rows']} rows of {name} v{pulled['version']} -> {out} (rows per label: "
+            f"{counts})"
+        )
         outputs[name] = {"parquet": str(out), "scores": _score_demo(url, dataset, name)}
 
     print(f"\n[demo] done in {time.time() - started:.0f}s")
     print(f"  datasets:     {home / 'datasets'}")
-    print(f"  MLflow store: {settings.tracking_uri()}  (browse: mlflow ui --backend-store-uri {settings.tracking_uri()})")
-    print(f"  API docs:     {url}/docs" + ("" if keep_serving else "  (stopped now; `genfactory serve` starts it again)"))
+    print(
+        f"  MLflow store: {settings.tracking_uri()}  (browse: mlflow ui --backend-store-uri "
+        f"{settings.tracking_uri()})"
+    )
+    print(
+        f"  API docs:     {url}/docs"
+        + ("" if keep_serving else "  (stopped now; `genfactory serve` starts it again)")
+    )
     if keep_serving:
         print("[demo] serving until Ctrl-C")
         _wait_forever()
@@ -62,7 +74,9 @@ def _score_demo(url: str, dataset: str, name: str, n: int = 5) -> dict:
         payload = lambda x: {"rows": x.tolist()}  # noqa: E731
     else:
         real = holdout.images[pick]
-        perturbed = rng.uniform(holdout.images.min(), holdout.images.max(), size=real.shape).astype(np.float32)
+        perturbed = rng.uniform(holdout.images.min(), holdout.images.max(), size=real.shape).astype(
+            np.float32
+        )
         payload = lambda x: {"images": x}  # noqa: E731
     real_res = client.score(url, f"{name}@{settings.DEFAULT_ALIAS}", **payload(real))
     bad_res = client.score(url, f"{name}@{settings.DEFAULT_ALIAS}", **payload(perturbed))

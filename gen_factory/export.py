@@ -36,25 +36,38 @@ class GeneratorGraph(nn.Module):
         super().__init__()
         self.generator, self.decoder, self.forcer = generator, decoder, forcer
 
-    def forward(self, noise: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, noise: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.forcer is None:
             return self.decoder(self.generator(noise, labels))
         return self.decoder(self.forcer(self.generator(noise, labels, cond), cond))
 
 
 class ScoreGraph(nn.Module):
-    """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(SCORE_METHODS)]; higher = stranger.
+    """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(SCORE_METHODS)];
+    higher = stranger.
 
     `critic`: the negated discriminator output. `fanogan`: the f-AnoGAN residual of x against
     G(E(x), label) - values plus discriminator features, each divided by its mean on the normal
     training data (`scales`), so a typical normal input scores about 2.
     """
 
-    def __init__(self, discriminator: nn.Module, generator: nn.Module, encoder: nn.Module, value_encoder: nn.Module,
-                 scales: tuple[float, float]):
+    def __init__(
+        self,
+        discriminator: nn.Module,
+        generator: nn.Module,
+        encoder: nn.Module,
+        value_encoder: nn.Module,
+        scales: tuple[float, float],
+    ):
         super().__init__()
-        self.discriminator, self.generator, self.encoder, self.value_encoder = (discriminator, generator, encoder,
-                                                                               value_encoder)
+        self.discriminator, self.generator, self.encoder, self.value_encoder = (
+            discriminator,
+            generator,
+            encoder,
+            value_encoder,
+        )
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -115,7 +128,8 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
 
 
 def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tuple[torch.Tensor, ...]:
-    """New random inputs shaped as `example` (values[, labels[, cond]]); cond rows are redrawn from its rows."""
+    """New random inputs shaped as `example` (values[, labels[, cond]]); cond rows are redrawn from
+    its rows."""
     gen = torch.Generator().manual_seed(seed)
     values, *rest = example
     fresh = [torch.randn(batch, *values.shape[1:], generator=gen)]
@@ -166,8 +180,15 @@ def free_shares(generator: nn.Module, encoding, n_labels: int, noise_dim: int) -
     return shares
 
 
-def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module, scales: tuple[float, float],
-                  encoding, card: dict, out_dir: Path) -> dict:
+def export_bundle(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    encoder: nn.Module,
+    scales: tuple[float, float],
+    encoding,
+    card: dict,
+    out_dir: Path,
+) -> dict:
     """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and card.json into `out_dir`;
     return the parity figures.
 
@@ -184,13 +205,25 @@ def export_bundle(generator: nn.Module, discriminator: nn.Module, encoder: nn.Mo
     value_encoder = encoding.encoder()  # both graphs start from raw values
     scorer = ScoreGraph(discriminator, generator, encoder.eval(), value_encoder, scales)
     d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
-    e_diff = export_onnx(EncodeGraph(encoder, value_encoder), (raw,), out_dir / ENCODER_FILE, ["values"], "noise")
+    e_diff = export_onnx(
+        EncodeGraph(encoder, value_encoder), (raw,), out_dir / ENCODER_FILE, ["values"], "noise"
+    )
     diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}
     for what, diff in diffs.items():
         if not diff <= PARITY_TOLERANCE:
-            raise RuntimeError(f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
-    card = {**card, "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE, "encoder": ENCODER_FILE},
-            "score_methods": list(SCORE_METHODS), "parity_max_abs_diff": diffs,
-            **({"free_shares": shares} if (shares := free_shares(generator, encoding, n_labels, noise_dim)) else {})}
+            raise RuntimeError(
+                f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})"
+            )
+    card = {
+        **card,
+        "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE, "encoder": ENCODER_FILE},
+        "score_methods": list(SCORE_METHODS),
+        "parity_max_abs_diff": diffs,
+        **(
+            {"free_shares": shares}
+            if (shares := free_shares(generator, encoding, n_labels, noise_dim))
+            else {}
+        ),
+    }
     write_card(out_dir, card)
     return card["parity_max_abs_diff"]

@@ -37,7 +37,9 @@ def load_spec(path: Path) -> dict:
         unknown = sorted(set(block) - allowed)
         if unknown:
             where = f"{section}." if section else ""
-            raise DataValidationError(f"spec {where}{unknown[0]}", "unknown key", f"use only: {', '.join(sorted(allowed))}")
+            raise DataValidationError(
+                f"spec {where}{unknown[0]}", "unknown key", f"use only: {', '.join(sorted(allowed))}"
+            )
     for key in ("name", "dataset"):
         if not spec.get(key):
             raise DataValidationError(f"spec {key}", "missing", f"add `{key}:` to {path}")

@@ -23,7 +23,8 @@ def providers() -> list[str]:
 
 
 class OnnxModel:
-    """Loads `model.onnx` (generator), `discriminator.onnx` (scorer) and `encoder.onnx` from an export bundle."""
+    """Loads `model.onnx` (generator), `discriminator.onnx` (scorer) and `encoder.onnx` from an
+    export bundle."""
 
     def __init__(self, bundle_dir: Path, threads: int | None = None):
         import onnxruntime as ort
@@ -35,7 +36,9 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
         files = self.card["files"]
-        self.generator = ort.InferenceSession(str(self.dir / files["generator"]), options, providers=providers())
+        self.generator = ort.InferenceSession(
+            str(self.dir / files["generator"]), options, providers=providers()
+        )
         self.scorer = ort.InferenceSession(str(self.dir / files["scorer"]), options, providers=providers())
         self._options, self._encoder = options, None  # opened on first use: serving and bulk never need it
 
@@ -56,7 +59,9 @@ class OnnxModel:
         """Whether the generator takes a cond vector (a table with categorical columns)."""
         return any(i.name == "cond" for i in self.generator.get_inputs())
 
-    def generate_raw(self, noise: np.ndarray, labels: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
+    def generate_raw(
+        self, noise: np.ndarray, labels: np.ndarray, cond: np.ndarray | None = None
+    ) -> np.ndarray:
         feeds = {"noise": noise, "labels": labels}
         if self.conditional:  # no cond given: every column free (zeros)
             width = self.generator.get_inputs()[2].shape[1]

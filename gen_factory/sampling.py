@@ -45,7 +45,11 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
         raise DataValidationError("counts", "both or neither of counts / rows_per_label",
                                   "give either counts per label or rows_per_label")
     if rows_per_label is not None:
-        if isinstance(rows_per_label, bool) or not isinstance(rows_per_label, (int, np.integer)) or rows_per_label < 0:
+        if (
+            isinstance(rows_per_label, bool)
+            or not isinstance(rows_per_label, (int, np.integer))
+            or rows_per_label < 0
+        ):
             raise DataValidationError("rows_per_label", repr(rows_per_label), "give a whole number >= 0")
         counts = {name: rows_per_label for name in label_names}
     out = [0] * len(label_names)
@@ -60,8 +64,12 @@ def resolve_counts(label_names: list[str], counts: dict[str, int] | None = None,
     if total == 0:
         raise DataValidationError("counts", "0 rows in total", "ask for at least one row")
     if total > limit:
-        raise DataValidationError("counts", f"{total} rows in total", f"ask for at most {limit} rows per request; split larger datasets over several "
-                                  "seeds, or write them with `genfactory generate` (bulk)")
+        raise DataValidationError(
+            "counts",
+            f"{total} rows in total",
+            f"ask for at most {limit} rows per request; split larger datasets over several "
+            "seeds, or write them with `genfactory generate` (bulk)",
+        )
     return out
 
 
@@ -77,8 +85,14 @@ def generate_arrays(model: OnnxModel, counts: list[int], seed: int | list[int],
     return _run_generator(model, labels, np.random.default_rng(seed), codes=codes), labels
 
 
-def _run_generator(model: OnnxModel, labels: np.ndarray, rng: np.random.Generator, codes: np.ndarray | None = None,
-                   centres: np.ndarray | None = None, spread: float = 1.0) -> np.ndarray:
+def _run_generator(
+    model: OnnxModel,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    codes: np.ndarray | None = None,
+    centres: np.ndarray | None = None,
+    spread: float = 1.0,
+) -> np.ndarray:
     """The generator's decoded output for `labels`, chunk by chunk, the noise drawn from `rng` in
     row order (so the chunk size never changes a row): standard normal, or `centres` + `spread` x
     standard normal; `codes` per row give the cond vectors (conditional tables)."""
@@ -105,8 +119,14 @@ def generate_variations(model: OnnxModel, values: np.ndarray, labels: np.ndarray
     samples. Table models draw every categorical column freely (no cond vector), as the encoder
     was trained."""
     if not model.has_encoder:
-        raise DataValidationError("spread", spread, "this model was exported without an encoder: train it again")
-    if isinstance(spread, bool) or not isinstance(spread, numbers.Real) or not (np.isfinite(spread) and spread >= 0):
+        raise DataValidationError(
+            "spread", spread, "this model was exported without an encoder: train it again"
+        )
+    if (
+        isinstance(spread, bool)
+        or not isinstance(spread, numbers.Real)
+        or not (np.isfinite(spread) and spread >= 0)
+    ):
         raise DataValidationError("spread", repr(spread), "give a number >= 0, e.g. 0.25")
     sources = np.asarray(sources, dtype=np.int64)
     if len(sources) == 0 or sources.min() < 0 or sources.max() >= len(values):
@@ -114,26 +134,37 @@ def generate_variations(model: OnnxModel, values: np.ndarray, labels: np.ndarray
                                   "give at least one index of a real row")
     used, at_used = np.unique(sources, return_inverse=True)  # encode only the rows varied
     rows = np.asarray(values, dtype=np.float32)[used]
-    codes = np.concatenate([model.encode_raw(rows[i:i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)])
+    codes = np.concatenate(
+        [model.encode_raw(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
+    )
     out_labels = np.asarray(labels, dtype=np.int64)[sources]
-    out = _run_generator(model, out_labels, np.random.default_rng(seed), centres=codes[at_used], spread=spread)
+    out = _run_generator(
+        model, out_labels, np.random.default_rng(seed), centres=codes[at_used], spread=spread
+    )
     return out, out_labels
 
 
 def _condition_codes(model: OnnxModel, conditions: dict | list | None, labels: np.ndarray,
                      seed: int | list[int]) -> np.ndarray | None:
-    placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # leaves the noise stream as it was
+    placement = np.random.default_rng(
+        np.random.SeedSequence(seed).spawn(1)[0]
+    )  # leaves the noise stream as it was
     if not conditions:
         return implicit_codes(model.card["encoding"]["columns"], labels, placement,
                               model.card.get("free_shares")) if model.conditional else None
     if model.kind != "table" or not model.conditional:
-        raise DataValidationError("conditions", repr(conditions)[:80],
-                                  "this model takes no conditions: it has no categorical columns, or was trained "
-                                  "before conditions existed (train it again)")
+        raise DataValidationError(
+            "conditions",
+            repr(conditions)[:80],
+            "this model takes no conditions: it has no categorical columns, or was trained "
+            "before conditions existed (train it again)",
+        )
     return resolve_conditions(model.card["encoding"]["columns"], conditions, len(labels), placement)
 
 
-def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_meta: dict | None = None) -> pa.Table:
+def to_arrow(
+    model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_meta: dict | None = None
+) -> pa.Table:
     """Columns named as in the source (tables) or one `pixels` list column (images), plus `label`.
 
     The label is dictionary-encoded with every label name, and the schema metadata carries the
@@ -145,7 +176,10 @@ def to_arrow(model: OnnxModel, values: np.ndarray, labels: np.ndarray, extra_met
     label_array = pa.DictionaryArray.from_arrays(pa.array(labels.astype(np.int32)), names)
     if model.kind == "table":
         columns = np.ascontiguousarray(values.T)  # one contiguous buffer per column: fast to wrap
-        arrays = [column_array(col_values, col) for col_values, col in zip(columns, card["encoding"]["columns"], strict=True)]
+        arrays = [
+            column_array(col_values, col)
+            for col_values, col in zip(columns, card["encoding"]["columns"], strict=True)
+        ]
         fields = list(card["columns"])
     else:
         flat = values.reshape(len(values), -1)

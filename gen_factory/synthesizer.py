@@ -30,13 +30,16 @@ class Synthesizer:
     def fit(self, df: pd.DataFrame, label: str, alias: str | None = settings.DEFAULT_ALIAS,
             column_types: dict[str, str] | None = None) -> "Synthesizer":
         """Validate `df` (errors name the column), train on Ray, register a new version of `name`.
-        `column_types` overrides inferred types: {"zip": "categorical"} models a numeric column as categories."""
+        `column_types` overrides inferred types: {"zip": "categorical"} models a numeric column as
+        categories."""
         from gen_factory.pipeline import TrainJob, train_and_register
 
         path = settings.data_dir() / "datasets" / f"{self.name}.parquet"
         job = TrainJob(str(path), model_name=self.name, label_column=label, epochs=self.epochs,
                        num_workers=self.num_workers, seed=self.seed, alias=alias, column_types=column_types)
-        table_from_frame(df, label, categorical=sorted(column_types or {}))  # refuse bad input before any write
+        table_from_frame(
+            df, label, categorical=sorted(column_types or {})
+        )  # refuse bad input before any write
         path.parent.mkdir(parents=True, exist_ok=True)
         df.to_parquet(path)
         summary = train_and_register(job, log=lambda *_: None)
@@ -55,12 +58,20 @@ class Synthesizer:
         fixes categorical columns exactly: {"city": {"lima": 30, "oslo": 20}} (that many rows of each,
         placed at random), or one {column: category} per row in label order."""
         if self.model is None:
-            raise DataValidationError("synthesizer", "not fitted", "call fit(df, label=...) or Synthesizer.load(ref)")
+            raise DataValidationError(
+                "synthesizer", "not fitted", "call fit(df, label=...) or Synthesizer.load(ref)"
+            )
         if (n is None) == (counts is None):
-            raise DataValidationError("sample", "both or neither of n / counts", "give n rows or counts per label")
+            raise DataValidationError(
+                "sample", "both or neither of n / counts", "give n rows or counts per label"
+            )
         if counts is None:
-            counts = dict(zip(self.model.label_names, apportion(n, self.model.card["label_counts"]), strict=True))
-        table = generate_table(self.model, resolve_counts(self.model.label_names, counts), seed, conditions=conditions)
+            counts = dict(
+                zip(self.model.label_names, apportion(n, self.model.card["label_counts"]), strict=True)
+            )
+        table = generate_table(
+            self.model, resolve_counts(self.model.label_names, counts), seed, conditions=conditions
+        )
         return table.to_pandas()
 
     def _open(self, ref: registry.ModelRef) -> "Synthesizer":

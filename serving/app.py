@@ -90,8 +90,8 @@ async def require_token(credentials: HTTPAuthorizationCredentials | None = Secur
 
 api = FastAPI(
     title="gen_factory",
-    description="Labelled synthetic datasets as Parquet, and anomaly scores, from conditional GANs in the MLflow "
-                "registry. Every error has one shape (ErrorBody) naming the field and the fix.",
+    description="Labelled synthetic datasets as Parquet, and anomaly scores, from conditional GANs in the "
+    "MLflow registry. Every error has one shape (ErrorBody) naming the field and the fix.",
     version="0.2.0",
     responses=error_responses(400, 404, 413, 422, 503),
 )
@@ -178,7 +178,9 @@ class _ModelHost:
         return OnnxModel(path)
 
 
-def _generate(model, model_id: str, counts: list[int], seed: int, conditions: dict | list | None) -> tuple[bytes, int]:
+def _generate(
+    model, model_id: str, counts: list[int], seed: int, conditions: dict | list | None
+) -> tuple[bytes, int]:
     from gen_factory.sampling import generate_table, to_parquet_bytes
 
     name, version = model_id.rsplit("/", 1)
@@ -201,7 +203,9 @@ class ModelRunner(_ModelHost):
     def __init__(self, data_dir: str | None = None, tracking_uri: str | None = None):
         _pin_stores(data_dir, tracking_uri)
 
-    async def generate(self, counts: list[int], seed: int, conditions: dict | list | None) -> tuple[bytes, int] | dict:
+    async def generate(
+        self, counts: list[int], seed: int, conditions: dict | list | None
+    ) -> tuple[bytes, int] | dict:
         model_id = serve.get_multiplexed_model_id()
         model = await self.get_model(model_id)
         try:
@@ -209,13 +213,17 @@ class ModelRunner(_ModelHost):
         except DataValidationError as err:
             return _input_error(err)
 
-    async def score(self, rows: list | None, images: list | None, labels: list | None, method: str | None) -> dict:
+    async def score(
+        self, rows: list | None, images: list | None, labels: list | None, method: str | None
+    ) -> dict:
         from gen_factory import anomaly
 
         model_id = serve.get_multiplexed_model_id()
         model = await self.get_model(model_id)
         try:
-            values, label_ids, method = await asyncio.to_thread(anomaly.prepare, model, rows, images, labels, method)
+            values, label_ids, method = await asyncio.to_thread(
+                anomaly.prepare, model, rows, images, labels, method
+            )
         except DataValidationError as err:
             return _input_error(err)
         matrix = await self._score_batch(model_id, values, label_ids)
@@ -233,7 +241,9 @@ class ModelRunner(_ModelHost):
             stacked = np.concatenate([values[i] for i in idx])
             labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
             scores = await asyncio.to_thread(_score_matrix, model, stacked, labels)
-            for i, part in zip(idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1]), strict=True):
+            for i, part in zip(
+                idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1]), strict=True
+            ):
                 out[i] = part
         return out
 
@@ -252,7 +262,10 @@ def _batch_groups(model_ids: list[str], values: list[np.ndarray], label_ids: lis
     for i, (model_id, labels) in enumerate(zip(model_ids, label_ids, strict=True)):
         key = (model_id, labels is None)
         current = groups.setdefault(key, [[]])
-        if current[-1] and sum(len(values[j]) for j in current[-1]) + len(values[i]) > RUNNER_BATCH_MAX_INPUTS:
+        if (
+            current[-1]
+            and sum(len(values[j]) for j in current[-1]) + len(values[i]) > RUNNER_BATCH_MAX_INPUTS
+        ):
             current.append([])
         current[-1].append(i)
     return [(model_id, best, idx) for (model_id, best), chunks in groups.items() for idx in chunks]
@@ -267,7 +280,7 @@ async def _call(method, *args):
 
 
 async def _checked(fn, *args):
-    """`fn(*args)` on a thread, with an input error as HTTP 422 that names the field, the value and the fix."""
+    """`fn(*args)` on a thread; an input error becomes HTTP 422 naming the field, the value and the fix."""
     try:
         return await asyncio.to_thread(fn, *args)
     except DataValidationError as err:
@@ -302,10 +315,17 @@ class GenFactoryAPI(_ModelHost):
             if ref is None:
                 ref = await asyncio.to_thread(self.resolve, ref_text)
         except registry.ModelNotFound as err:
-            raise Problem(404, str(err), field="name", fix="list the registered models with GET /v1/models") from err
+            raise Problem(
+                404, str(err), field="name", fix="list the registered models with GET /v1/models"
+            ) from err
         except registry.RegistryUnavailable as err:
-            raise Problem(503, f"{err} -- fix: retry shortly", headers={"Retry-After": "5"}, field="name",
-                          fix="retry shortly") from err
+            raise Problem(
+                503,
+                f"{err} -- fix: retry shortly",
+                headers={"Retry-After": "5"},
+                field="name",
+                fix="retry shortly",
+            ) from err
         model_id = f"{ref.name}/{ref.version}"
         return ref, model_id, await self.get_model(model_id)
 
@@ -313,7 +333,9 @@ class GenFactoryAPI(_ModelHost):
     def healthz(self) -> Health:
         return Health(status="ok")
 
-    @api.get("/v1/models", response_model=list[ModelInfo], dependencies=SECURED, responses=error_responses(401))
+    @api.get(
+        "/v1/models", response_model=list[ModelInfo], dependencies=SECURED, responses=error_responses(401)
+    )
     async def models(self) -> list[ModelInfo]:
         from gen_factory import registry
 
@@ -343,7 +365,9 @@ class GenFactoryAPI(_ModelHost):
         else:
             runner = self.runner.options(multiplexed_model_id=model_id)
             data, rows = await _call(runner.generate, counts, request.seed, request.conditions)
-        return Response(data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)})
+        return Response(
+            data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)}
+        )
 
     @api.post("/v1/models/{name:path}/score", response_model=ScoreResponse, dependencies=SECURED,
               responses=error_responses(401))
@@ -408,8 +432,12 @@ def start(host: str = "127.0.0.1", port: int = 8000, insecure: bool = False) -> 
     from gen_factory.cluster import ensure_ray
 
     if not insecure and settings.api_token() is None and host not in ("127.0.0.1", "localhost", "::1"):
-        raise DataValidationError("--host", repr(host), "set GENFACTORY_API_TOKEN (or GENFACTORY_API_TOKEN_FILE) "
-                                  "so callers must authenticate, or pass --insecure to serve without a token")
+        raise DataValidationError(
+            "--host",
+            repr(host),
+            "set GENFACTORY_API_TOKEN (or GENFACTORY_API_TOKEN_FILE) "
+            "so callers must authenticate, or pass --insecure to serve without a token",
+        )
     ensure_ray()
     serve.start(http_options={"host": host, "port": port}, logging_config=LOGGING)
     serve.run(build_app({"data_dir": str(settings.data_dir()), "tracking_uri": settings.tracking_uri()}),

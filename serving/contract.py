@@ -57,9 +57,11 @@ class _GenerateOptions(BaseModel):
     seed: Seed = Field(
         0, description="the same model, counts and seed give identical Parquet bytes")
     conditions: dict[str, dict[str, Count]] | list[dict[str, StrictStr]] = Field(
-        None, description="categorical columns forced exactly: {\"city\": {\"lima\": 30}} (rows per category, "
-                          "placed at random by the seed) or one {column: category} object per row, in label order",
-        json_schema_extra=_no_default)
+        None,
+        description='categorical columns forced exactly: {"city": {"lima": 30}} (rows per category, '
+        "placed at random by the seed) or one {column: category} object per row, in label order",
+        json_schema_extra=_no_default,
+    )
 
 
 class GenerateCounts(_GenerateOptions):
@@ -94,8 +96,10 @@ class _ScoreOptions(BaseModel):
 class ScoreRows(_ScoreOptions):
     """Table rows."""
 
-    rows: Rows = Field(description="table rows: lists in the model's column order, or {column: value} objects; "
-                                   "categories as strings, null where a value is missing")
+    rows: Rows = Field(
+        description="table rows: lists in the model's column order, or {column: value} objects; "
+        "categories as strings, null where a value is missing"
+    )
 
 
 class ScoreImages(_ScoreOptions):
@@ -114,8 +118,10 @@ class ScoreResponse(BaseModel):
     version: str
     method: str
     scores: list[float] = Field(description="higher = less like the training data")
-    threshold: float | None = Field(description="scores above it are anomalies (set at the model's false-positive "
-                                                "rate on held-out normal data)")
+    threshold: float | None = Field(
+        description="scores above it are anomalies (set at the model's false-positive "
+        "rate on held-out normal data)"
+    )
     is_anomaly: list[bool] | None
 
 
@@ -140,7 +146,12 @@ class ErrorBody(BaseModel):
 
 def error_responses(*statuses: int) -> dict:
     """OpenAPI `responses` entries documenting `statuses` with the one error shape."""
-    meaning = {400: "malformed request", 401: "missing or wrong bearer token", 404: "no such model or route",
-               413: "request body too large", 422: "invalid request", 503: "overloaded or registry unreachable; "
-               "retry after the Retry-After header's seconds"}
+    meaning = {
+        400: "malformed request",
+        401: "missing or wrong bearer token",
+        404: "no such model or route",
+        413: "request body too large",
+        422: "invalid request",
+        503: "overloaded or registry unreachable; retry after the Retry-After header's seconds",
+    }
     return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}

@@ -82,7 +82,15 @@ class BodyLimit:
 async def _reject(send: Send, err: HTTPException) -> None:
     """The API's error shape (serving.contract.ErrorBody), written before the app ever runs."""
     body = json.dumps({"detail": err.detail, "field": "body", "fix": "send a smaller body"}).encode()
-    await send({"type": "http.response.start", "status": err.status_code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

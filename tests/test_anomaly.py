@@ -23,7 +23,10 @@ def test_one_class_split_keeps_normal_rows_relabelled_and_the_whole_holdout():
     data = load_dataset("digits")
     train, holdout = training_split(data, 0.3, 0, ["7", "3"])
     assert train.label_names == ["7", "3"]
-    assert set(np.asarray(data.label_names)[np.flatnonzero(np.isin(data.label_names, ["3", "7"]))]) == {"3", "7"}
+    assert set(np.asarray(data.label_names)[np.flatnonzero(np.isin(data.label_names, ["3", "7"]))]) == {
+        "3",
+        "7",
+    }
     assert sorted(np.unique(train.labels)) == [0, 1] and holdout.label_names == data.label_names
     sevens = values_of(train)[train.labels == 0]
     assert len(sevens) == (train.labels == 0).sum() > 100
@@ -58,16 +61,27 @@ def one_class_bundle(tmp_path_factory):
     t = rng.normal(size=n)
     normal = np.column_stack([t, t + 0.2 * rng.normal(size=n), rng.integers(0, 5, n)])
     odd = np.column_stack([t[:120], -t[:120] + 0.2 * rng.normal(size=120), rng.integers(0, 5, 120)])
-    frame = pd.DataFrame(np.vstack([normal, odd]), columns=["a", "b", "c"]).assign(c=lambda f: f.c.astype(int))
+    frame = pd.DataFrame(np.vstack([normal, odd]), columns=["a", "b", "c"]).assign(
+        c=lambda f: f.c.astype(int)
+    )
     frame["kind"] = ["ok"] * n + ["odd"] * 120
     data = table_from_frame(frame, "kind")
     train, holdout = training_split(data, 0.3, 0, ["ok"])
     g, d, enc, spec, _ = train_table(train, epochs=60, seed=0)
     x, labels = torch.from_numpy(enc.encode(train.features)), torch.from_numpy(train.labels)
     encoder, scales = train_encoder(g, d, spec, x, labels, epochs=30)
-    card = {"kind": "table", "label_names": train.label_names, "label_column": "kind", "columns": train.columns,
-            "shape": spec.shape, "n_labels": 1, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(enc),
-            "label_counts": [len(train.labels)], "seed": 0}
+    card = {
+        "kind": "table",
+        "label_names": train.label_names,
+        "label_column": "kind",
+        "columns": train.columns,
+        "shape": spec.shape,
+        "n_labels": 1,
+        "noise_dim": spec.noise_dim,
+        "encoding": encoding_to_dict(enc),
+        "label_counts": [len(train.labels)],
+        "seed": 0,
+    }
     path = tmp_path_factory.mktemp("oneclass") / "bundle"
     export_bundle(g, d, encoder, scales, enc, card, path)
     return path, train, holdout
@@ -77,7 +91,9 @@ def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_cl
     path, train, holdout = one_class_bundle
     info = calibrate_bundle(OnnxModel(path), train, holdout, fpr=0.1)
     assert info["anomaly_labels"] == ["odd"] and info["default_method"] == "fanogan"
-    assert info["holdout"]["fanogan"]["auroc"] > 0.8  # off the learned diagonal (they overlap near 0; noise: 0.5)
+    assert (
+        info["holdout"]["fanogan"]["auroc"] > 0.8
+    )  # off the learned diagonal (they overlap near 0; noise: 0.5)
     assert set(info["baseline"]) == {"iforest", "ecod", "knn"}
     for r in info["baseline"].values():
         assert 0 <= r["synthetic"] <= 1 and r["loss"] == pytest.approx(r["real"] - r["synthetic"])
@@ -98,8 +114,12 @@ def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_cl
 def test_baseline_counts_are_exact_and_checked():
     assert baseline_counts(["a", "b", "c"], [30, 10, 60], 7, ["b"], 5) == [2, 5, 5]  # 7 as 2.33 : 4.67
     assert sum(baseline_counts(["a", "b"], [1, 2], 1000, [], 0)) == 1000
-    for args, field in ((([["a"], [5], 10, ["x"], 1]), "anomaly_labels"), (([["a"], [5], 10, ["a"], 1]), "anomaly_labels"),
-                        (([["a", "b"], [5, 5], 10, [], 3]), "anomaly_rows"), (([["a"], [5], -1, [], 0]), "normal_rows")):
+    for args, field in (
+        (([["a"], [5], 10, ["x"], 1]), "anomaly_labels"),
+        (([["a"], [5], 10, ["a"], 1]), "anomaly_labels"),
+        (([["a", "b"], [5, 5], 10, [], 3]), "anomaly_rows"),
+        (([["a"], [5], -1, [], 0]), "normal_rows"),
+    ):
         with pytest.raises(DataValidationError) as err:
             baseline_counts(*args)
         assert err.value.field == field

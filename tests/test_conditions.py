@@ -8,13 +8,20 @@ import pytest
 from gen_factory import sampling
 from gen_factory.cli import _parse_conditions
 from gen_factory.data import DataValidationError, load_dataset
-from gen_factory.data.conditions import FREE, CondSampler, cond_blocks, implicit_codes, one_hot, split_conditions
+from gen_factory.data.conditions import (
+    FREE,
+    CondSampler,
+    cond_blocks,
+    implicit_codes,
+    one_hot,
+    split_conditions,
+)
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.export import export_bundle
-from gen_factory.models.encoder import build_encoder
 from gen_factory.models import build_models, spec_for
+from gen_factory.models.encoder import build_encoder
 from gen_factory.onnx_model import OnnxModel
 from gen_factory.pipeline import TrainJob
 from gen_factory.train.local import train_table
@@ -29,10 +36,19 @@ def _city_frame(n=400, seed=0):
 
 
 def _export(tmp_path, train, g, d, enc, spec):
-    card = {"kind": "table", "label_names": train.label_names, "label_column": "label", "columns": train.columns,
-            "shape": spec.shape, "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
-            "encoding": encoding_to_dict(enc)}
-    export_bundle(g, d, build_encoder(spec).eval(), (1.0, 1.0), enc, card, tmp_path)  # generation only: any encoder
+    card = {
+        "kind": "table",
+        "label_names": train.label_names,
+        "label_column": "label",
+        "columns": train.columns,
+        "shape": spec.shape,
+        "n_labels": spec.n_labels,
+        "noise_dim": spec.noise_dim,
+        "encoding": encoding_to_dict(enc),
+    }
+    export_bundle(
+        g, d, build_encoder(spec).eval(), (1.0, 1.0), enc, card, tmp_path
+    )  # generation only: any encoder
     return OnnxModel(tmp_path)
 
 
@@ -63,7 +79,9 @@ def test_cond_blocks_line_up_with_the_encoded_one_hot_spans(method):
 
 def test_training_by_sampling_draws_values_by_log_frequency_and_real_rows_holding_them():
     values = np.repeat([0.0, 1.0, 2.0], [900, 90, 10])[:, None].astype(np.float32)
-    blocks = cond_blocks([{"name": "k", "kind": "categorical", "categories": ["u", "v", "w"], "missing": False}])
+    blocks = cond_blocks(
+        [{"name": "k", "kind": "categorical", "categories": ["u", "v", "w"], "missing": False}]
+    )
     rows, codes = CondSampler(values, blocks, uncond_prob=0.0).sample(20_000, np.random.default_rng(0))
     logf = np.log1p([900, 90, 10])
     np.testing.assert_allclose(np.bincount(codes[:, 0]) / 20_000, logf / logf.sum(), atol=0.015)
@@ -71,7 +89,9 @@ def test_training_by_sampling_draws_values_by_log_frequency_and_real_rows_holdin
     rows, codes = CondSampler(values, blocks, uncond_prob=0.3).sample(20_000, np.random.default_rng(1))
     assert abs((codes[:, 0] == FREE).mean() - 0.3) < 0.02
     free = rows[codes[:, 0] == FREE]  # unconditioned rows are drawn uniformly: the real frequencies
-    assert abs((values[free, 0] == 2).mean() - 0.01) < 0.01 and abs((values[free, 0] == 0).mean() - 0.9) < 0.02
+    assert (
+        abs((values[free, 0] == 2).mean() - 0.01) < 0.01 and abs((values[free, 0] == 0).mean() - 0.9) < 0.02
+    )
 
 
 def test_exact_counts_per_category_and_label_through_the_onnx_graph(city):
@@ -132,7 +152,9 @@ def test_implicit_conditions_fill_exactly_the_categories_free_rows_miss():
     leaky = implicit_codes(columns, labels, rng, [[[0.6, 0.3, 0.1], [0.001, 0.5, 0.499]]])
     assert leaky is None or (leaky[20_000:, 0] != FREE).mean() < 0.01
     assert implicit_codes(columns, labels, rng, None) is None  # a card from before: zero cond everywhere
-    assert implicit_codes(columns, labels, rng, [[[0.6, 0.3, 0.1], [0.0, 0.5, 0.5]]]) is None  # nothing missing
+    assert (
+        implicit_codes(columns, labels, rng, [[[0.6, 0.3, 0.1], [0.0, 0.5, 0.5]]]) is None
+    )  # nothing missing
 
 
 def test_split_conditions_keeps_totals_exact_within_each_part():
@@ -198,10 +220,14 @@ def test_variations_of_table_rows_go_through_the_encoder_and_the_free_cond_graph
     out, labels = sampling.generate_variations(model, train.features, train.labels, sources, 0.0, seed=0)
     np.testing.assert_array_equal(labels, train.labels[sources])
     rows = train.features[sources].astype(np.float32)
-    np.testing.assert_array_equal(out, model.generate_raw(model.encode_raw(rows), labels))  # G(E(x)), free cond
+    np.testing.assert_array_equal(
+        out, model.generate_raw(model.encode_raw(rows), labels)
+    )  # G(E(x)), free cond
     np.testing.assert_array_equal(out[1], out[2])  # the same row at spread 0
     assert set(out[:, train.columns.index("city")]) <= {0.0, 1.0, 2.0}
     with pytest.raises(DataValidationError, match="sources"):
-        sampling.generate_variations(model, train.features, train.labels, np.array([len(train.labels)]), 0.5, 0)
+        sampling.generate_variations(
+            model, train.features, train.labels, np.array([len(train.labels)]), 0.5, 0
+        )
     with pytest.raises(DataValidationError, match="spread"):
         sampling.generate_variations(model, train.features, train.labels, sources, True, 0)

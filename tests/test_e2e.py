@@ -15,8 +15,8 @@ from gen_factory import client, registry, settings
 from gen_factory.cli import main as cli
 from gen_factory.data import DataValidationError
 from gen_factory.data.procedural import customers
-from gen_factory.pipeline import TrainJob, train_and_register
 from gen_factory.onnx_model import OnnxModel
+from gen_factory.pipeline import TrainJob, train_and_register
 from gen_factory.synthesizer import Synthesizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray]
@@ -30,8 +30,17 @@ def trained():
     digits = train_and_register(TrainJob("digits", model_name="e2e-digits", epochs=2, num_workers=2))
     table = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=4, num_workers=2))
     mixed = Synthesizer("e2e-mixed", epochs=2).fit(customers(300), label="churn")
-    one_class = train_and_register(TrainJob("breast_cancer", model_name="e2e-oneclass", normal_labels=["benign"],
-                                            epochs=20, encoder_epochs=10, patience=3, num_workers=2))
+    one_class = train_and_register(
+        TrainJob(
+            "breast_cancer",
+            model_name="e2e-oneclass",
+            normal_labels=["benign"],
+            epochs=20,
+            encoder_epochs=10,
+            patience=3,
+            num_workers=2,
+        )
+    )
     yield {"digits": digits, "table": table, "mixed": mixed, "one_class": one_class}
     serve.shutdown()
     ray.shutdown()
@@ -110,7 +119,10 @@ def test_api_generates_labelled_parquet_that_reproduces(api_url):
         assert table.num_rows == 20 * n_labels
         labels = table.column("label").to_pandas()
         assert labels.value_counts().tolist() == [20] * n_labels
-        assert list(labels.cat.categories) == __import__("json").loads(table.schema.metadata[b"gen_factory"])["label_names"]
+        assert (
+            list(labels.cat.categories)
+            == __import__("json").loads(table.schema.metadata[b"gen_factory"])["label_names"]
+        )
         again = _post(url, json={"rows_per_label": 20, "seed": 3})
         other = _post(url, json={"rows_per_label": 20, "seed": 4})
         assert first.content == again.content and first.content != other.content
@@ -123,26 +135,40 @@ def test_api_scores_real_and_perturbed_rows(api_url):
     res = client.score(api_url, "e2e-table", rows=real.tolist())
     assert res["version"] and len(res["scores"]) == 4 and all(np.isfinite(res["scores"]))
     by_label = client.score(api_url, "e2e-table", rows=real.tolist(), labels=["malignant"] * 4)
-    assert all(b >= a - 1e-5 for a, b in zip(res["scores"], by_label["scores"], strict=True))  # best-of-labels <= any label
+    assert all(
+        b >= a - 1e-5 for a, b in zip(res["scores"], by_label["scores"], strict=True)
+    )  # best-of-labels <= any label
     images = load_dataset("digits").images[:3, 0]
     assert len(client.score(api_url, "e2e-digits", images=images)["scores"]) == 3
 
 
-@pytest.mark.parametrize("path, body, status, words", [
-    ("/v1/models/nope/generate", {"rows_per_label": 1}, 404, "not in the registry"),
-    ("/v1/models/e2e-digits@nope/generate", {"rows_per_label": 1}, 404, "nope"),
-    ("/v1/models/e2e-digits/generate", {"counts": {"42": 1}}, 422, "unknown label"),
-    ("/v1/models/e2e-digits/generate", {"rows_per_label": -1}, 422, "rows_per_label"),
-    ("/v1/models/e2e-digits/generate", {"rows_per_label": 10**6}, 422, "at most"),
-    ("/v1/models/e2e-table/score", {"rows": [[1.0, 2.0]]}, 422, "30 values"),
-    ("/v1/models/e2e-table/score", {"rows": [{"nope": 1.0}]}, 422, "unknown column"),
-    ("/v1/models/e2e-digits/score", {"rows": [[1.0]]}, 422, "images"),
-    ("/v1/models/e2e-table/score", {"rows": [[1.0] * 30], "method": "magic"}, 422, "method: 'magic'"),
-    ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + [None]]}, 422, "never missing"),
-    ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"plan": {"platinum": 1}}}, 422,
-     "unknown category 'platinum'"),
-    ("/v1/models/e2e-mixed/generate", {"rows_per_label": 2, "conditions": {"age": {"40": 1}}}, 422, "numeric column"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, words",
+    [
+        ("/v1/models/nope/generate", {"rows_per_label": 1}, 404, "not in the registry"),
+        ("/v1/models/e2e-digits@nope/generate", {"rows_per_label": 1}, 404, "nope"),
+        ("/v1/models/e2e-digits/generate", {"counts": {"42": 1}}, 422, "unknown label"),
+        ("/v1/models/e2e-digits/generate", {"rows_per_label": -1}, 422, "rows_per_label"),
+        ("/v1/models/e2e-digits/generate", {"rows_per_label": 10**6}, 422, "at most"),
+        ("/v1/models/e2e-table/score", {"rows": [[1.0, 2.0]]}, 422, "30 values"),
+        ("/v1/models/e2e-table/score", {"rows": [{"nope": 1.0}]}, 422, "unknown column"),
+        ("/v1/models/e2e-digits/score", {"rows": [[1.0]]}, 422, "images"),
+        ("/v1/models/e2e-table/score", {"rows": [[1.0] * 30], "method": "magic"}, 422, "method: 'magic'"),
+        ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + [None]]}, 422, "never missing"),
+        (
+            "/v1/models/e2e-mixed/generate",
+            {"rows_per_label": 2, "conditions": {"plan": {"platinum": 1}}},
+            422,
+            "unknown category 'platinum'",
+        ),
+        (
+            "/v1/models/e2e-mixed/generate",
+            {"rows_per_label": 2, "conditions": {"age": {"40": 1}}},
+            422,
+            "numeric column",
+        ),
+    ],
+)
 def test_api_rejects_bad_requests_and_keeps_serving(api_url, path, body, status, words):
     resp = _post(api_url + path, json=body)
     assert resp.status_code == status and words in resp.text
@@ -158,7 +184,21 @@ def test_cli_pull_models_and_score(api_url, tmp_path, capsys):
     table = pq.read_table(out)
     assert table.column("label").to_pylist() == ["malignant"] * 5 + ["benign"] * 2
     assert not list(tmp_path.glob(".*partial"))
-    assert cli(["pull", "e2e-table", "--count", "zebra=1", "--out", str(tmp_path / "x.parquet"), "--url", api_url]) == 2
+    assert (
+        cli(
+            [
+                "pull",
+                "e2e-table",
+                "--count",
+                "zebra=1",
+                "--out",
+                str(tmp_path / "x.parquet"),
+                "--url",
+                api_url,
+            ]
+        )
+        == 2
+    )
     assert "unknown label" in capsys.readouterr().err and not (tmp_path / "x.parquet").exists()
     assert cli(["models"]) == 0
     assert "e2e-table" in capsys.readouterr().out
@@ -170,14 +210,19 @@ def test_cli_pull_models_and_score(api_url, tmp_path, capsys):
 def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(trained, tmp_path):
     from gen_factory import bulk
 
-    one = bulk.generate_dataset("e2e-table@champion", tmp_path / "one", rows=9_001, seed=7, workers=1, block_rows=2_000)
-    two = bulk.generate_dataset("e2e-table@champion", (tmp_path / "two").as_uri(), rows=9_001, seed=7, workers=2,
-                                block_rows=2_000)  # a URI goes through pyarrow's filesystem layer
+    one = bulk.generate_dataset(
+        "e2e-table@champion", tmp_path / "one", rows=9_001, seed=7, workers=1, block_rows=2_000
+    )
+    two = bulk.generate_dataset(
+        "e2e-table@champion", (tmp_path / "two").as_uri(), rows=9_001, seed=7, workers=2, block_rows=2_000
+    )  # a URI goes through pyarrow's filesystem layer
     assert one["files"] == two["files"]  # same paths, rows and checksums whatever the worker count
     assert one["rows"] == 9_001 and one["counts"] == {"malignant": 4_501, "benign": 4_500}
     assert {f["path"].split("/")[0] for f in one["files"]} == {"label=malignant", "label=benign"}
     assert bulk.verify(tmp_path / "two") == []
-    table = pq.read_table(tmp_path / "one", filters=[("label", "==", "benign")])  # the label is the folder key
+    table = pq.read_table(
+        tmp_path / "one", filters=[("label", "==", "benign")]
+    )  # the label is the folder key
     assert table.num_rows == 4_500 and set(table.column("label").to_pylist()) == {"benign"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no temporary directory left
     with pytest.raises(DataValidationError, match="--overwrite"):
@@ -194,7 +239,9 @@ def test_moving_an_alias_is_served_without_a_restart(api_url):
     try:
         for version in ("1", str(latest)):
             c.set_registered_model_alias("e2e-table", "champion", version)
-            deadline = time.monotonic() + settings.alias_ttl_s() + 10  # the API may keep the old answer for the TTL
+            deadline = (
+                time.monotonic() + settings.alias_ttl_s() + 10
+            )  # the API may keep the old answer for the TTL
             while True:
                 resp = _post(url, json={"rows_per_label": 2})
                 assert resp.status_code == 200
@@ -215,7 +262,9 @@ def test_concurrent_scores_are_batched_without_mixing_requests(api_url):
     chunks = [rows[i:i + 3].tolist() for i in range(0, 24, 3)]
     alone = [client.score(api_url, "e2e-table", rows=chunk)["scores"] for chunk in chunks]
     with ThreadPoolExecutor(8) as pool:
-        together = list(pool.map(lambda chunk: client.score(api_url, "e2e-table", rows=chunk)["scores"], chunks))
+        together = list(
+            pool.map(lambda chunk: client.score(api_url, "e2e-table", rows=chunk)["scores"], chunks)
+        )
     np.testing.assert_allclose(together, alone, rtol=1e-5)
 
 
@@ -241,15 +290,52 @@ def test_conditions_are_exact_and_the_same_from_python_api_http_cli_and_bulk(tra
 
     counts, conditions = {"no": 6, "yes": 3}, {"plan": {"pro": 5, "basic": 4}}
     from_python = Synthesizer.load("e2e-mixed@champion").sample(counts=counts, seed=7, conditions=conditions)
-    assert from_python["plan"].astype(str).value_counts().to_dict() == {"pro": 5, "basic": 4}  # forced, no rejection
+    assert from_python["plan"].astype(str).value_counts().to_dict() == {
+        "pro": 5,
+        "basic": 4,
+    }  # forced, no rejection
     assert from_python["churn"].tolist() == ["no"] * 6 + ["yes"] * 3
-    resp = _post(f"{api_url}/v1/models/e2e-mixed/generate", json={"counts": counts, "seed": 7, "conditions": conditions})
-    assert cli(["pull", "e2e-mixed", "--count", "no=6", "--count", "yes=3", "--condition", "plan=pro:5",
-                "--condition", "plan=basic:4", "--seed", "7", "--out", str(tmp_path / "c.parquet"), "--url", api_url]) == 0
+    resp = _post(
+        f"{api_url}/v1/models/e2e-mixed/generate",
+        json={"counts": counts, "seed": 7, "conditions": conditions},
+    )
+    assert (
+        cli(
+            [
+                "pull",
+                "e2e-mixed",
+                "--count",
+                "no=6",
+                "--count",
+                "yes=3",
+                "--condition",
+                "plan=pro:5",
+                "--condition",
+                "plan=basic:4",
+                "--seed",
+                "7",
+                "--out",
+                str(tmp_path / "c.parquet"),
+                "--url",
+                api_url,
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(from_python, pq.read_table(io.BytesIO(resp.content)).to_pandas())
     pd.testing.assert_frame_equal(from_python, pq.read_table(tmp_path / "c.parquet").to_pandas())
-    manifests = [bulk.generate_dataset("e2e-mixed", tmp_path / f"bulk{w}", rows=60, seed=3, workers=w, block_rows=8,
-                                       conditions={"region": {"islands": 25, "north": 35}}) for w in (1, 2)]
+    manifests = [
+        bulk.generate_dataset(
+            "e2e-mixed",
+            tmp_path / f"bulk{w}",
+            rows=60,
+            seed=3,
+            workers=w,
+            block_rows=8,
+            conditions={"region": {"islands": 25, "north": 35}},
+        )
+        for w in (1, 2)
+    ]
     assert manifests[0]["files"] == manifests[1]["files"]  # the shards' shares of the conditions too
     region = pq.read_table(tmp_path / "bulk1").to_pandas()["region"].astype(str)
     assert region.value_counts().to_dict() == {"north": 35, "islands": 25}  # every row conditioned: exact
@@ -287,7 +373,9 @@ def test_one_class_model_is_calibrated_measured_and_logged(trained):
     card = OnnxModel(registry.download(trained["one_class"]["ref"])).card
     assert card["label_names"] == ["benign"] and card["anomaly"] == info
     metrics = registry.client().get_run(trained["one_class"]["run_id"]).data.metrics
-    assert {"anomaly_fanogan_auroc", "baseline_iforest_real_auroc", "baseline_knn_synthetic_auroc"} <= set(metrics)
+    assert {"anomaly_fanogan_auroc", "baseline_iforest_real_auroc", "baseline_knn_synthetic_auroc"} <= set(
+        metrics
+    )
     encoder_losses = registry.client().get_metric_history(trained["one_class"]["run_id"], "encoder_loss")
     assert encoder_losses and max(m.step for m in encoder_losses) == 30  # reported after the 20 GAN epochs
 
@@ -341,18 +429,51 @@ def test_score_flags_anomalies_the_same_over_http_and_in_process(api_url, tmp_pa
     assert cli(["score", "e2e-oneclass", str(tmp_path / "rows.parquet"), "--local"]) == 0
     local = json.loads(capsys.readouterr().out)
     assert via_cli == http and local["is_anomaly"] == http["is_anomaly"]
-    np.testing.assert_allclose(local["scores"], http["scores"], rtol=1e-5)  # one ONNX graph, batched differently
+    np.testing.assert_allclose(
+        local["scores"], http["scores"], rtol=1e-5
+    )  # one ONNX graph, batched differently
 
 
 def test_baseline_datasets_with_anomaly_rows_and_the_detector_report(trained, tmp_path, capsys):
     out = tmp_path / "baseline.parquet"
-    assert cli(["baseline", "e2e-table", "--out", str(out), "--normal-rows", "30", "--anomaly-label", "malignant",
-                "--anomaly-rows", "12", "--evaluate-on", "breast_cancer"]) == 0
+    assert (
+        cli(
+            [
+                "baseline",
+                "e2e-table",
+                "--out",
+                str(out),
+                "--normal-rows",
+                "30",
+                "--anomaly-label",
+                "malignant",
+                "--anomaly-rows",
+                "12",
+                "--evaluate-on",
+                "breast_cancer",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "42 rows (12 anomalies)" in printed and "iforest" in printed and "on synthetic" in printed
     frame = pd.read_parquet(out)
     assert (frame.loc[frame.is_anomaly, "label"] == "malignant").all() and (~frame.is_anomaly).sum() == 30
-    assert cli(["baseline", "e2e-oneclass", "--out", str(out), "--anomaly-label", "malignant", "--anomaly-rows", "1"]) == 2
+    assert (
+        cli(
+            [
+                "baseline",
+                "e2e-oneclass",
+                "--out",
+                str(out),
+                "--anomaly-label",
+                "malignant",
+                "--anomaly-rows",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "anomaly_labels" in capsys.readouterr().err  # a one-class model cannot generate its anomalies
 
 
@@ -364,7 +485,9 @@ def test_the_api_needs_the_token_on_every_route_but_healthz(api_url):
             resp = requests.request(method, api_url + path, json=body, headers=headers, timeout=30)
             assert resp.status_code == 401 and resp.headers["WWW-Authenticate"] == "Bearer", (path, headers)
             assert "GENFACTORY_API_TOKEN" in resp.json()["detail"] and resp.json()["fix"] is None
-        assert requests.request(method, api_url + path, json=body, headers=AUTH, timeout=30).status_code == 200
+        assert (
+            requests.request(method, api_url + path, json=body, headers=AUTH, timeout=30).status_code == 200
+        )
     assert requests.get(api_url + "/healthz", timeout=30).status_code == 200
     spec = requests.get(api_url + "/openapi.json", timeout=30).json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
@@ -375,7 +498,12 @@ def test_versions_and_aliases_are_reachable_over_http(api_url, tmp_path):
     for ref in ("e2e-table/1", "e2e-table%2F1", "e2e-table@champion", "e2e-table"):
         resp = _post(f"{api_url}/v1/models/{ref}/generate", json={"rows_per_label": 1})
         assert resp.status_code == 200, (ref, resp.text)
-    assert _post(f"{api_url}/v1/models/e2e-table/1/generate", json={"rows_per_label": 1}).headers["X-Model-Version"] == "1"
+    assert (
+        _post(f"{api_url}/v1/models/e2e-table/1/generate", json={"rows_per_label": 1}).headers[
+            "X-Model-Version"
+        ]
+        == "1"
+    )
     assert cli(["pull", "e2e-table/1", "--rows-per-label", "2", "--out", str(tmp_path / "v1.parquet"),
                 "--url", api_url]) == 0
     assert _post(f"{api_url}/v1/models/e2e-table/999/generate", json={"rows_per_label": 1}).status_code == 404
@@ -421,11 +549,33 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(api_url, tmp
     har = tmp_path / "fuzz.har"
     st = Path(sys.executable).with_name("st")
     result = subprocess.run(
-        [str(st), "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run",
-         f"{api_url}/openapi.json", "--checks", "all", "--max-examples", "150", "--seed", "0", "--workers", "2",
-         "-H", f"Authorization: Bearer {TOKEN}", "--report", "har", "--report-har-path", str(har),
-         "--request-timeout", "60"],
-        capture_output=True, text=True, timeout=600)
+        [
+            str(st),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
+            "run",
+            f"{api_url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "150",
+            "--seed",
+            "0",
+            "--workers",
+            "2",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--report",
+            "har",
+            "--report-har-path",
+            str(har),
+            "--request-timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     entries = json.loads(har.read_text())["log"]["entries"]
     statuses = [e["response"]["status"] for e in entries]
     print(f"RESULT fuzz requests={len(entries)} server_errors={sum(s >= 500 for s in statuses)} "

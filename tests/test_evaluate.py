@@ -8,8 +8,13 @@ import pytest
 
 from gen_factory.cli import main as cli
 from gen_factory.evaluate import evaluate_table
-from gen_factory.evaluate.quality import (contingency_similarity, correlation_similarity, ks_complement,
-                                          quality_report, tv_complement)
+from gen_factory.evaluate.quality import (
+    contingency_similarity,
+    correlation_similarity,
+    ks_complement,
+    quality_report,
+    tv_complement,
+)
 
 
 @pytest.fixture
@@ -18,8 +23,14 @@ def tables():
     n = 300
     x = rng.normal(size=n)
     label = np.where(x + rng.normal(0, 0.3, n) > 0, "hi", "lo")
-    frame = pd.DataFrame({"x": x, "y": 2 * x + rng.normal(0, 0.5, n), "city": np.where(x > 0.5, "paris", "rome"),
-                          "label": label})
+    frame = pd.DataFrame(
+        {
+            "x": x,
+            "y": 2 * x + rng.normal(0, 0.5, n),
+            "city": np.where(x > 0.5, "paris", "rome"),
+            "label": label,
+        }
+    )
     return frame.iloc[:200].reset_index(drop=True), frame.iloc[200:].reset_index(drop=True)
 
 

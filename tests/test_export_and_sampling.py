@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gen_factory import anomaly, sampling
+from gen_factory.card import CARD_FILE
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.datasets import table_from_frame
-from gen_factory.data.transform import fit_encoding, encoding_to_dict
-from gen_factory.card import CARD_FILE
+from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.export import GeneratorGraph, ScoreGraph, export_bundle, parity
 from gen_factory.models import build_models, spec_for
 from gen_factory.models.encoder import build_encoder
@@ -95,7 +95,9 @@ def test_variations_start_from_the_exported_encoder_and_reproduce(image_model, t
     sources = np.array([0, 0, 5, 19])
     rebuilt, labels = sampling.generate_variations(model, x, y, sources, 0.0, seed=1)
     np.testing.assert_array_equal(labels, y[sources])
-    np.testing.assert_array_equal(rebuilt, np.round(model.generate_raw(codes[sources], y[sources])))  # G(E(x), y)
+    np.testing.assert_array_equal(
+        rebuilt, np.round(model.generate_raw(codes[sources], y[sources]))
+    )  # G(E(x), y)
     near, _ = sampling.generate_variations(model, x, y, sources, 0.5, seed=1)
     again, _ = sampling.generate_variations(model, x, y, sources, 0.5, seed=1)
     other, _ = sampling.generate_variations(model, x, y, sources, 0.5, seed=2)
@@ -122,7 +124,9 @@ def test_chunking_does_not_change_the_rows(table_model, monkeypatch):
 
 def test_generated_images_are_a_pixels_column_with_the_shape_in_metadata(image_model):
     model = image_model[0]
-    table = sampling.generate_table(model, sampling.resolve_counts(model.label_names, rows_per_label=2), seed=0)
+    table = sampling.generate_table(
+        model, sampling.resolve_counts(model.label_names, rows_per_label=2), seed=0
+    )
     assert table.num_rows == 20
     assert sampling.read_metadata(table)["shape"] == [1, 8, 8]
     pixels = np.stack(table.column("pixels").to_numpy(zero_copy_only=False))
@@ -227,4 +231,9 @@ def test_serving_and_bulk_modules_do_not_import_torch():
 
     code = ("import sys, serving.app, gen_factory.onnx_model, gen_factory.sampling, gen_factory.anomaly, "
             "gen_factory.bulk, gen_factory.registry, gen_factory.client; print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )

@@ -52,7 +52,9 @@ def write_pngs(root, size, mode, per_label=3, labels=("cat", "dog")):
         (root / label).mkdir(parents=True)
         for i in range(per_label):
             shape = (size, size, 3) if mode == "RGB" else (size, size)
-            Image.fromarray(rng.integers(0, 256, shape).astype(np.uint8), mode).save(root / label / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, shape).astype(np.uint8), mode).save(
+                root / label / f"{i}.png"
+            )
 
 
 @pytest.mark.parametrize("size, mode, channels", [(32, "RGB", 3), (28, "L", 1), (8, "L", 1)])
@@ -67,7 +69,9 @@ def test_png_folders_load_gray_or_rgb(tmp_path, size, mode, channels):
 def test_png_folders_reject_mixed_sizes_and_empty_roots(tmp_path):
     write_pngs(tmp_path / "pics", 8, "L")
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "pics" / "dog" / "odd.png")
-    with pytest.raises(DataValidationError, match=r"image dog/odd.png: size 9x9 -- fix: resize every image to 8x8"):
+    with pytest.raises(
+        DataValidationError, match=r"image dog/odd.png: size 9x9 -- fix: resize every image to 8x8"
+    ):
         load_dataset(str(tmp_path / "pics"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataValidationError, match="sub-folder named after the label"):
@@ -76,7 +80,9 @@ def test_png_folders_reject_mixed_sizes_and_empty_roots(tmp_path):
 
 def test_one_colour_image_makes_a_png_folder_rgb(tmp_path):
     write_pngs(tmp_path / "pics", 8, "L")
-    Image.fromarray(np.full((8, 8, 3), [255, 0, 0], np.uint8), "RGB").save(tmp_path / "pics" / "cat" / "red.png")
+    Image.fromarray(np.full((8, 8, 3), [255, 0, 0], np.uint8), "RGB").save(
+        tmp_path / "pics" / "cat" / "red.png"
+    )
     data = load_dataset(str(tmp_path / "pics"))
     assert data.images.shape == (7, 3, 8, 8)
     gray = data.images[0]

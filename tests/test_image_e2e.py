@@ -35,7 +35,9 @@ def pngs(tmp_path_factory):
 def trained(pngs):
     import ray
 
-    summary = train_and_register(TrainJob(str(pngs), model_name="e2e-blobs", epochs=2, batch_size=8, num_workers=2))
+    summary = train_and_register(
+        TrainJob(str(pngs), model_name="e2e-blobs", epochs=2, batch_size=8, num_workers=2)
+    )
     yield summary
     ray.shutdown()
 
@@ -57,7 +59,9 @@ def test_png_folder_trains_on_ray_and_logs_image_metrics_and_class_grids(trained
 
 def test_augment_cli_writes_mixed_parquet_and_reports_uplift(trained, pngs, tmp_path, capsys):
     out = tmp_path / "aug.parquet"
-    assert cli(["augment", "e2e-blobs", str(pngs), "--out", str(out), "--ratio", "2", "--holdout", "0.3"]) == 0
+    assert (
+        cli(["augment", "e2e-blobs", str(pngs), "--out", str(out), "--ratio", "2", "--holdout", "0.3"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "real only" in printed and "uplift" in printed
     values, labels, synthetic, meta = read_augmentation(out)
@@ -75,11 +79,17 @@ def test_augment_cli_writes_mixed_parquet_and_reports_uplift(trained, pngs, tmp_
     assert table.num_rows == 14
 
     near = tmp_path / "near.parquet"  # variations of the real rows through the registered encoder.onnx
-    assert cli(["augment", "e2e-blobs", str(pngs), "--out", str(near), "--ratio", "1.5", "--spread", "0.25"]) == 0
+    assert (
+        cli(["augment", "e2e-blobs", str(pngs), "--out", str(near), "--ratio", "1.5", "--spread", "0.25"])
+        == 0
+    )
     values, labels, synthetic, meta = read_augmentation(near)
     assert meta["spread"] == 0.25 and np.bincount(labels[synthetic]).tolist() == [21, 21]  # 14 real per class
     assert np.all(values[synthetic] == np.round(values[synthetic]))  # 8-bit pixels, as the real ones
 
-    assert cli(["augment", "e2e-blobs", str(pngs), "--out", str(tmp_path / "x.parquet"), "--classes", "green"]) == 2
+    assert (
+        cli(["augment", "e2e-blobs", str(pngs), "--out", str(tmp_path / "x.parquet"), "--classes", "green"])
+        == 2
+    )
     assert "unknown label(s) ['green']" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()

@@ -6,8 +6,15 @@ import torch
 
 from gen_factory.data import load_dataset, split
 from gen_factory.data.transform import ImageEncoding
-from gen_factory.evaluate.images import (FeatureSpace, class_diversity, classification_accuracy_score, frechet_distance,
-                                         image_quality, precision_recall, save_class_grids)
+from gen_factory.evaluate.images import (
+    FeatureSpace,
+    class_diversity,
+    classification_accuracy_score,
+    frechet_distance,
+    image_quality,
+    precision_recall,
+    save_class_grids,
+)
 from gen_factory.export import export_bundle
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.augment import diff_augment
@@ -48,8 +55,16 @@ def test_image_quality_on_real_digits_is_near_the_ceiling_and_flags_a_collapsed_
     fake = test.images.copy()
     threes = np.flatnonzero(test.labels == 3)
     fake[threes] = fake[threes[0]]
-    m = image_quality(train.images, train.labels, test.images, test.labels, fake, test.labels, train.label_names,
-                      space=space)
+    m = image_quality(
+        train.images,
+        train.labels,
+        test.images,
+        test.labels,
+        fake,
+        test.labels,
+        train.label_names,
+        space=space,
+    )
     assert m["mode_collapse"] == ["3"] and m["diversity_ratio_3"] < 0.01
     assert classification_accuracy_score(fake, test.labels, test.images, test.labels) < 0.99
     paths = save_class_grids(fake, test.labels, train.label_names, tmp_path)
@@ -97,6 +112,13 @@ def test_variants_export_with_parity_at_28_and_32_rgb(name, shape, tmp_path):
     trainer = _trainer(name, shape)
     card = {"n_labels": 3, "noise_dim": 64, "shape": shape}
     encoder = build_encoder(ModelSpec(kind="image", n_labels=3, shape=shape)).eval()
-    parity = export_bundle(trainer.g_ema, trainer.d.eval(), encoder, (1.0, 1.0), ImageEncoding(0.0, 255.0), card,
-                           tmp_path / "bundle")
+    parity = export_bundle(
+        trainer.g_ema,
+        trainer.d.eval(),
+        encoder,
+        (1.0, 1.0),
+        ImageEncoding(0.0, 255.0),
+        card,
+        tmp_path / "bundle",
+    )
     assert max(parity.values()) <= 1e-4

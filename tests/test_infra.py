@@ -70,13 +70,17 @@ def test_rayservice_serves_the_same_application_as_serving_config():
 
 def test_rayjob_and_job_specs_are_valid_genfactory_commands():
     rayjob = yaml.safe_load((ROOT / "infra/kuberay/rayjob.yaml").read_text())
-    commands = [rayjob["spec"]["entrypoint"]] + [entrypoint(load_spec(p)) for p in sorted((ROOT / "jobs").glob("*.yaml"))]
+    commands = [rayjob["spec"]["entrypoint"]] + [
+        entrypoint(load_spec(p)) for p in sorted((ROOT / "jobs").glob("*.yaml"))
+    ]
     for command in commands:
         argv = shlex.split(command)
         assert argv[:2] == ["genfactory", "train"]
         args = _parser().parse_args(argv[1:])  # exits (fails the test) on any unknown flag
         assert args.dataset and args.model_name
-    one_class = _parser().parse_args(shlex.split(entrypoint(load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml")))[1:])
+    one_class = _parser().parse_args(
+        shlex.split(entrypoint(load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml")))[1:]
+    )
     assert one_class.normal_labels == ["benign"] and one_class.fpr == 0.05
     patient = {**load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml"), "model": {"patience": 5}}
     assert _parser().parse_args(shlex.split(entrypoint(patient))[1:]).patience == 5
@@ -86,7 +90,10 @@ def test_mlflow_stack_publishes_the_port_the_cluster_uses():
     compose = yaml.safe_load((ROOT / "infra/mlflow/docker-compose.yaml").read_text())
     mlflow = compose["services"]["mlflow"]
     assert "5000:5000" in mlflow["ports"] and "--port 5000" in mlflow["command"]
-    assert "--backend-store-uri postgresql://" in mlflow["command"] and "--artifacts-destination s3://" in mlflow["command"]
+    assert (
+        "--backend-store-uri postgresql://" in mlflow["command"]
+        and "--artifacts-destination s3://" in mlflow["command"]
+    )
     assert (ROOT / "infra/mlflow/Dockerfile").exists()
     exposed = re.search(r"EXPOSE (.+)", (ROOT / "infra/docker/Dockerfile").read_text()).group(1).split()
     assert {"6379", "8265", "8000"} <= set(exposed)

@@ -26,7 +26,9 @@ def test_table_networks_and_label_conditioning():
     assert out_a.shape == (4, 5)
     assert not torch.allclose(out_a, out_b)  # the label reaches the generator
     x = torch.randn(4, 5)
-    assert not torch.allclose(d(x, torch.zeros(4, dtype=torch.long)), d(x, torch.full((4,), 2)))  # and the critic
+    assert not torch.allclose(
+        d(x, torch.zeros(4, dtype=torch.long)), d(x, torch.full((4,), 2))
+    )  # and the critic
 
 
 def test_losses_have_the_right_sign():
@@ -95,8 +97,12 @@ def test_lazy_gradient_penalty_runs_every_kth_critic_step_with_k_times_the_weigh
     from gen_factory.train import loop
 
     # The critic loss and the penalty stand at 0 and 1, so d_loss is exactly the penalty term.
-    monkeypatch.setattr(loop, "discriminator_loss", lambda kind, real, fake: torch.zeros((), requires_grad=True))
-    monkeypatch.setattr(loop, "gradient_penalty", lambda critic, real, fake: torch.ones((), requires_grad=True))
+    monkeypatch.setattr(
+        loop, "discriminator_loss", lambda kind, real, fake: torch.zeros((), requires_grad=True)
+    )
+    monkeypatch.setattr(
+        loop, "gradient_penalty", lambda critic, real, fake: torch.ones((), requires_grad=True)
+    )
     g, d = build_models(ModelSpec("table", 2, [3]))
     hyper = default_hyper("table")
     assert hyper.gp_every == 4

@@ -71,7 +71,9 @@ class _Flaky(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).calls.append((json.loads(body), self.headers.get("Authorization")))
         n = len(type(self).calls)
-        status = 503 if n == 1 <= type(self).failures else 500 if n <= type(self).failures else type(self).final
+        status = (
+            503 if n == 1 <= type(self).failures else 500 if n <= type(self).failures else type(self).final
+        )
         payload = json.dumps({"detail": "busy"} if status != 200 else {"scores": [1.0]}).encode()
         self.send_response(status)
         if status == 503:

@@ -33,7 +33,9 @@ def test_table_encoding_round_trips_exactly(mixed_table, method):
     back = enc.decoder()(torch.from_numpy(codes)).numpy()
     span = np.nanmax(data.features, axis=0) - np.nanmin(data.features, axis=0)
     same = (np.abs(back - data.features) <= 1e-4 * span) | (np.isnan(back) & np.isnan(data.features))
-    assert np.array_equal(back[:, 2:], data.features[:, 2:], equal_nan=True)  # integers, cents, categories: exact
+    assert np.array_equal(
+        back[:, 2:], data.features[:, 2:], equal_nan=True
+    )  # integers, cents, categories: exact
     if method == "quantile":  # a monotone map and its inverse (float32 rounding only)
         assert same.all()
     else:  # CTGAN clips offsets beyond 4 sigma of a mode: the odd extreme value moves
@@ -66,7 +68,11 @@ def _segment_reference(x: np.ndarray, xs: list[float], ys: list[float]) -> np.nd
     """f(x) by comparing with every knot, in float32 as the graph computes it."""
     xs64, ys64 = np.asarray(xs), np.asarray(ys)
     knots = xs64.astype(np.float32)
-    y0, slope, x0 = ys64[:-1].astype(np.float32), (np.diff(ys64) / np.diff(xs64)).astype(np.float32), knots[:-1]
+    y0, slope, x0 = (
+        ys64[:-1].astype(np.float32),
+        (np.diff(ys64) / np.diff(xs64)).astype(np.float32),
+        knots[:-1],
+    )
     t = np.clip(x, knots[0], knots[-1])
     i = (t[:, None] >= knots[1:-1]).sum(axis=1)
     return y0[i] + slope[i] * (t - x0[i])
@@ -75,7 +81,9 @@ def _segment_reference(x: np.ndarray, xs: list[float], ys: list[float]) -> np.nd
 def _probes(xs: list[float], cells: int, rng) -> np.ndarray:
     """Each knot and each cell edge, one float32 step either side of them, outside the range, at random."""
     k = np.asarray(xs, np.float32)
-    edges = (np.float64(k[0]) + (np.float64(k[-1]) - np.float64(k[0])) / cells * np.arange(cells + 1)).astype(np.float32)
+    edges = (np.float64(k[0]) + (np.float64(k[-1]) - np.float64(k[0])) / cells * np.arange(cells + 1)).astype(
+        np.float32
+    )
     at = np.concatenate([k, edges])
     return np.concatenate([at, np.nextafter(at, np.float32(-np.inf)), np.nextafter(at, np.float32(np.inf)),
                            [k[0] - 1, k[-1] + 1], rng.uniform(k[0], k[-1], 3000)]).astype(np.float32)

@@ -115,11 +115,16 @@ def resolve_conditions(columns: list[dict], conditions: dict | list | None, tota
             codes[rng.permutation(total)[:len(wanted)], k] = wanted
         return codes
     if not isinstance(conditions, list) or len(conditions) != total:
-        raise DataValidationError("conditions", f"a list of {len(conditions) if isinstance(conditions, list) else 0}",
-                                  f"give one {{column: category}} object per requested row ({total})")
+        raise DataValidationError(
+            "conditions",
+            f"a list of {len(conditions) if isinstance(conditions, list) else 0}",
+            f"give one {{column: category}} object per requested row ({total})",
+        )
     for i, row in enumerate(conditions):
         if not isinstance(row, dict):
-            raise DataValidationError(f"conditions[{i}]", repr(row), 'give an object such as {"city": "lima"} or {}')
+            raise DataValidationError(
+                f"conditions[{i}]", repr(row), 'give an object such as {"city": "lima"} or {}'
+            )
         for name, value in row.items():
             k, block = _block(blocks, columns, name, f"conditions[{i}][{name!r}]")
             codes[i, k] = _code(block, value, f"conditions[{i}][{name!r}]")

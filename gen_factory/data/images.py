@@ -27,8 +27,11 @@ def read_idx(path: Path) -> np.ndarray:
     with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as fh:
         raw = fh.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise DataValidationError(f"file {path.name!r}", f"header {raw[:4].hex() or 'empty'}",
-                                  "give an MNIST-format IDX file (magic 0x0000 + type + rank), gzipped or raw")
+        raise DataValidationError(
+            f"file {path.name!r}",
+            f"header {raw[:4].hex() or 'empty'}",
+            "give an MNIST-format IDX file (magic 0x0000 + type + rank), gzipped or raw",
+        )
     rank = raw[3]
     dims = np.frombuffer(raw, ">i4", count=rank, offset=4).astype(int).tolist()
     dtype = np.dtype(IDX_TYPES[raw[2]])
@@ -56,8 +59,11 @@ def _idx_pair(path: Path) -> tuple[Path, Path]:
         imgs = [p for p in files if "idx1" not in p.name]
         labs = [p for p in files if "idx1" in p.name]
         if len(imgs) != 1 or len(labs) != 1:
-            raise DataValidationError("dataset", f"{path} holds {len(imgs)} image and {len(labs)} label IDX files",
-                                      "keep exactly one images (idx3) and one labels (idx1) file in the folder")
+            raise DataValidationError(
+                "dataset",
+                f"{path} holds {len(imgs)} image and {len(labs)} label IDX files",
+                "keep exactly one images (idx3) and one labels (idx1) file in the folder",
+            )
         return imgs[0], labs[0]
     name = path.name
     for a, b in (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1"), ("idx3", "idx1")):
@@ -65,9 +71,14 @@ def _idx_pair(path: Path) -> tuple[Path, Path]:
             sibling = path.with_name(name.replace(a, b))
             if sibling.exists():
                 return path, sibling
-            raise DataValidationError("dataset", f"no labels file {sibling.name!r} beside {name!r}",
-                                      "put the MNIST labels file (…-labels-idx1-ubyte[.gz]) next to the images file")
-    raise DataValidationError("dataset", repr(name), "give the images IDX file (…-images-idx3-ubyte[.gz]) or its folder")
+            raise DataValidationError(
+                "dataset",
+                f"no labels file {sibling.name!r} beside {name!r}",
+                "put the MNIST labels file (…-labels-idx1-ubyte[.gz]) next to the images file",
+            )
+    raise DataValidationError(
+        "dataset", repr(name), "give the images IDX file (…-images-idx3-ubyte[.gz]) or its folder"
+    )
 
 
 def load_png_folders(root: Path) -> ImageData:
@@ -83,8 +94,11 @@ def load_png_folders(root: Path) -> ImageData:
     for f, _ in files:
         with Image.open(f) as im:
             if size is not None and im.size != size:
-                raise DataValidationError(f"image {f.relative_to(root)}", f"size {im.size[0]}x{im.size[1]}",
-                                          f"resize every image to {size[0]}x{size[1]} (the size of the first one)")
+                raise DataValidationError(
+                    f"image {f.relative_to(root)}",
+                    f"size {im.size[0]}x{im.size[1]}",
+                    f"resize every image to {size[0]}x{size[1]} (the size of the first one)",
+                )
             size = im.size
             gray = im.mode in ("L", "1", "I", "I;16", "F", "LA")
             arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float32))
@@ -98,5 +112,9 @@ def load_png_folders(root: Path) -> ImageData:
 def load_image_source(path: Path) -> ImageData:
     """Dispatch a path to the loader its form asks for: IDX file / folder of IDX files / PNG folders."""
     if path.is_dir():
-        return load_idx(path) if any(is_idx(p) for p in path.iterdir() if p.is_file()) else load_png_folders(path)
+        return (
+            load_idx(path)
+            if any(is_idx(p) for p in path.iterdir() if p.is_file())
+            else load_png_folders(path)
+        )
     return load_idx(path)

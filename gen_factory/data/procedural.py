@@ -23,9 +23,26 @@ def customers(n: int = 1000, seed: int = 0) -> pd.DataFrame:
     base = pd.Series(plan).map({"basic": 9.99, "plus": 19.99, "pro": 39.99}).to_numpy()
     spend = np.round(base + rng.gamma(2.0, 4.0, n) * (plan != "basic"), 2)
     calls = rng.poisson(np.where(plan == "basic", 2.5, 1.0))
-    logit = -1.2 + 0.45 * calls - 0.03 * tenure + 0.9 * (plan == "basic") + 0.8 * (region == "islands") - 0.01 * (age - 42)
+    logit = (
+        -1.2
+        + 0.45 * calls
+        - 0.03 * tenure
+        + 0.9 * (plan == "basic")
+        + 0.8 * (region == "islands")
+        - 0.01 * (age - 42)
+    )
     churn = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
     income = np.round(income, 2)
     income[rng.random(n) < 0.08] = np.nan  # not everybody tells
-    return pd.DataFrame({"region": region, "age": age, "income": income, "plan": plan, "tenure_months": tenure,
-                         "monthly_spend": spend, "support_calls": calls, "churn": churn})
+    return pd.DataFrame(
+        {
+            "region": region,
+            "age": age,
+            "income": income,
+            "plan": plan,
+            "tenure_months": tenure,
+            "monthly_spend": spend,
+            "support_calls": calls,
+            "churn": churn,
+        }
+    )

@@ -47,15 +47,30 @@ class TableEncoding:
     @classmethod
     def fit(cls, data, seed: int = 0, method: str = "quantile") -> "TableEncoding":
         labels = (data.labels, len(data.label_names))
-        return cls([fit_column(name, data.features[:, i].astype(np.float64), data.categories.get(name), seed, method,
-                               labels) for i, name in enumerate(data.columns)])
+        return cls(
+            [
+                fit_column(
+                    name,
+                    data.features[:, i].astype(np.float64),
+                    data.categories.get(name),
+                    seed,
+                    method,
+                    labels,
+                )
+                for i, name in enumerate(data.columns)
+            ]
+        )
 
     def spans(self) -> list[tuple[str, int]]:
         """(activation, width) blocks of the encoded row, in order: 'tanh' or 'softmax'."""
         out: list[tuple[str, int]] = []
         for col in self.columns:
             if col["kind"] == "continuous":
-                out += [("linear", 1)] if col["method"] == "quantile" else [("tanh", 1), ("softmax", len(col["means"]))]
+                out += (
+                    [("linear", 1)]
+                    if col["method"] == "quantile"
+                    else [("tanh", 1), ("softmax", len(col["means"]))]
+                )
                 if col["missing"]:
                     out.append(("softmax", 2))
             else:
@@ -105,9 +120,17 @@ def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int
         return col
     v = x[present]
     integer = bool(np.all(np.mod(v, 1) == 0))
-    col = {"name": name, "kind": "continuous", "method": method, "low": float(v.min()), "high": float(v.max()),
-           "integer": integer, "decimals": None if integer else _decimals(v), "missing": missing,
-           "fill": float(np.median(v))}
+    col = {
+        "name": name,
+        "kind": "continuous",
+        "method": method,
+        "low": float(v.min()),
+        "high": float(v.max()),
+        "integer": integer,
+        "decimals": None if integer else _decimals(v),
+        "missing": missing,
+        "fill": float(np.median(v)),
+    }
     if method == "quantile":
         col["values"], col["scores"] = _knots(v)
     else:
@@ -146,7 +169,11 @@ def _modes(v: np.ndarray, seed: int) -> tuple[list[float], list[float], list[flo
     keep = bgm.weights_ > MIN_MODE_WEIGHT
     sd = np.sqrt(bgm.covariances_.reshape(-1))[keep]
     w = bgm.weights_[keep]
-    return (bgm.means_.reshape(-1)[keep].tolist(), np.maximum(sd, 1e-3 * std).tolist(), (w / w.sum()).tolist())
+    return (
+        bgm.means_.reshape(-1)[keep].tolist(),
+        np.maximum(sd, 1e-3 * std).tolist(),
+        (w / w.sum()).tolist(),
+    )
 
 
 def _decimals(v: np.ndarray) -> int | None:
@@ -236,8 +263,12 @@ def _quantile_banks(columns: list[dict], inverse: bool) -> list[tuple[list[int],
     knot for maps whose grid cells would hold more than MAX_REACH knots - an outlier squeezes the
     other values into a few cells of a value -> score map, and the bank's reach is its largest."""
     index = [i for i, c in enumerate(columns) if c["kind"] == "continuous" and c["method"] == "quantile"]
-    maps = {i: (columns[i]["scores"], columns[i]["values"]) if inverse else (columns[i]["values"], columns[i]["scores"])
-            for i in index}
+    maps = {
+        i: (columns[i]["scores"], columns[i]["values"])
+        if inverse
+        else (columns[i]["values"], columns[i]["scores"])
+        for i in index
+    }
     fits = {i: _grid(np.asarray(maps[i][0], np.float64), GRID_CELLS)[4] <= MAX_REACH for i in index}
     groups = (([i for i in index if fits[i]], GRID_CELLS), ([i for i in index if not fits[i]], 1))
     return [(cols, _PiecewiseLinearBank([maps[i] for i in cols], cells)) for cols, cells in groups if cols]
@@ -324,11 +355,20 @@ class _Decoder(nn.Module):
             self.register_buffer(f"at{g}", torch.tensor([starts[i] for i in cols], dtype=torch.int64))
         rest = [i for i in range(len(columns)) if i not in quantile]
         order = np.argsort(quantile + rest)  # decoded as [quantile..., rest...], returned in column order
-        self.register_buffer("order", None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order))
+        self.register_buffer(
+            "order", None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order)
+        )
         continuous = [c["kind"] == "continuous" for c in columns]
-        self.register_buffer("low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous, strict=True)]))
-        self.register_buffer("high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous, strict=True)]))
-        self.rounded = [k and (c["integer"] or c["decimals"] is not None) for c, k in zip(columns, continuous, strict=True)]
+        self.register_buffer(
+            "low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous, strict=True)])
+        )
+        self.register_buffer(
+            "high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous, strict=True)])
+        )
+        self.rounded = [
+            k and (c["integer"] or c["decimals"] is not None)
+            for c, k in zip(columns, continuous, strict=True)
+        ]
         self.register_buffer("scale", _f32([10.0 ** c["decimals"] if r and not c["integer"] else 1.0
                                             for c, r in zip(columns, self.rounded, strict=True)]))
         self.register_buffer("round_mask", torch.tensor(self.rounded))

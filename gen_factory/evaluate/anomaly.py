@@ -16,7 +16,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 def detection_metrics(scores: np.ndarray, is_anomaly: np.ndarray) -> dict[str, float]:
     """AUROC and AUPRC (anomalies positive, higher score = more anomalous)."""
-    return {"auroc": float(roc_auc_score(is_anomaly, scores)), "auprc": float(average_precision_score(is_anomaly, scores))}
+    return {
+        "auroc": float(roc_auc_score(is_anomaly, scores)),
+        "auprc": float(average_precision_score(is_anomaly, scores)),
+    }
 
 
 def detectors(seed: int = 0) -> dict:
@@ -34,7 +37,10 @@ def detector_scores(train_normal: np.ndarray, test: np.ndarray, seed: int = 0) -
     with warnings.catch_warnings():  # a column missing in every training row: its mean is NaN, then 0
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(train, axis=0))
-    train, test = np.where(np.isnan(train), mean, train), np.where(np.isnan(test), mean, test)  # missing -> mean
+    train, test = (
+        np.where(np.isnan(train), mean, train),
+        np.where(np.isnan(test), mean, test),
+    )  # missing -> mean
     std = train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)  # constant columns (image borders) stay at 0
     train, test = (train - mean) / std, (test - mean) / std
@@ -48,7 +54,8 @@ def detector_scores(train_normal: np.ndarray, test: np.ndarray, seed: int = 0) -
 
 def baseline_report(real_normal: np.ndarray, synthetic_normal: np.ndarray, test: np.ndarray,
                     is_anomaly: np.ndarray, seed: int = 0) -> dict[str, dict[str, float]]:
-    """{detector: {real, synthetic, loss}} AUROC on the real hold-out, fitted on real vs on synthetic normal data."""
+    """{detector: {real, synthetic, loss}}: AUROC on the real hold-out, fitted on real vs on synthetic
+    normal data."""
     real = detector_scores(real_normal, test, seed)
     synth = detector_scores(synthetic_normal, test, seed)
     report = {}

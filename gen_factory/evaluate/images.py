@@ -34,7 +34,9 @@ class FeatureNet(nn.Module):
 class FeatureSpace:
     """A classifier trained on real images; `features` maps raw-range images to its embedding."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 20):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 20
+    ):
         self.low, self.high = float(images.min()), float(images.max())
         torch.manual_seed(seed)
         self.net = FeatureNet(images.shape[1], n_labels)
@@ -53,12 +55,16 @@ class FeatureSpace:
         self.net.eval()
 
     def _scale(self, images: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor((images - self.low) / max(self.high - self.low, 1e-12) * 2 - 1, dtype=torch.float32)
+        return torch.as_tensor(
+            (images - self.low) / max(self.high - self.low, 1e-12) * 2 - 1, dtype=torch.float32
+        )
 
     @torch.no_grad()
     def features(self, images: np.ndarray) -> np.ndarray:
         x = self._scale(images)
-        return np.concatenate([self.net.body(x[i:i + 1024]).numpy() for i in range(0, len(x), 1024)]).astype(np.float64)
+        return np.concatenate(
+            [self.net.body(x[i : i + 1024]).numpy() for i in range(0, len(x), 1024)]
+        ).astype(np.float64)
 
     @torch.no_grad()
     def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:

@@ -82,8 +82,10 @@ def quality_report(real: pd.DataFrame, synth: pd.DataFrame, categorical: set[str
     """Shapes, pair trends and overall quality, with the per-column and per-pair scores."""
     kinds = column_kinds(real, categorical)
     cols = list(real.columns)
-    shapes = {c: ks_complement(real[c], synth[c]) if kinds[c] == "numerical" else tv_complement(real[c], synth[c])
-              for c in cols}
+    shapes = {
+        c: ks_complement(real[c], synth[c]) if kinds[c] == "numerical" else tv_complement(real[c], synth[c])
+        for c in cols
+    }
     binned_real, binned_synth = {}, {}
     for c in cols:
         if kinds[c] == "numerical":

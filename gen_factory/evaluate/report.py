@@ -72,10 +72,13 @@ def html_report(result: dict, real: pd.DataFrame, synth: pd.DataFrame, title: st
                      for c, v in q["shapes"].items())
     plots = "".join(f'<img src="data:image/png;base64,{_column_plot(real[c], synth[c], q["kinds"][c])}">'
                     for c in real.columns)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 10px}img{margin:2px}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><h2>Summary</h2><table>{table}</table>"
-            f"<h2>Correlations</h2><img src='data:image/png;base64,{_heatmaps(real, synth)}'>"
-            f"<h2>Column distributions</h2>{plots}"
-            f"<h2>Column shapes</h2><table><tr><th>column</th><th>type</th><th>score</th></tr>{shapes}</table>"
-            "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 10px}img{margin:2px}</style>"
+        "</head><body>"
+        f"<h1>{html.escape(title)}</h1><h2>Summary</h2><table>{table}</table>"
+        f"<h2>Correlations</h2><img src='data:image/png;base64,{_heatmaps(real, synth)}'>"
+        f"<h2>Column distributions</h2>{plots}"
+        f"<h2>Column shapes</h2><table><tr><th>column</th><th>type</th><th>score</th></tr>{shapes}</table>"
+        "</body></html>"
+    )

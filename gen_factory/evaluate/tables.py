@@ -34,7 +34,13 @@ def evaluate_table(real: pd.DataFrame, synth: pd.DataFrame, holdout: pd.DataFram
 def headline(result: dict) -> dict[str, float]:
     """The flat figures worth a metric each in MLflow."""
     q = result["quality"]
-    return {"quality": q["quality"], "column_shapes": q["column_shapes"], "column_pair_trends": q["column_pair_trends"],
-            "tstr_accuracy": result["tstr"]["accuracy"], "tstr_macro_f1": result["tstr"]["macro_f1"],
-            "real_accuracy": result["trtr"]["accuracy"], "real_macro_f1": result["trtr"]["macro_f1"],
-            **result["privacy"]}
+    return {
+        "quality": q["quality"],
+        "column_shapes": q["column_shapes"],
+        "column_pair_trends": q["column_pair_trends"],
+        "tstr_accuracy": result["tstr"]["accuracy"],
+        "tstr_macro_f1": result["tstr"]["macro_f1"],
+        "real_accuracy": result["trtr"]["accuracy"],
+        "real_macro_f1": result["trtr"]["macro_f1"],
+        **result["privacy"],
+    }

@@ -25,7 +25,9 @@ def to_matrix(frame: pd.DataFrame, vocab: dict[str, list]) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def tstr(synth: pd.DataFrame, holdout: pd.DataFrame, label: str, categorical: set[str], seed: int = 0) -> dict:
+def tstr(
+    synth: pd.DataFrame, holdout: pd.DataFrame, label: str, categorical: set[str], seed: int = 0
+) -> dict:
     """Accuracy and macro-F1 on the real hold-out of a forest trained on `synth`."""
     features = [c for c in holdout.columns if c != label]
     vocab = {c: sorted(holdout[c].dropna().unique().tolist(), key=str) for c in features if c in categorical}

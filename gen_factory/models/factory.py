@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from gen_factory.data.conditions import cond_width
-from gen_factory.models.image import ImageDiscriminator, ImageGenerator, MLPImageDiscriminator, MLPImageGenerator
+from gen_factory.models.image import (
+    ImageDiscriminator,
+    ImageGenerator,
+    MLPImageDiscriminator,
+    MLPImageGenerator,
+)
 from gen_factory.models.tabular import TabularDiscriminator, TabularGenerator
 
 
@@ -34,15 +39,24 @@ def spec_for(data, encoding, **networks) -> ModelSpec:
         return ModelSpec(kind="table", n_labels=len(data.label_names), shape=[encoding.width],
                          spans=[list(s) for s in encoding.spans()], cond_dim=cond_width(encoding.columns),
                          **networks)
-    return ModelSpec(kind="image", n_labels=len(data.label_names), shape=list(data.images.shape[1:]), **networks)
+    return ModelSpec(
+        kind="image", n_labels=len(data.label_names), shape=list(data.images.shape[1:]), **networks
+    )
 
 
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     w = spec.widths
     if spec.kind == "table":
         (n_features,) = spec.shape
-        g = TabularGenerator(spec.noise_dim, spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
-                             spans=spec.spans, cond_dim=spec.cond_dim)
+        g = TabularGenerator(
+            spec.noise_dim,
+            spec.n_labels,
+            n_features,
+            w.get("hidden", 256),
+            w.get("depth", 2),
+            spans=spec.spans,
+            cond_dim=spec.cond_dim,
+        )
         d = TabularDiscriminator(spec.n_labels, n_features, w.get("hidden", 256), w.get("depth", 2),
                                  spectral_norm=spec.spectral_norm, cond_dim=spec.cond_dim)
         return g, d

@@ -60,7 +60,10 @@ class ImageDiscriminator(nn.Module):
                  conditioning: str = "projection"):
         super().__init__()
         _, steps = _base_size(size)
-        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(channels, width, 3, 1, 1), spectral_norm), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [
+            maybe_sn(nn.Conv2d(channels, width, 3, 1, 1), spectral_norm),
+            nn.LeakyReLU(0.2),
+        ]
         ch = width
         for _ in range(steps):
             layers += [maybe_sn(nn.Conv2d(ch, ch * 2, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2)]
@@ -98,8 +101,13 @@ class MLPImageDiscriminator(nn.Module):
                  conditioning: str = "concat"):
         super().__init__()
         n_in = shape[0] * shape[1] * shape[2]
-        self.body = nn.Sequential(nn.Flatten(), maybe_sn(nn.Linear(n_in, hidden * 2), spectral_norm), nn.LeakyReLU(0.2),
-                                  maybe_sn(nn.Linear(hidden * 2, hidden), spectral_norm), nn.LeakyReLU(0.2))
+        self.body = nn.Sequential(
+            nn.Flatten(),
+            maybe_sn(nn.Linear(n_in, hidden * 2), spectral_norm),
+            nn.LeakyReLU(0.2),
+            maybe_sn(nn.Linear(hidden * 2, hidden), spectral_norm),
+            nn.LeakyReLU(0.2),
+        )
         self.head = _head(conditioning, hidden, n_labels, spectral_norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

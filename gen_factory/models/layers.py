@@ -29,8 +29,11 @@ class ConcatHead(nn.Module):
     def __init__(self, features: int, n_labels: int, spectral_norm: bool):
         super().__init__()
         self.embed = nn.Embedding(n_labels, 32)
-        self.net = nn.Sequential(maybe_sn(nn.Linear(features + 32, features), spectral_norm), nn.LeakyReLU(0.2),
-                                 maybe_sn(nn.Linear(features, 1), spectral_norm))
+        self.net = nn.Sequential(
+            maybe_sn(nn.Linear(features + 32, features), spectral_norm),
+            nn.LeakyReLU(0.2),
+            maybe_sn(nn.Linear(features, 1), spectral_norm),
+        )
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([h, self.embed(labels)], dim=1)).squeeze(1)
@@ -44,4 +47,6 @@ class PlainHead(nn.Module):
         self.linear = maybe_sn(nn.Linear(features, 1), spectral_norm)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.linear(h).squeeze(1) + 0.0 * labels.to(h.dtype)  # keeps `labels` an input of the ONNX graph
+        return self.linear(h).squeeze(1) + 0.0 * labels.to(
+            h.dtype
+        )  # keeps `labels` an input of the ONNX graph

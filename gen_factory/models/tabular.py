@@ -37,7 +37,9 @@ class TabularGenerator(nn.Module):
                 with_logits: bool = False):
         """`with_logits` also returns the pre-activation output (the cond loss is a cross-entropy on it);
         an argument rather than a method so that a DDP wrapper still sees the forward pass."""
-        parts = [noise, self.embed(labels)] + ([_cond_or_zeros(cond, noise, self.cond_dim)] if self.cond_dim else [])
+        parts = [noise, self.embed(labels)] + (
+            [_cond_or_zeros(cond, noise, self.cond_dim)] if self.cond_dim else []
+        )
         logits = self.net(torch.cat(parts, dim=1))
         return (self.activate(logits), logits) if with_logits else self.activate(logits)
 
@@ -94,5 +96,7 @@ class TabularDiscriminator(nn.Module):
             x = torch.cat([x, _cond_or_zeros(cond, x, self.cond_dim)], dim=1)
         return self.body(x)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.head(self.features(x, cond), labels)

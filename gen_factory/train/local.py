@@ -20,8 +20,16 @@ from gen_factory.train.loop import GANTrainer, default_hyper
 from gen_factory.train.selection import BestGenerator
 
 
-def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int = 0, patience: int | None = None,
-                checks: int = 50, critic=None, **hyper_overrides):
+def train_table(
+    train: TableData,
+    epochs: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    patience: int | None = None,
+    checks: int = 50,
+    critic=None,
+    **hyper_overrides,
+):
     """Returns (EMA generator, discriminator, encoding, spec, hyper) of the best of `checks` checks
     over `epochs` passes, stopping after `patience` checks without a better one, as a Ray worker
     does (`gen_factory.train.selection`); `hyper_overrides` set `Hyper` fields (e.g. cond_weight).
@@ -42,8 +50,12 @@ def train_table(train: TableData, epochs: int, batch_size: int = 64, seed: int =
         def batches():
             return conditional_batches(encoded, labels, sampler, batch_size, 1, rng)
     else:
-        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(encoded, labels), batch_size=batch_size,
-                                             shuffle=True, drop_last=len(encoded) > batch_size)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(encoded, labels),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=len(encoded) > batch_size,
+        )
 
         def batches():
             return loader

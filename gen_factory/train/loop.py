@@ -75,13 +75,17 @@ class GANTrainer:
         """The discriminator on (augmented) images: real and fake always pass the same augmentation."""
         return self.d(self.augment(x), labels, *([] if cond is None else [cond]))
 
-    def step(self, real: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None) -> dict[str, float]:
+    def step(
+        self, real: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """One discriminator update, and a generator update every `n_critic` steps."""
         extra = [] if cond is None else [cond]
         noise = torch.randn(real.shape[0], self.noise_dim, device=real.device)
         with torch.no_grad():
             fake = self.g(noise, labels, *extra)
-        d_loss = discriminator_loss(self.h.loss, self.critic(real, labels, cond), self.critic(fake, labels, cond))
+        d_loss = discriminator_loss(
+            self.h.loss, self.critic(real, labels, cond), self.critic(fake, labels, cond)
+        )
         if self.h.loss == "wgan-gp" and self.steps % self.h.gp_every == 0:
             d_loss = d_loss + self.h.gp_weight * self.h.gp_every * gradient_penalty(
                 lambda x: self.critic(x, labels, cond), real, fake)

@@ -28,8 +28,14 @@ MIN_FAKE, MAX_FAKE = 256, 1000  # generated rows per label: enough for a stable 
 class BestGenerator:
     """Scores the EMA generator against the training rows and keeps the best (G, D) seen so far."""
 
-    def __init__(self, encoded: torch.Tensor, labels: torch.Tensor, noise_dim: int, patience: int | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        encoded: torch.Tensor,
+        labels: torch.Tensor,
+        noise_dim: int,
+        patience: int | None = None,
+        seed: int = 0,
+    ):
         x = encoded.reshape(len(encoded), -1).double().numpy()
         rng = np.random.default_rng(seed)
         dims = x.shape[1]
@@ -40,8 +46,10 @@ class BestGenerator:
         self.real = {k: self._project(x[y == k]) for k in self.labels}
         self.weights = np.array([len(self.real[k]) for k in self.labels], dtype=np.float64)
         gen = torch.Generator().manual_seed(seed)  # the same noise at every report: distances compare
-        self.noise = {k: torch.randn(min(MAX_FAKE, max(MIN_FAKE, len(self.real[k]))), noise_dim, generator=gen)
-                      for k in self.labels}
+        self.noise = {
+            k: torch.randn(min(MAX_FAKE, max(MIN_FAKE, len(self.real[k]))), noise_dim, generator=gen)
+            for k in self.labels
+        }
         self.patience = patience
         self.best: dict | None = None  # {"distance", "epoch", "generator_ema", "discriminator"}
         self.since_best = 0
