@@ -66,13 +66,42 @@ def cluster():
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
            "RAY_AUTH_MODE": "token"}
     procs = [
-        subprocess.Popen([BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-                          "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-                          "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([BIN / "ray", "start", "--head", f"--port={gcs}", "--include-dashboard=true",
-                          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *_node_args(root)],
-                         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [
+                BIN / "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--backend-store-uri",
+                f"sqlite:///{root}/mlflow.db",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                BIN / "ray",
+                "start",
+                "--head",
+                f"--port={gcs}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                *_node_args(root),
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     try:
         dashboard = f"http://127.0.0.1:{dash}"
@@ -113,7 +142,10 @@ def test_job_spec_trains_across_two_nodes_and_registers_in_the_mlflow_server(clu
     registry = MlflowClient(cluster["tracking"])
     version = registry.get_model_version_by_alias("cluster-table", "staging")
     assert registry.get_run(version.run_id).data.tags["gen_factory.nodes"] == "2"
-    assert {a.path for a in registry.list_artifacts(version.run_id, "model")} >= {"model/model.onnx", "model/card.json"}
+    assert {a.path for a in registry.list_artifacts(version.run_id, "model")} >= {
+        "model/model.onnx",
+        "model/card.json",
+    }
     assert (cluster["root"] / "shared-checkpoints" / "cluster-table").is_dir()
     assert cli(["jobs", "list", "--address", cluster["dashboard"]]) == 0
     assert "cluster-table" in capsys.readouterr().out
@@ -124,16 +156,26 @@ def test_serve_config_deploys_on_the_cluster_and_serves_from_the_mlflow_server(c
     config = yaml.safe_load(Path("serving/config.yaml").read_text())
     port = _port()
     config["http_options"] = {"host": "127.0.0.1", "port": port}
-    config["applications"][0]["args"] = {"tracking_uri": cluster["tracking"], "data_dir": str(cluster["root"] / "serve")}
+    config["applications"][0]["args"] = {
+        "tracking_uri": cluster["tracking"],
+        "data_dir": str(cluster["root"] / "serve"),
+    }
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
-    subprocess.run([BIN / "serve", "deploy", str(path), "--address", cluster["dashboard"]], env=env, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [BIN / "serve", "deploy", str(path), "--address", cluster["dashboard"]],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     api = f"http://127.0.0.1:{port}"
     _wait(lambda: requests.get(f"{api}/healthz", timeout=5).ok, "the Serve application")
     assert "cluster-table" in {m["name"] for m in requests.get(f"{api}/v1/models", timeout=30).json()}
-    resp = requests.post(f"{api}/v1/models/cluster-table@staging/generate", json={"rows_per_label": 5}, timeout=120)
+    resp = requests.post(
+        f"{api}/v1/models/cluster-table@staging/generate", json={"rows_per_label": 5}, timeout=120
+    )
     assert resp.status_code == 200 and resp.headers["content-type"] == "application/vnd.apache.parquet"
 
 
