@@ -25,13 +25,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from gen_factory.client import ApiError
     from gen_factory.data.validate import DataValidationError
-    from gen_factory.registry import ModelNotFound
+    from gen_factory.registry import ModelNotFound, RegistryUnavailable
+    from gen_factory.runs import RunError
 
     try:
         return args.func(args) or 0
-    except (DataValidationError, ApiError, ModelNotFound) as err:
+    except (DataValidationError, ApiError, ModelNotFound) as err:  # the input's fault
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (RunError, RegistryUnavailable) as err:  # not the input's: the message says how to go on
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--column-type", action="append", metavar="NAME=categorical", dest="column_types",
                    help="model a numeric column as categories (repeatable; other types are inferred)")
+    t.add_argument("--max-failures", type=int, default=3,
+                   help="times a failed worker group is restarted from the latest checkpoint before the run "
+                        "gives up (default: 3); the same command later resumes it")
+    t.add_argument("--register-again", action="store_true",
+                   help="register a new version even if this run already registered one (default: a finished "
+                        "run reports the version it registered and registers nothing)")
     t.set_defaults(func=_train)
 
     s = sub.add_parser(
