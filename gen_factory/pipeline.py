@@ -11,14 +11,13 @@ import numpy as np
 import torch
 
 from gen_factory import registry, settings
-from gen_factory.data import load_dataset, training_split
-from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES
-from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics
 from gen_factory.card import read_card, write_card
-from gen_factory.data.datasets import frame_from_codes, keep_labels
-from gen_factory.evaluate.quality import quality_report
+from gen_factory.data import load_dataset, training_split
+from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES, frame_from_codes, keep_labels
+from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.evaluate.images import image_quality, save_class_grids
+from gen_factory.evaluate.quality import quality_report
 from gen_factory.evaluate.report import html_report
 from gen_factory.evaluate.tables import evaluate_table, headline
 from gen_factory.export import export_bundle
@@ -78,7 +77,9 @@ class TrainJob:
     variant: str | None = None  # images: vanilla | cgan | dcgan | wgan-gp | sngan | projgan-gp (default)
     normal_labels: list[str] | None = None  # a one-class (anomaly-detection) model of these labels only
     encoder_epochs: int | None = None  # f-AnoGAN encoder epochs after the GAN (default: half the GAN's)
-    patience: int | None = None  # end the GAN after this many reports without a better generator (None: never)
+    patience: int | None = (
+        None  # end the GAN after this many reports without a better generator (None: never)
+    )
     fpr: float = DEFAULT_FPR  # false-positive rate of the anomaly thresholds on held-out normal data
     column_types: dict[str, str] | None = None  # overrides of inferred types, e.g. {"zip": "categorical"}
     max_failures: int = 3  # worker-group restarts (from the latest checkpoint) before the run gives up
@@ -91,15 +92,23 @@ class TrainJob:
             raise DataValidationError("loss", repr(self.loss), f"choose one of {', '.join(LOSSES)}")
         if self.variant is not None and self.variant not in VARIANTS:
             raise DataValidationError("variant", repr(self.variant), f"choose one of {', '.join(VARIANTS)}")
-        for field, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
-                                  ("num_workers", self.num_workers, 1), ("encoder_epochs", self.encoder_epochs, 1),
-                                  ("patience", self.patience, 1), ("max_failures", self.max_failures, 0)):
+        for field, value, low in (
+            ("epochs", self.epochs, 1),
+            ("batch_size", self.batch_size, 2),
+            ("num_workers", self.num_workers, 1),
+            ("encoder_epochs", self.encoder_epochs, 1),
+            ("patience", self.patience, 1),
+            ("max_failures", self.max_failures, 0),
+        ):
             if value is not None and value < low:
                 raise DataValidationError(field, value, f"use a whole number >= {low}")
         for column, kind in (self.column_types or {}).items():
             if kind != "categorical":
-                raise DataValidationError(f"column_types[{column!r}]", repr(kind),
-                                          "use 'categorical' (numbers are inferred continuous, strings categorical)")
+                raise DataValidationError(
+                    f"column_types[{column!r}]",
+                    repr(kind),
+                    "use 'categorical' (numbers are inferred continuous, strings categorical)",
+                )
         if not 0 < self.holdout < 1:
             raise DataValidationError("holdout", self.holdout, "use a fraction between 0 and 1, e.g. 0.3")
         if not 0 < self.fpr < 1:
@@ -206,10 +215,14 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
                                                        "kind": data.kind, "rows": len(train.labels)})
     config["mlflow_run_id"] = run_id
-    log(f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, {len(train.label_names)} labels"
+    log(
+        f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, "
+        f"{len(train.label_names)} labels"
         + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")
-        + f"; loss={hyper.loss}, epochs={epochs} + {encoder_epochs} encoder, workers={job.num_workers}; MLflow run {run_id}"
-        + (" (resumed)" if resumed else ""))
+        + f"; loss={hyper.loss}, epochs={epochs} + {encoder_epochs} encoder, workers={job.num_workers}; "
+        f"MLflow run {run_id}"
+        + (" (resumed)" if resumed else "")
+    )
     try:
         ensure_ray()
         gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
@@ -217,12 +230,23 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         generator, discriminator, encoder = _restore(spec, hyper, state)
         train_seconds = time.time() - started
         card = {
-            "model_name": job.model_name, "kind": data.kind, "dataset": data.name, "label_column": data.label_column,
-            "label_names": train.label_names, "columns": getattr(data, "columns", None), "shape": spec.shape,
+            "model_name": job.model_name,
+            "kind": data.kind,
+            "dataset": data.name,
+            "label_column": data.label_column,
+            "label_names": train.label_names,
+            "columns": getattr(data, "columns", None),
+            "shape": spec.shape,
             "label_counts": np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
-            "n_labels": spec.n_labels, "noise_dim": spec.noise_dim, "encoding": encoding_to_dict(encoding),
-            "loss": hyper.loss, "variant": _variant(job) if data.kind == "image" else None,
-            "epochs": epochs, "encoder_epochs": encoder_epochs, "seed": job.seed, "mlflow_run_id": run_id,
+            "n_labels": spec.n_labels,
+            "noise_dim": spec.noise_dim,
+            "encoding": encoding_to_dict(encoding),
+            "loss": hyper.loss,
+            "variant": _variant(job) if data.kind == "image" else None,
+            "epochs": epochs,
+            "encoder_epochs": encoder_epochs,
+            "seed": job.seed,
+            "mlflow_run_id": run_id,
             **_selected(state),
         }
         scales = _residual_scales(encoder, generator, discriminator, encoding, train)
@@ -241,8 +265,11 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
                 registry.log_artifact(run_id, grid)
                 _log_class_grids(model, run_id, Path(tmp) / "classes", job.seed)
                 if metrics.get("mode_collapse"):
-                    log(f"[train] WARNING: possible mode collapse in class(es) {', '.join(metrics['mode_collapse'])}: "
-                        "their samples are far less diverse than the real ones (see diversity_ratio_*)")
+                    log(
+                        "[train] WARNING: possible mode collapse in class(es) "
+                        f"{', '.join(metrics['mode_collapse'])}: "
+                        "their samples are far less diverse than the real ones (see diversity_ratio_*)"
+                    )
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
                                           **_selected(state),
@@ -259,8 +286,16 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         raise
     log(f"[train] registered {ref.name} version {ref.version}" + (f" as @{ref.alias}" if ref.alias else "")
         + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}" + _detection_line(detection))
-    return {"ref": ref, "run_id": run_id, "metrics": metrics, "anomaly": detection, "parity": parity, "epochs": epochs,
-            "seconds": time.time() - started, **({"champion_veto": veto} if veto else {})}
+    return {
+        "ref": ref,
+        "run_id": run_id,
+        "metrics": metrics,
+        "anomaly": detection,
+        "parity": parity,
+        "epochs": epochs,
+        "seconds": time.time() - started,
+        **({"champion_veto": veto} if veto else {}),
+    }
 
 
 # What a non-finite figure usually means, and what to change.
@@ -304,12 +339,19 @@ def evaluate_bundle(model: OnnxModel, train, holdout, seed: int, per_label: int 
         values, labels = generate_arrays(model, [per_label] * len(train.label_names), seed)
         return image_quality(train.images, train.labels, holdout.images, holdout.labels, values, labels,
                              train.label_names, seed)
-    values, labels = generate_arrays(model, np.bincount(train.labels, minlength=len(train.label_names)).tolist(), seed)
-    synth = frame_from_codes(values, labels, train.columns, train.categories, train.label_names, train.label_column)
+    values, labels = generate_arrays(
+        model, np.bincount(train.labels, minlength=len(train.label_names)).tolist(), seed
+    )
+    synth = frame_from_codes(
+        values, labels, train.columns, train.categories, train.label_names, train.label_column
+    )
     real = train.frame()
     if one_class:
-        return {k: v for k, v in quality_report(real, synth, set(train.categories) | {train.label_column}).items()
-                if isinstance(v, float)}
+        return {
+            k: v
+            for k, v in quality_report(real, synth, set(train.categories) | {train.label_column}).items()
+            if isinstance(v, float)
+        }
     result = evaluate_table(real, synth, holdout.frame(), train.label_column, seed=seed)
     if report is not None:
         report.write_text(html_report(result, real, synth, f"{model.card['model_name']}: synthetic vs real"))
@@ -338,7 +380,9 @@ def _settings(kind: str, job: TrainJob) -> tuple:
         for key, value in preset["hyper"].items():
             setattr(hyper, key, value)
     elif job.variant:
-        raise DataValidationError("variant", repr(job.variant), "variants apply to images only; drop --variant")
+        raise DataValidationError(
+            "variant", repr(job.variant), "variants apply to images only; drop --variant"
+        )
     hyper.loss = job.loss or hyper.loss
     if job.loss or "spectral_norm" not in networks:
         networks["spectral_norm"] = hyper.loss != "wgan-gp"

@@ -218,7 +218,9 @@ def parse_ref(ref: str, default_alias: str = settings.DEFAULT_ALIAS) -> tuple[st
         name, version = ref.split("/", 1)
         alias = None
         if not version.isdigit():
-            raise ModelNotFound(f"model {ref!r}: version {version!r} is not a number; write NAME/3 or NAME@alias")
+            raise ModelNotFound(
+                f"model {ref!r}: version {version!r} is not a number; write NAME/3 or NAME@alias"
+            )
     if not name.strip() or (alias is not None and not alias.strip()):
         raise ModelNotFound(f"model {ref!r}: write NAME, NAME@alias or NAME/version")
     return name, alias, version

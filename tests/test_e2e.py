@@ -404,7 +404,8 @@ def test_a_run_stopped_early_resumes_as_finished_and_trains_on_when_given_more_e
     stop = checks(first["run_id"])[-1]
     assert stop < 12 and f"stopping the GAN early at epoch {stop}" in capfd.readouterr().out
     again = train_and_register(job(12))  # the same settings: nothing left to train
-    assert f"({stop} GAN epochs done)" in capfd.readouterr().out
+    assert "run 'e2e-stop' is finished: it registered e2e-stop version" in capfd.readouterr().out
+    assert again["already_registered"] and again["ref"].version == first["ref"].version
     assert again["run_id"] == first["run_id"] and checks(again["run_id"]) == checks(first["run_id"])
     more = train_and_register(job(16))  # more epochs: the GAN goes on from where it stopped
     assert checks(more["run_id"])[:stop] == list(range(1, stop + 1)) and checks(more["run_id"])[-1] > stop

@@ -52,8 +52,14 @@ class TableData:
                                 self.label_names, self.label_column)
 
 
-def frame_from_codes(values: np.ndarray, labels: np.ndarray, columns: list[str], categories: dict[str, list[str]],
-                     label_names: list[str], label_column: str) -> pd.DataFrame:
+def frame_from_codes(
+    values: np.ndarray,
+    labels: np.ndarray,
+    columns: list[str],
+    categories: dict[str, list[str]],
+    label_names: list[str],
+    label_column: str,
+) -> pd.DataFrame:
     """Codes back to a DataFrame: categorical codes to their strings (NaN stays missing)."""
     out = {}
     for i, col in enumerate(columns):
@@ -89,15 +95,21 @@ def load_dataset(spec: str, label_column: str = "label", categorical: list[str] 
     """Load and validate a dataset: a bundled name, a ``.parquet``/``.csv`` table, an ``.npz`` image file,
     MNIST IDX files or a folder of PNGs per label (see `gen_factory.data.images`). `categorical`
     names numeric table columns to model as categories (the inferred types' override)."""
-    if categorical and (spec in BUNDLED_IMAGES or Path(spec).suffix.lower() not in (".parquet", ".pq", ".csv")):
-        raise DataValidationError("column_types", repr(categorical), "column types apply to .parquet / .csv tables only")
+    if categorical and (
+        spec in BUNDLED_IMAGES or Path(spec).suffix.lower() not in (".parquet", ".pq", ".csv")
+    ):
+        raise DataValidationError(
+            "column_types", repr(categorical), "column types apply to .parquet / .csv tables only"
+        )
     if spec in BUNDLED_TABLES or spec in BUNDLED_IMAGES:
         return _load_bundled(spec)
     path = Path(spec)
     if not path.exists():
         raise DataValidationError(
-            "dataset", repr(spec),
-            f"give a bundled name ({', '.join(BUNDLED_IMAGES + BUNDLED_TABLES)}) or an existing .parquet, .csv or .npz "
+            "dataset",
+            repr(spec),
+            f"give a bundled name ({', '.join(BUNDLED_IMAGES + BUNDLED_TABLES)}) or an existing .parquet, "
+            ".csv or .npz "
             "path, an MNIST IDX file or a folder of <label>/*.png",
         )
     from gen_factory.data.images import is_idx, load_image_source
@@ -129,8 +141,10 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     _check_unique_columns([str(c) for c in df.columns])
     if label_column not in df.columns:
         raise DataValidationError(
-            "label_column", repr(label_column),
-            f"name one of the table's columns with --label-column (columns: {', '.join(map(str, df.columns))})",
+            "label_column",
+            repr(label_column),
+            "name one of the table's columns with --label-column (columns: "
+            f"{', '.join(map(str, df.columns))})",
         )
     labels_raw = df[label_column]
     if labels_raw.isna().any():
@@ -140,14 +154,18 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
         )
     features = df.drop(columns=[label_column])
     if features.shape[1] == 0:
-        raise DataValidationError("dataset", "no feature columns", "add at least one column besides the label")
+        raise DataValidationError(
+            "dataset", "no feature columns", "add at least one column besides the label"
+        )
     unknown = sorted(set(categorical or []) - set(map(str, features.columns)))
     if unknown:
-        raise DataValidationError("categorical", f"unknown column(s) {unknown}", "name feature columns of the table")
+        raise DataValidationError(
+            "categorical", f"unknown column(s) {unknown}", "name feature columns of the table"
+        )
     columns = [str(c) for c in features.columns]
     values = np.empty(features.shape, dtype=np.float64)
     categories: dict[str, list[str]] = {}
-    for i, (col, series) in enumerate(zip(columns, (features[c] for c in features.columns))):
+    for i, (col, series) in enumerate(zip(columns, (features[c] for c in features.columns), strict=True)):
         if series.isna().all():
             raise DataValidationError(f"column {col!r}", "missing in every row", "drop the column or fill it")
         if col in (categorical or []) or _is_categorical(series):
@@ -157,7 +175,8 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
         else:
             example = series.dropna().iloc[0]
             raise DataValidationError(
-                f"column {col!r}", f"value {example!r} of a type that cannot be modelled (dtype {series.dtype})",
+                f"column {col!r}",
+                f"value {example!r} of a type that cannot be modelled (dtype {series.dtype})",
                 "convert it to numbers or strings (e.g. a date to days since a start date), or drop it",
             )
     check_finite(values, columns)
@@ -166,7 +185,9 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64)
     check_labels(labels, label_names, field=f"column {label_column!r}")
     check_varies(values, columns)
-    return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column, categories=categories)
+    return TableData(
+        name, values.astype(np.float32), labels, columns, label_names, label_column, categories=categories
+    )
 
 
 def _check_unique_columns(columns: list[str]) -> None:
@@ -190,7 +211,8 @@ def _check_csv_header(path: Path) -> None:
 
 def _is_categorical(series: pd.Series) -> bool:
     kind = series.dtype
-    if kind == object:  # strings (or bools) with missing values; anything else cannot be modelled
+    # strings (or bools) with missing values; anything else cannot be modelled
+    if pd.api.types.is_object_dtype(kind):
         return all(isinstance(v, (str, bool, np.bool_)) for v in series.dropna())
     return (pd.api.types.is_bool_dtype(kind) or isinstance(kind, pd.CategoricalDtype)
             or pd.api.types.is_string_dtype(kind))
@@ -202,8 +224,11 @@ def _codes(col: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
     text = series[present].astype(str)
     vocab = sorted(text.unique().tolist(), key=_natural_key)
     if len(vocab) > MAX_CATEGORIES:
-        raise DataValidationError(f"column {col!r}", f"{len(vocab)} distinct values",
-                                  f"drop identifier-like columns or group values to at most {MAX_CATEGORIES} categories")
+        raise DataValidationError(
+            f"column {col!r}",
+            f"{len(vocab)} distinct values",
+            f"drop identifier-like columns or group values to at most {MAX_CATEGORIES} categories",
+        )
     codes = np.full(len(series), np.nan)
     codes[present] = text.map({v: i for i, v in enumerate(vocab)}).to_numpy(dtype=np.float64)
     return vocab, codes
@@ -218,22 +243,30 @@ def images_from_arrays(images: np.ndarray, labels: np.ndarray, label_names: list
     elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
         images = images.transpose(0, 3, 1, 2)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise DataValidationError("images", f"shape {images.shape}", "give [N,H,W], [N,H,W,C] or [N,C,H,W] with C = 1 or 3")
+        raise DataValidationError(
+            "images", f"shape {images.shape}", "give [N,H,W], [N,H,W,C] or [N,C,H,W] with C = 1 or 3"
+        )
     if len(images) != len(labels):
-        raise DataValidationError("labels", f"{len(labels)} labels for {len(images)} images", "give one label per image")
+        raise DataValidationError(
+            "labels", f"{len(labels)} labels for {len(images)} images", "give one label per image"
+        )
     if not np.issubdtype(images.dtype, np.number):
         raise DataValidationError("images", f"dtype {images.dtype}", "store pixel values as numbers")
     images = images.astype(np.float32)
     flat = images.reshape(len(images), -1)
     bad = ~np.isfinite(flat)
     if bad.any():
-        raise DataValidationError("images", f"NaN/inf in {int(bad.any(axis=1).sum())} image(s)", "fix or drop those images")
+        raise DataValidationError(
+            "images", f"NaN/inf in {int(bad.any(axis=1).sum())} image(s)", "fix or drop those images"
+        )
     raw = np.asarray(labels)
     names = label_names or sorted({str(v) for v in raw.tolist()}, key=_natural_key)
     index = {n: i for i, n in enumerate(names)}
     unknown = sorted({str(v) for v in raw.tolist()} - set(index))
     if unknown:
-        raise DataValidationError("labels", f"values {unknown[:5]} not in label_names", "list every label in label_names")
+        raise DataValidationError(
+            "labels", f"values {unknown[:5]} not in label_names", "list every label in label_names"
+        )
     label_ids = np.array([index[str(v)] for v in raw.tolist()], dtype=np.int64)
     check_labels(label_ids, names)
     return ImageData(name, images, label_ids, list(names))

@@ -21,7 +21,9 @@ class DataValidationError(ValueError):
 def check_labels(labels: np.ndarray, label_names: list[str], field: str = "label") -> None:
     """Every label needs at least two rows: one cannot be split or learned from."""
     if len(labels) == 0:
-        raise DataValidationError("dataset", "0 rows", "provide a table or image set with at least 2 rows per label")
+        raise DataValidationError(
+            "dataset", "0 rows", "provide a table or image set with at least 2 rows per label"
+        )
     counts = np.bincount(labels, minlength=len(label_names))
     if len(label_names) < 2:
         raise DataValidationError(

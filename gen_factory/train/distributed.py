@@ -7,8 +7,8 @@ CPU, nccl on GPU), trains the GAN for ``epochs`` and then the f-AnoGAN encoder f
 (the same DDP wiring, the GAN frozen), and reports a checkpoint every ``report_every`` epochs and at
 the end of each phase. At each GAN report the EMA generator is scored against the training rows
 (`gen_factory.train.selection`): the best one ships and trains the encoder, and ``patience`` reports
-without a better one end the GAN phase early. Re-running with the same ``name`` and storage path makes Ray hand the latest
-checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
+without a better one end the GAN phase early. Re-running with the same ``name`` and storage path
+makes Ray hand the latest checkpoint back through ``ray.train.get_checkpoint``: the run resumes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ from gen_factory.train.selection import BestGenerator
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "gen_factory_run.json"
 # Settings that may change when a run resumes; any other change means a different model.
-RESUMABLE_SETTINGS = ("epochs", "encoder_epochs", "report_every", "patience", "mlflow_run_id", "mlflow_tracking_uri")
+RESUMABLE_SETTINGS = (
+    "epochs",
+    "encoder_epochs",
+    "report_every",
+    "patience",
+    "mlflow_run_id",
+    "mlflow_tracking_uri",
+)
 
 
 def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str,
@@ -57,12 +64,18 @@ def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, stora
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0,
-                                     resources_per_worker={"CPU": 1, "GPU": gpus_per_worker} if gpus_per_worker else None),
-        run_config=RunConfig(name=name, storage_path=storage_path,
-                             failure_config=FailureConfig(max_failures=max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             logging_config=LoggingConfig(log_level="WARNING")),
+        scaling_config=ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=gpus_per_worker > 0,
+            resources_per_worker={"CPU": 1, "GPU": gpus_per_worker} if gpus_per_worker else None,
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
     )
     try:
         result = trainer.fit()
@@ -153,6 +166,46 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _resume(checkpoint, trainer: GANTrainer, selector: BestGenerator, gan_epochs: int, encoder_trainer,
+            rank: int) -> tuple[int, int, EncoderTrainer | None]:
+    """(first epoch to train, GAN epochs done, encoder trainer or None) from Ray's latest checkpoint
+    of this run, with the trainer and selector restored; (0, 0, None) on a fresh start."""
+    if not checkpoint:
+        return 0, 0, None
+    with checkpoint.as_directory() as ckpt_dir:
+        state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
+    trainer.load_state_dict(state["trainer"])
+    if "selection" in state:
+        selector.load_state_dict(state["selection"])
+    gan_done = state["gan_epochs_done"]
+    planned = state.get("gan_epochs", gan_done)  # checkpoints from before early stopping lack these two
+    finished = state.get("gan_finished", gan_done >= planned)
+    encoder = None
+    if gan_epochs > planned:  # more GAN epochs asked for: go on with them (patience counts afresh),
+        start, selector.since_best = gan_done, 0  # the encoder starts over after
+    elif not finished:  # interrupted during the GAN
+        start = gan_done
+    else:  # the GAN is done (all its epochs, or stopped early)
+        start = max(state["epoch"] + 1, gan_epochs)
+        if "encoder" in state:
+            encoder = encoder_trainer()
+            encoder.load_state_dict(state["encoder"])
+    if rank == 0:
+        print(f"resuming from the checkpoint of epoch {state['epoch'] + 1} ({gan_done} GAN epochs done)",
+              flush=True)
+    return start, gan_done, encoder
+
+
+def _gan_batches(loader, tensors, sampler: CondSampler | None, config: dict, epoch: int, rank: int,
+                 world: int):
+    """One GAN epoch's batches: this worker's shard, or with training-by-sampling (tables with
+    categories) rows drawn per condition from the whole table, seeded per epoch and rank."""
+    if sampler is None:
+        return loader
+    rng = np.random.default_rng([config["seed"], epoch, rank])
+    return conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng)
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -166,11 +219,17 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(reserved or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
     torch.manual_seed(config["seed"])  # identical initial weights on every worker
 
-    data, _ = training_split(load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
-                             config["holdout"], config["seed"], config.get("normal_labels"))
+    data, _ = training_split(
+        load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
+        config["holdout"],
+        config["seed"],
+        config.get("normal_labels"),
+    )
     encoding = encoding_from_dict(config["encoding"])
     values = data.features if data.kind == "table" else data.images
-    tensors = torch.utils.data.TensorDataset(torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels))
+    tensors = torch.utils.data.TensorDataset(
+        torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels)
+    )
     loader = torch.utils.data.DataLoader(tensors, batch_size=max(1, config["batch_size"] // world),
                                          shuffle=True, drop_last=len(tensors) > config["batch_size"])
     loader = ray.train.torch.prepare_data_loader(loader)
@@ -195,28 +254,9 @@ def train_loop_per_worker(config: dict) -> None:
         net = ray.train.torch.prepare_model(build_encoder(spec), parallel_strategy_kwargs=ddp)
         return EncoderTrainer(net, *selector.best_models(trainer))
 
-    start = gan_trained = 0  # gan_trained: GAN epochs actually trained (fewer than planned if stopped early)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as ckpt_dir:
-            state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
-        trainer.load_state_dict(state["trainer"])
-        if "selection" in state:
-            selector.load_state_dict(state["selection"])
-        gan_done = gan_trained = state["gan_epochs_done"]
-        planned = state.get("gan_epochs", gan_done)  # checkpoints from before early stopping lack these two
-        finished = state.get("gan_finished", gan_done >= planned)
-        if gan_epochs > planned:  # more GAN epochs asked for: go on with them (patience counts afresh),
-            start, selector.since_best = gan_done, 0  # the encoder starts over after
-        elif not finished:  # interrupted during the GAN
-            start = gan_done
-        else:  # the GAN is done (all its epochs, or stopped early)
-            start = max(state["epoch"] + 1, gan_epochs)
-            if "encoder" in state:
-                encoder = encoder_trainer()
-                encoder.load_state_dict(state["encoder"])
-        if rank == 0:
-            print(f"resuming from the checkpoint of epoch {state['epoch'] + 1} ({gan_done} GAN epochs done)", flush=True)
+    # gan_trained: GAN epochs actually trained (fewer than planned if stopped early)
+    start, gan_trained, encoder = _resume(ray.train.get_checkpoint(), trainer, selector, gan_epochs,
+                                          encoder_trainer, rank)
 
     nodes = _count_nodes(world)
     logger = _MlflowLogger(config) if rank == 0 and config.get("mlflow_run_id") else None
@@ -236,11 +276,8 @@ def train_loop_per_worker(config: dict) -> None:
         if epoch >= gan_epochs:  # the encoder learns on real rows only: the plain shuffled shards
             encoder = encoder or encoder_trainer()
             metrics = encoder.epoch(loader)
-        elif sampler:  # training-by-sampling: every worker draws its rows per condition from the whole table
-            rng = np.random.default_rng([config["seed"], epoch, rank])
-            metrics = trainer.epoch(conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng))
         else:
-            metrics = trainer.epoch(loader)
+            metrics = trainer.epoch(_gan_batches(loader, tensors, sampler, config, epoch, rank, world))
         if epoch < gan_epochs:
             gan_trained = epoch + 1
         metrics["epoch"] = epoch + 1
@@ -248,18 +285,15 @@ def train_loop_per_worker(config: dict) -> None:
         if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):
             continue  # small epochs: a report (and checkpoint) each time would cost more than the epoch
         if epoch < gan_epochs:
-            metrics["train_frechet"] = _shared_distance(selector, trainer, rank, world)
-            selector.record(trainer, epoch + 1, metrics["train_frechet"])
-            stopped = selector.stop and epoch + 1 < gan_epochs
-            if stopped and rank == 0:
-                print(f"stopping the GAN early at epoch {epoch + 1}: no better generator in {selector.patience} "
-                      f"reports (best: epoch {selector.best['epoch']})", flush=True)
+            stopped = _select(selector, trainer, metrics, epoch + 1, gan_epochs, rank, world)
         if rank == 0:
             phase = "epoch" if epoch < gan_epochs else "encoder epoch"
             print(f"{phase} {epoch + 1}/{total}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                                          if k not in ("epoch",)), flush=True)
             if logger:
-                logger.log(metrics, epoch + 1, trainer if epoch < gan_epochs else None, spec, len(data.label_names))
+                logger.log(
+                    metrics, epoch + 1, trainer if epoch < gan_epochs else None, spec, len(data.label_names)
+                )
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
@@ -273,10 +307,25 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
 
 
+def _select(selector: BestGenerator, trainer: GANTrainer, metrics: dict, done: int, gan_epochs: int,
+            rank: int, world: int) -> bool:
+    """Score the EMA generator after `done` GAN epochs (into `metrics`), keep it if it is the best so
+    far; True when patience ends the GAN phase early."""
+    metrics["train_frechet"] = _shared_distance(selector, trainer, rank, world)
+    selector.record(trainer, done, metrics["train_frechet"])
+    stopped = selector.stop and done < gan_epochs
+    if stopped and rank == 0:
+        print(f"stopping the GAN early at epoch {done}: no better generator in {selector.patience} reports "
+              f"(best: epoch {selector.best['epoch']})", flush=True)
+    return stopped
+
+
 def _shared_distance(selector: BestGenerator, trainer: GANTrainer, rank: int, world: int) -> float:
     """Rank 0 scores the EMA generator and every worker gets its figure, so all keep the same best."""
     device = next(trainer.g_ema.parameters()).device  # nccl broadcasts CUDA tensors, gloo CPU ones
-    value = torch.tensor([selector.distance(trainer.g_ema) if rank == 0 else 0.0], dtype=torch.float64, device=device)
+    value = torch.tensor(
+        [selector.distance(trainer.g_ema) if rank == 0 else 0.0], dtype=torch.float64, device=device
+    )
     if world > 1:
         torch.distributed.broadcast(value, src=0)
     return float(value.item())
@@ -312,7 +361,9 @@ class _MlflowLogger:
         self.run_id = config["mlflow_run_id"]
         self.grid_every = config.get("grid_every", 1)
 
-    def log(self, metrics: dict, step: int, trainer: GANTrainer | None, spec: ModelSpec, n_labels: int) -> None:
+    def log(
+        self, metrics: dict, step: int, trainer: GANTrainer | None, spec: ModelSpec, n_labels: int
+    ) -> None:
         """`trainer` is None in the encoder phase: the samples no longer change."""
         from mlflow.entities import Metric
 
@@ -337,9 +388,14 @@ def save_sample_grid(generator: torch.nn.Module, noise_dim: int, n_labels: int, 
     noise = torch.randn(len(labels), noise_dim, generator=rng)
     pixels = generator(noise, labels).cpu().numpy()  # [-1, 1]
     c, h, w = pixels.shape[1:]
-    grid = pixels.reshape(n_labels, per_label, c, h, w).transpose(0, 3, 1, 4, 2).reshape(n_labels * h, per_label * w, c)
+    grid = (
+        pixels.reshape(n_labels, per_label, c, h, w)
+        .transpose(0, 3, 1, 4, 2)
+        .reshape(n_labels * h, per_label * w, c)
+    )
     grid = ((grid + 1) * 127.5).clip(0, 255).astype(np.uint8)
     scale = max(1, 32 // h)
-    image = Image.fromarray(grid[..., 0] if c == 1 else grid).resize((per_label * w * scale, n_labels * h * scale),
-                                                                     Image.NEAREST)
+    image = Image.fromarray(grid[..., 0] if c == 1 else grid).resize(
+        (per_label * w * scale, n_labels * h * scale), Image.NEAREST
+    )
     image.save(path)
