@@ -41,11 +41,21 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         # RAY_ADDRESS) looks for "the" local cluster; with another local Ray on the machine it finds
         # two and its monitor thread dies with a 25-line ConnectionError. Name our dashboard instead.
         # Set before init: the Ray processes started here (and this one's own State API calls) inherit it.
+        # Only for the processes started here: left in this process's environment, it would point
+        # later Ray commands and clusters (a `ray start` from here, the next test) at a dead dashboard.
         api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+        before = os.environ.get("RAY_API_SERVER_ADDRESS")
         os.environ.update(api)
-        ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4), include_dashboard=True,
-                 dashboard_host="127.0.0.1", dashboard_port=port, runtime_env={"env_vars": {**env, **api}},
-                 configure_logging=True, logging_level="warning")
+        try:
+            ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
+                     include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                     runtime_env={"env_vars": {**env, **api}}, configure_logging=True,
+                     logging_level="warning")
+        finally:
+            if before is None:
+                os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+            else:
+                os.environ["RAY_API_SERVER_ADDRESS"] = before
 
 
 def _free_port() -> int:
