@@ -50,14 +50,16 @@ class ModelRef:
 
 
 def client():
-    import mlflow
     from mlflow import MlflowClient
 
     uri = settings.tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    # The URI is given to the client, never set globally: `mlflow.set_tracking_uri` also writes
+    # MLFLOW_TRACKING_URI into this process's environment, which settings.tracking_uri() would then
+    # prefer for good - a process whose data directory changes (tests, benches) would keep using
+    # the first directory's database.
     if uri not in _ready:
         _create_store_once(uri)
-    return MlflowClient(uri)
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def _create_store_once(uri: str) -> None:
@@ -80,7 +82,7 @@ def _create_store_once(uri: str) -> None:
             with exclusive(path.with_name(f"{path.name}.init.lock")):
                 if not path.exists():
                     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                    c = MlflowClient(f"sqlite:///{tmp}")
+                    c = MlflowClient(f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
                     c.search_experiments(max_results=1)  # the tracking store's tables
                     c.search_registered_models(max_results=1)  # the registry's (its own store object)
                     os.replace(tmp, path)
@@ -317,8 +319,9 @@ def download(ref: ModelRef) -> Path:
     tmp = target.with_name(f".{ref.version}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    mlflow.set_tracking_uri(settings.tracking_uri())
-    mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(tmp))
+    source = client().get_model_version_download_uri(ref.name, ref.version)
+    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
+                                        tracking_uri=settings.tracking_uri())
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)  # atomic: a half-downloaded model is never picked up
     return target

@@ -83,3 +83,14 @@ def test_cli_evaluate_writes_a_report_with_plots(tables, tmp_path, capsys):
     assert cli(["evaluate", str(tmp_path / "real.parquet"), str(tmp_path / "synth.csv"), "--holdout",
                 str(tmp_path / "hold.parquet"), "--label-column", "nope"]) == 2
     assert "--label-column" in capsys.readouterr().err
+
+
+def test_a_wide_tables_report_plots_the_columns_with_the_lowest_shape_scores():
+    from gen_factory.evaluate.report import MAX_COLUMN_PLOTS, _columns_to_plot
+
+    columns = [f"c{i}" for i in range(MAX_COLUMN_PLOTS + 6)]
+    shapes = {c: 1.0 - (i % 7) / 10 for i, c in enumerate(columns)}
+    shown = _columns_to_plot(columns, shapes)
+    assert len(shown) == MAX_COLUMN_PLOTS and shown == [c for c in columns if c in shown]  # table order
+    assert max(shapes[c] for c in shown) <= min(shapes[c] for c in columns if c not in shown)
+    assert _columns_to_plot(columns[:5], shapes) == columns[:5]

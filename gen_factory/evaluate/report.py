@@ -56,6 +56,17 @@ def _heatmaps(real: pd.DataFrame, synth: pd.DataFrame) -> str:
     return _png(fig)
 
 
+MAX_COLUMN_PLOTS = 24  # a wide table's report shows the columns that most need a look (200 plots took 40 s)
+
+
+def _columns_to_plot(columns: list[str], shapes: dict[str, float]) -> list[str]:
+    """Every column in table order, or, past MAX_COLUMN_PLOTS, those with the lowest shape scores."""
+    if len(columns) <= MAX_COLUMN_PLOTS:
+        return columns
+    worst = set(sorted(columns, key=lambda c: shapes.get(c, 0.0))[:MAX_COLUMN_PLOTS])
+    return [c for c in columns if c in worst]
+
+
 def html_report(result: dict, real: pd.DataFrame, synth: pd.DataFrame, title: str) -> str:
     """HTML text for `result` (from `evaluate_table`) with plots of `real` vs `synth`."""
     import matplotlib
@@ -70,8 +81,12 @@ def html_report(result: dict, real: pd.DataFrame, synth: pd.DataFrame, title: st
     table = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in rows)
     shapes = "".join(f"<tr><td>{html.escape(c)}</td><td>{q['kinds'][c]}</td><td>{v:.4f}</td></tr>"
                      for c, v in q["shapes"].items())
+    shown = _columns_to_plot(list(real.columns), q["shapes"])
     plots = "".join(f'<img src="data:image/png;base64,{_column_plot(real[c], synth[c], q["kinds"][c])}">'
-                    for c in real.columns)
+                    for c in shown)
+    if len(shown) < len(real.columns):
+        plots = (f"<p>The {len(shown)} of {len(real.columns)} columns with the lowest shape score; every "
+                 f"column's score is in the table below.</p>{plots}")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 10px}img{margin:2px}</style>"
