@@ -264,20 +264,17 @@ def main() -> None:
     print(f"worker kills: finished={wk['finished']} quality={wk['quality']:.3f} vs unkilled "
           f"{wk['reference_quality']:.3f} (same seed) [{took(s)}]" + wk["tail"], flush=True)
 
-    s = time.perf_counter()
-    dk = driver_kill(home, "faults-driver", e, enc, after_training=False)
-    print(f"driver kill mid-training: {dk['alive_before']} marked processes before; {dk['left_alive']} left "
-          f"{dk['gone_after']:.0f} s after (last to go: {', '.join(dk['lingering']) or '-'}; non-Ray left: "
-          f"{others(dk)}); rerun ok={dk['ok']} resumed from the checkpoint of "
-          f"epoch {dk['resumed_from']}, killed attempt marked KILLED={dk['marked_killed']}, "
-          f"versions={dk['versions']} [{took(s)}]" + dk["tail"], flush=True)
-    s = time.perf_counter()
-    dx = driver_kill(home, "faults-export", e, enc, after_training=True)
-    print(f"driver kill after the last epoch (export/registration): {dx['left_alive']} Ray processes left "
-          f"{dx['gone_after']:.0f} s after (last to go: {', '.join(dx['lingering']) or '-'}); rerun "
-          f"ok={dx['ok']} resumed from epoch {dx['resumed_from']}, "
-          f"marked KILLED={dx['marked_killed']}, versions={dx['versions']} [{took(s)}]" + dx["tail"],
-          flush=True)
+    kills = {}
+    for run, after, when in (("faults-driver", False, "mid-training"),
+                             ("faults-export", True, "after the last epoch (export/registration)")):
+        s = time.perf_counter()
+        d = kills[run] = driver_kill(home, run, e, enc, after_training=after)
+        print(f"driver kill {when}: {d['alive_before']} marked processes before; {d['left_alive']} left "
+              f"{d['gone_after']:.0f} s after (last to go: {', '.join(d['lingering']) or '-'}; non-Ray left: "
+              f"{others(d)}); rerun ok={d['ok']} resumed from the checkpoint of epoch {d['resumed_from']}, "
+              f"killed attempt marked KILLED={d['marked_killed']}, versions={d['versions']} [{took(s)}]"
+              + d["tail"], flush=True)
+    dk, dx = kills["faults-driver"], kills["faults-export"]
     stale = running_runs(home)
     print(f"MLflow runs left RUNNING: {stale}", flush=True)
 
