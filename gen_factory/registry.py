@@ -320,10 +320,12 @@ def download(ref: ModelRef) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     source = client().get_model_version_download_uri(ref.name, ref.version)
-    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
-                                        tracking_uri=settings.tracking_uri())
+    # The version's artifact folder lands as a folder of its own inside `tmp`.
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
+                                                     tracking_uri=settings.tracking_uri()))
     shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: a half-downloaded model is never picked up
+    local.rename(target)  # atomic: a half-downloaded model is never picked up
+    shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
