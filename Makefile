@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint lock bench bench-images bench-tables bench-ops bench-venv clean-data
+.PHONY: demo test test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Also the extended end-to-end checks (about 3 minutes more).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "extended or not extended"
 
 # Unit tests only: no Ray cluster, no Serve, no Ray Train run (each engine is exercised by `make test`).
 test-fast: $(STAMP)

@@ -392,6 +392,7 @@ def test_the_generator_closest_to_the_training_rows_ships(trained):
     assert [m.step for m in history] == list(range(1, last + 1)) and last in (20, best.step + 3)
 
 
+@pytest.mark.extended
 def test_a_run_stopped_early_resumes_as_finished_and_trains_on_when_given_more_epochs(trained, capfd):
     def job(epochs):
         return TrainJob("breast_cancer", model_name="e2e-stop", epochs=epochs, encoder_epochs=2, patience=1,

@@ -13,7 +13,7 @@ from gen_factory.augmentation import read_augmentation
 from gen_factory.cli import main as cli
 from gen_factory.pipeline import TrainJob, train_and_register
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ray]
+pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.extended]  # images on Ray: also e2e's digits
 
 
 @pytest.fixture(scope="module")

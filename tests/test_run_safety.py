@@ -102,6 +102,7 @@ def test_two_processes_create_a_fresh_mlflow_store_at_once(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.extended
 def test_rerunning_a_finished_run_registers_nothing_new_unless_asked(trained):
     assert trained["ref"].alias == "champion"
     before = _versions("safety")
@@ -120,6 +121,7 @@ def test_rerunning_a_finished_run_registers_nothing_new_unless_asked(trained):
 
 
 @pytest.mark.ray
+@pytest.mark.extended
 def test_a_retry_after_a_kill_during_registration_lands_exactly_one_version(trained):
     """The state a driver SIGKILLed between creating the version and aliasing it leaves behind: the
     version exists, the alias and the run's finished tag do not, the MLflow run is RUNNING."""
@@ -139,6 +141,7 @@ def test_a_retry_after_a_kill_during_registration_lands_exactly_one_version(trai
 
 
 @pytest.mark.ray
+@pytest.mark.extended
 def test_a_stale_running_run_is_marked_killed_before_training_goes_on(trained, capfd):
     c = registry.client()
     c.update_run(trained["run_id"], status="RUNNING")  # a driver killed mid-training left it so

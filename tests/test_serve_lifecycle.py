@@ -49,7 +49,7 @@ def test_serve_refuses_a_non_loopback_host_without_a_token(tmp_path):
     assert proc.returncode == 2 and "GENFACTORY_API_TOKEN" in out and "--insecure" in out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.extended)])
 def test_a_signal_stops_serve_and_its_ray_within_10_s(tmp_path, sig):
     marker = f"GF_LIFECYCLE_{uuid.uuid4().hex}"
     port = _free_port()
