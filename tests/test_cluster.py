@@ -124,6 +124,7 @@ def cluster():
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.extended  # a 2-node cluster, an MLflow server: ~95 s; `make test-all`
 def test_job_spec_trains_across_two_nodes_and_registers_in_the_mlflow_server(cluster, tmp_path, capsys):
     from mlflow import MlflowClient
 
@@ -151,6 +152,7 @@ def test_job_spec_trains_across_two_nodes_and_registers_in_the_mlflow_server(clu
     assert "cluster-table" in capsys.readouterr().out
 
 
+@pytest.mark.extended  # a 2-node cluster, an MLflow server: ~95 s; `make test-all`
 def test_serve_config_deploys_on_the_cluster_and_serves_from_the_mlflow_server(cluster, tmp_path):
     """`serve deploy` of serving/config.yaml (port and tracking URI changed for the test)."""
     config = yaml.safe_load(Path("serving/config.yaml").read_text())
