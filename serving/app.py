@@ -235,23 +235,19 @@ class ModelRunner(_ModelHost):
         """Concurrent requests for the same model (and labelling mode) run as few ONNX calls as fit
         in RUNNER_BATCH_MAX_INPUTS inputs each; every method's scores come back ([n, methods]),
         each request picks its own."""
+        from gen_factory import anomaly
+
         out: list = [None] * len(model_ids)
         for model_id, best_of_labels, idx in _batch_groups(model_ids, values, label_ids):
             model = await self.get_model(model_id)
             stacked = np.concatenate([values[i] for i in idx])
             labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
-            scores = await asyncio.to_thread(_score_matrix, model, stacked, labels)
+            scores = await asyncio.to_thread(anomaly.score_matrix, model, stacked, labels)
             for i, part in zip(
                 idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1]), strict=True
             ):
                 out[i] = part
         return out
-
-
-def _score_matrix(model, values: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-    from gen_factory import anomaly
-
-    return anomaly.score_matrix(model, values, labels)
 
 
 def _batch_groups(model_ids: list[str], values: list[np.ndarray], label_ids: list[np.ndarray | None]):
