@@ -39,7 +39,7 @@ def run_case(name: str, dataset: str, normal: str, workers: int, variant: str | 
     from gen_factory.data import load_dataset, training_split
     from gen_factory.data.datasets import values_of
     from gen_factory.evaluate.anomaly import detection_metrics, detector_scores
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     started = time.time()
     result = train_and_register(

@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     temp_home("gf-bench-bulk-")
-    from gen_factory import bulk, registry
+    from gen_factory import registry
+    from gen_factory.services import bulk
 
     ref = registered("breast_cancer", "bench-bulk", epochs=5)
     bundle = registry.download(registry.resolve(ref))

@@ -16,7 +16,7 @@ def temp_home(prefix: str) -> str:
 def registered(dataset: str, name: str, epochs: int) -> str:
     """Train (briefly: throughput does not depend on quality) and register; return name@champion."""
     from gen_factory import registry
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     try:
         registry.resolve(f"{name}@champion")

@@ -220,8 +220,8 @@ def bulk(home: Path, ref: str, rows: int, block_rows: int, trials: int) -> dict:
     import faults_bulk
     import ray
 
-    from gen_factory import bulk as bulk_mod
-    from gen_factory.cluster import ensure_ray
+    from gen_factory.services import bulk as bulk_mod
+    from gen_factory.services.cluster import ensure_ray
 
     os.environ["GENFACTORY_HOME"] = str(home)
     ensure_ray()

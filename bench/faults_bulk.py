@@ -33,7 +33,7 @@ def cli(ref: str, out: Path, rows: int, block_rows: int, env: dict) -> subproces
 
 def seen_at(out: Path) -> str:
     """What a reader of `out` finds: nothing, an intact dataset, or something broken (the failure)."""
-    from gen_factory import bulk
+    from gen_factory.services import bulk
 
     if not out.exists():
         return "nothing"
@@ -41,7 +41,7 @@ def seen_at(out: Path) -> str:
 
 
 def kill_trial(ref, out, rows, block_rows, env, reference: Path, delay) -> dict:
-    from gen_factory import bulk
+    from gen_factory.services import bulk
 
     proc = cli(ref, out, rows, block_rows, env)
     time.sleep(delay)
@@ -82,8 +82,8 @@ def main() -> None:
     temp_home("gf-bench-faults-")
     import ray
 
-    from gen_factory import bulk
-    from gen_factory.cluster import ensure_ray
+    from gen_factory.services import bulk
+    from gen_factory.services.cluster import ensure_ray
 
     ref = registered("breast_cancer", "bench-faults", epochs=2)
     ensure_ray()

@@ -52,7 +52,7 @@ def full_digits(train, test) -> None:
     from sklearn.svm import SVC
 
     from gen_factory import registry
-    from gen_factory.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
+    from gen_factory.services.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
 
     def flat(x):
         return x.reshape(len(x), -1)
@@ -85,10 +85,10 @@ def full_digits(train, test) -> None:
 
 
 def augmentation(train, test) -> None:
-    from gen_factory.augmentation import augment_dataset, read_augmentation
     from gen_factory.data import split
     from gen_factory.evaluate.uplift import augmentation_uplift
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.services.augmentation import augment_dataset, read_augmentation
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     small, _ = split(train, 0.9, 0)  # the 10 % part (stratified, seed 0)
     work = Path(tempfile.mkdtemp(prefix="gf-bench-aug-"))

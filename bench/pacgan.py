@@ -4,7 +4,7 @@ The PacGAN critic sees `pac` rows at once (their values, one-hot labels and cond
 concatenated), so a generator that collapses onto a few modes is easy to tell from real data.
 Trained, sampled and scored exactly as gen_factory in bench/tabular_quality.py (in-process
 `train_table`: same generator, steps and selection; 5 synthetic draws). Not the default: a packed critic
-cannot score one row, and the critic and f-AnoGAN scores need that (gen_factory/anomaly.py).
+cannot score one row, and the critic and f-AnoGAN scores need that (gen_factory/runtime/scoring.py).
 
 Run: `python bench/pacgan.py [--tables breast_cancer customers wine] [--pacs 4 8]`.
 """
@@ -28,7 +28,7 @@ from tabular_quality import run_gen_factory  # noqa: E402
 
 from gen_factory.data import load_dataset, split  # noqa: E402
 from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
-from gen_factory.pipeline import default_epochs  # noqa: E402
+from gen_factory.services.pipeline import default_epochs  # noqa: E402
 
 
 class PackedCritic(nn.Module):

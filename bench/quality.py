@@ -16,7 +16,7 @@ import time
 
 def main() -> None:
     os.environ.setdefault("GENFACTORY_HOME", tempfile.mkdtemp(prefix="gf-bench-"))
-    from gen_factory.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
+    from gen_factory.services.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
 
     started = time.time()
     digits = train_and_register(TrainJob("digits", model_name="bench-digits"), log=lambda *_: None)
@@ -63,8 +63,8 @@ def _table_samples(ref):
 
     from gen_factory import registry
     from gen_factory.data import load_dataset, split
-    from gen_factory.onnx_model import OnnxModel
-    from gen_factory.sampling import generate_table
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.runtime.sampling import generate_table
 
     train, _ = split(load_dataset("breast_cancer"))
     model = OnnxModel(registry.download(ref))

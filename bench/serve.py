@@ -42,9 +42,10 @@ def main() -> None:
     if args.direct:
         os.environ["GENFACTORY_DIRECT_INGRESS"] = "1"
     temp_home("gf-bench-serve-")
-    from gen_factory import anomaly, registry, sampling
+    from gen_factory import registry
     from gen_factory.data import load_dataset
-    from gen_factory.onnx_model import OnnxModel
+    from gen_factory.runtime import sampling, scoring
+    from gen_factory.runtime.onnx_model import OnnxModel
     from serving.app import direct_url, start
 
     ref = registered("breast_cancer", "bench-serve", epochs=5)
@@ -69,7 +70,7 @@ def main() -> None:
         )
 
     def local_score():
-        anomaly.score(model, anomaly.rows_to_array(model, rows.tolist()))
+        scoring.score(model, scoring.rows_to_array(model, rows.tolist()))
 
     calls = {(what, route): http(url, what, body) for route, url in routes.items() if url
              for what, body in (("generate", gen_body), ("score", score_body))}

@@ -47,11 +47,11 @@ def run_gen_factory(
     import torch
 
     from gen_factory.data.transform import encoding_to_dict
-    from gen_factory.export import export_bundle
+    from gen_factory.export.bundle import export_bundle
     from gen_factory.models import build_models
     from gen_factory.models.encoder import build_encoder
-    from gen_factory.onnx_model import OnnxModel
-    from gen_factory.sampling import generate_arrays, generate_table
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.runtime.sampling import generate_arrays, generate_table
     from gen_factory.train.local import train_table
 
     torch.set_num_threads(1)  # as SDV below; the machine's 2 cores are shared
@@ -121,7 +121,7 @@ def sdmetrics_check(real: pd.DataFrame, synth: pd.DataFrame, kinds: dict, tmp: P
 
 
 def ray_path_seconds(dataset: str, epochs: int | None) -> float:
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     started = time.perf_counter()
     train_and_register(
@@ -143,7 +143,7 @@ def main() -> None:
     )
     parser.add_argument("--ray", action="store_true", help="also time the Ray Train + MLflow path once")
     args = parser.parse_args()
-    from gen_factory.pipeline import default_epochs
+    from gen_factory.services.pipeline import default_epochs
 
     if not BENCH_PYTHON.exists():
         sys.exit(f"{BENCH_PYTHON} is missing: run `make bench-venv` (SDV lives in its own venv)")

@@ -29,7 +29,7 @@ def main() -> None:
     temp_home("gf-bench-scaling-")
     from gen_factory import registry
     from gen_factory.data import load_dataset, split
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     rows = len(split(load_dataset("digits"))[0].labels)
 
@@ -91,7 +91,7 @@ def _torch_worker(rank: int, world: int, batch: int, port: int, results) -> None
     from gen_factory.data import load_dataset, split
     from gen_factory.data.transform import fit_encoding
     from gen_factory.models import build_models, spec_for
-    from gen_factory.pipeline import TrainJob, _settings
+    from gen_factory.services.pipeline import TrainJob, _settings
     from gen_factory.train.loop import GANTrainer
 
     torch.set_num_threads(1)

@@ -14,8 +14,8 @@ import pandas as pd
 from gen_factory import registry, settings
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.validate import DataValidationError
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.sampling import generate_table, resolve_counts
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.runtime.sampling import generate_table, resolve_counts
 
 
 class Synthesizer:
@@ -32,7 +32,7 @@ class Synthesizer:
         """Validate `df` (errors name the column), train on Ray, register a new version of `name`.
         `column_types` overrides inferred types: {"zip": "categorical"} models a numeric column as
         categories."""
-        from gen_factory.pipeline import TrainJob, train_and_register
+        from gen_factory.services.pipeline import TrainJob, train_and_register
 
         path = settings.data_dir() / "datasets" / f"{self.name}.parquet"
         job = TrainJob(str(path), model_name=self.name, label_column=label, epochs=self.epochs,

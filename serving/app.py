@@ -171,7 +171,7 @@ class _ModelHost:
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str):
         from gen_factory import registry
-        from gen_factory.onnx_model import OnnxModel
+        from gen_factory.runtime.onnx_model import OnnxModel
 
         name, version = model_id.rsplit("/", 1)
         path = await asyncio.to_thread(registry.download, registry.ModelRef(name, version))
@@ -181,7 +181,7 @@ class _ModelHost:
 def _generate(
     model, model_id: str, counts: list[int], seed: int, conditions: dict | list | None
 ) -> tuple[bytes, int]:
-    from gen_factory.sampling import generate_table, to_parquet_bytes
+    from gen_factory.runtime.sampling import generate_table, to_parquet_bytes
 
     name, version = model_id.rsplit("/", 1)
     table = generate_table(model, counts, seed, {"model": name, "version": version}, conditions)
@@ -216,18 +216,18 @@ class ModelRunner(_ModelHost):
     async def score(
         self, rows: list | None, images: list | None, labels: list | None, method: str | None
     ) -> dict:
-        from gen_factory import anomaly
+        from gen_factory.runtime import scoring
 
         model_id = serve.get_multiplexed_model_id()
         model = await self.get_model(model_id)
         try:
             values, label_ids, method = await asyncio.to_thread(
-                anomaly.prepare, model, rows, images, labels, method
+                scoring.prepare, model, rows, images, labels, method
             )
         except DataValidationError as err:
             return _input_error(err)
         matrix = await self._score_batch(model_id, values, label_ids)
-        return anomaly.respond(model, matrix, method, by_label=label_ids is not None)
+        return scoring.respond(model, matrix, method, by_label=label_ids is not None)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # = max_ongoing_requests: a batch can fill
     async def _score_batch(self, model_ids: list[str], values: list[np.ndarray],
@@ -235,14 +235,14 @@ class ModelRunner(_ModelHost):
         """Concurrent requests for the same model (and labelling mode) run as few ONNX calls as fit
         in RUNNER_BATCH_MAX_INPUTS inputs each; every method's scores come back ([n, methods]),
         each request picks its own."""
-        from gen_factory import anomaly
+        from gen_factory.runtime import scoring
 
         out: list = [None] * len(model_ids)
         for model_id, best_of_labels, idx in _batch_groups(model_ids, values, label_ids):
             model = await self.get_model(model_id)
             stacked = np.concatenate([values[i] for i in idx])
             labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
-            scores = await asyncio.to_thread(anomaly.score_matrix, model, stacked, labels)
+            scores = await asyncio.to_thread(scoring.score_matrix, model, stacked, labels)
             for i, part in zip(
                 idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1]), strict=True
             ):
@@ -347,7 +347,7 @@ class GenFactoryAPI(_ModelHost):
                          **error_responses(401)})
     async def generate(self, name: str, request: Annotated[GenerateRequest, Body()]) -> Response:
         """`name` is `model`, `model@alias` (default alias: champion) or `model/version`."""
-        from gen_factory.sampling import request_row_limit, resolve_counts
+        from gen_factory.runtime.sampling import request_row_limit, resolve_counts
 
         ref, model_id, model = await self._model_for(name)
         try:
@@ -369,7 +369,7 @@ class GenFactoryAPI(_ModelHost):
               responses=error_responses(401))
     async def score(self, name: str, request: Annotated[ScoreRequest, Body()]) -> ScoreResponse:
         """`name` as for generate. Rows (tables) or images, scored against `labels` or the best label."""
-        from gen_factory.anomaly import score_request
+        from gen_factory.runtime.scoring import score_request
 
         ref, model_id, model = await self._model_for(name)
         rows, images = getattr(request, "rows", None), getattr(request, "images", None)
@@ -425,7 +425,7 @@ def start(host: str = "127.0.0.1", port: int = 8000, insecure: bool = False) -> 
 
     A host other than loopback needs a token (GENFACTORY_API_TOKEN or _FILE) unless `insecure`:
     otherwise anyone on the network could list, generate and score."""
-    from gen_factory.cluster import ensure_ray
+    from gen_factory.services.cluster import ensure_ray
 
     if not insecure and settings.api_token() is None and host not in ("127.0.0.1", "localhost", "::1"):
         raise DataValidationError(

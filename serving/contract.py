@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from gen_factory.anomaly import MAX_INPUTS_PER_REQUEST
-from gen_factory.sampling import MAX_ROWS_PER_REQUEST
+from gen_factory.runtime.sampling import MAX_ROWS_PER_REQUEST
+from gen_factory.runtime.scoring import MAX_INPUTS_PER_REQUEST
 
 MAX_SEED = 2**32 - 1  # exact in every JSON parser (a float64 cannot hold 2**63 - 1)
 MAX_LABELS_PER_REQUEST = 10_000

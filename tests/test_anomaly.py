@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from gen_factory import anomaly
-from gen_factory.baseline import baseline_counts, build_baseline
-from gen_factory.calibrate import calibrate_bundle
 from gen_factory.data import DataValidationError, load_dataset, training_split
 from gen_factory.data.datasets import table_from_frame, values_of
 from gen_factory.data.transform import encoding_to_dict
-from gen_factory.export import export_bundle
+from gen_factory.export.bundle import export_bundle
+from gen_factory.export.calibrate import calibrate_bundle
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.encoder import build_encoder, residuals
-from gen_factory.onnx_model import OnnxModel
+from gen_factory.runtime import scoring
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.services.baseline import baseline_counts, build_baseline
 from gen_factory.train.encoder import EncoderTrainer
 from gen_factory.train.local import train_encoder, train_table
 
@@ -102,12 +102,12 @@ def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_cl
     model.card["anomaly"] = info
     values = values_of(holdout)
     normal = holdout.labels == holdout.label_names.index("ok")
-    scores = anomaly.score(model, values[normal])
-    threshold, flags = anomaly.verdict(model, scores, "fanogan", by_label=False)
+    scores = scoring.score(model, values[normal])
+    threshold, flags = scoring.verdict(model, scores, "fanogan", by_label=False)
     assert threshold == info["thresholds"]["fanogan"]["best_label"]
     assert np.mean(flags) <= 0.1 + 1e-9  # at most the chosen false-positive rate on the calibration rows
-    np.testing.assert_array_equal(anomaly.score(model, values[normal]), scores)  # deterministic
-    body = anomaly.respond(model, anomaly.score_matrix(model, values[~normal]), "fanogan", by_label=False)
+    np.testing.assert_array_equal(scoring.score(model, values[normal]), scores)  # deterministic
+    body = scoring.respond(model, scoring.score_matrix(model, values[~normal]), "fanogan", by_label=False)
     assert body["threshold"] == threshold and np.mean(body["is_anomaly"]) > 0.5
 
 

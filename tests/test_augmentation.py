@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from gen_factory.augmentation import synthetic_counts
 from gen_factory.data import DataValidationError, load_dataset, split
 from gen_factory.evaluate.uplift import augmentation_uplift
+from gen_factory.services.augmentation import synthetic_counts
 
 
 def test_synthetic_counts_follow_the_ratio_and_the_chosen_classes():

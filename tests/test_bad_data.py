@@ -14,7 +14,7 @@ import pytest
 
 from gen_factory import registry
 from gen_factory.data.validate import DataValidationError
-from gen_factory.pipeline import TrainJob, train_and_register
+from gen_factory.services.pipeline import TrainJob, train_and_register
 
 TINY = {"epochs": 2, "encoder_epochs": 1, "num_workers": 1}  # the one size every training case shares
 RNG = np.random.default_rng(0)

@@ -21,9 +21,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from gen_factory import bulk
 from gen_factory.cli import main as cli
 from gen_factory.data.validate import DataValidationError
+from gen_factory.services import bulk
 
 pytestmark = pytest.mark.ray  # a model trained with Ray Train, bulk runs through Ray Data
 
@@ -83,8 +83,10 @@ def test_a_second_run_into_an_output_being_written_is_refused_naming_the_path(mo
 
 def test_a_lock_held_by_a_killed_process_is_free_at_once(tmp_path):
     out = tmp_path / "out"
-    script = (f"import time\nfrom gen_factory.bulk import output_lock\nwith output_lock({str(out)!r}):\n"
-              "    print('held', flush=True)\n    time.sleep(600)")
+    script = (
+        "import time\nfrom gen_factory.services.bulk import output_lock\n"
+        f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(600)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gen_factory import sampling
 from gen_factory.cli import _parse_conditions
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.conditions import (
@@ -19,11 +18,12 @@ from gen_factory.data.conditions import (
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
-from gen_factory.export import export_bundle
+from gen_factory.export.bundle import export_bundle
 from gen_factory.models import build_models, spec_for
 from gen_factory.models.encoder import build_encoder
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.pipeline import TrainJob
+from gen_factory.runtime import sampling
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.services.pipeline import TrainJob
 from gen_factory.train.local import train_table
 
 

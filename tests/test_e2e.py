@@ -15,8 +15,8 @@ from gen_factory import client, registry, settings
 from gen_factory.cli import main as cli
 from gen_factory.data import DataValidationError
 from gen_factory.data.procedural import customers
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.pipeline import TrainJob, train_and_register
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.services.pipeline import TrainJob, train_and_register
 from gen_factory.synthesizer import Synthesizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray]
@@ -208,7 +208,7 @@ def test_cli_pull_models_and_score(api_url, tmp_path, capsys):
 
 
 def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(trained, tmp_path):
-    from gen_factory import bulk
+    from gen_factory.services import bulk
 
     one = bulk.generate_dataset(
         "e2e-table@champion", tmp_path / "one", rows=9_001, seed=7, workers=1, block_rows=2_000
@@ -286,7 +286,7 @@ def test_same_seed_same_rows_from_python_api_http_and_cli(trained, api_url, tmp_
 
 
 def test_conditions_are_exact_and_the_same_from_python_api_http_cli_and_bulk(trained, api_url, tmp_path):
-    from gen_factory import bulk
+    from gen_factory.services import bulk
 
     counts, conditions = {"no": 6, "yes": 3}, {"plan": {"pro": 5, "basic": 4}}
     from_python = Synthesizer.load("e2e-mixed@champion").sample(counts=counts, seed=7, conditions=conditions)

@@ -9,15 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from gen_factory import anomaly, sampling
 from gen_factory.card import CARD_FILE
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
-from gen_factory.export import GeneratorGraph, ScoreGraph, export_bundle, parity
+from gen_factory.export.bundle import GeneratorGraph, ScoreGraph, export_bundle, parity
 from gen_factory.models import build_models, spec_for
 from gen_factory.models.encoder import build_encoder
-from gen_factory.onnx_model import OnnxModel
+from gen_factory.runtime import sampling, scoring
+from gen_factory.runtime.onnx_model import OnnxModel
 
 
 def _bundle(tmp_path, data, name="m"):
@@ -151,14 +151,14 @@ def test_bad_counts_name_the_field(table_model, kwargs, field):
 def test_scores_by_label_and_best_over_labels(table_model):
     model = table_model[0]
     rows = [{"x": 1.0, "y": 0.5, "count": 3}, {"x": -2000.0, "y": 1.0, "count": 9}]
-    values = anomaly.rows_to_array(model, rows)
+    values = scoring.rows_to_array(model, rows)
     for method in model.card["score_methods"]:
-        per_label = [anomaly.score(model, values, np.array([k, k]), method) for k in range(2)]
-        best = anomaly.score(model, values, method=method)
+        per_label = [scoring.score(model, values, np.array([k, k]), method) for k in range(2)]
+        best = scoring.score(model, values, method=method)
         np.testing.assert_allclose(best, np.minimum(*per_label), rtol=1e-6)
-        np.testing.assert_array_equal(anomaly.score(model, values, method=method), best)  # deterministic
+        np.testing.assert_array_equal(scoring.score(model, values, method=method), best)  # deterministic
     with pytest.raises(DataValidationError) as err:
-        anomaly.score(model, values, method="magic")
+        scoring.score(model, values, method="magic")
     assert err.value.field == "method" and "fanogan" in err.value.fix
 
 
@@ -172,17 +172,17 @@ def test_scores_by_label_and_best_over_labels(table_model):
 ])
 def test_bad_rows_name_the_field(table_model, rows, field):
     with pytest.raises(DataValidationError) as err:
-        anomaly.rows_to_array(table_model[0], rows)
+        scoring.rows_to_array(table_model[0], rows)
     assert err.value.field == field
 
 
 def test_image_inputs_are_shape_checked(image_model):
     model = image_model[0]
-    assert anomaly.images_to_array(model, np.zeros((3, 8, 8))).shape == (3, 1, 8, 8)
+    assert scoring.images_to_array(model, np.zeros((3, 8, 8))).shape == (3, 1, 8, 8)
     with pytest.raises(DataValidationError, match=r"\[n, 1, 8, 8\]"):
-        anomaly.images_to_array(model, np.zeros((3, 7, 7)))
+        scoring.images_to_array(model, np.zeros((3, 7, 7)))
     with pytest.raises(DataValidationError, match="unknown label"):
-        anomaly.label_ids(model, ["0", "x"], 2)
+        scoring.label_ids(model, ["0", "x"], 2)
 
 
 @pytest.fixture(scope="module")
@@ -213,15 +213,15 @@ def test_mixed_rows_score_with_category_strings_and_missing_values(mixed_model):
     model = mixed_model[0]
     rows = [{"x": 1.0, "y": 0.5, "count": 3, "city": "rome", "price": None},
             {"x": -3.0, "y": 1.0, "count": 9, "city": None, "price": 12.5}]
-    values = anomaly.rows_to_array(model, rows)
+    values = scoring.rows_to_array(model, rows)
     assert values[0, 3] == model.card["encoding"]["columns"][3]["categories"].index("rome")
     assert np.isnan(values[0, 4]) and np.isnan(values[1, 3])
-    assert np.isfinite(anomaly.score(model, values)).all()
+    assert np.isfinite(scoring.score(model, values)).all()
     with pytest.raises(DataValidationError, match="unknown category 'lima'") as err:
-        anomaly.rows_to_array(model, [{**rows[0], "city": "lima"}])
+        scoring.rows_to_array(model, [{**rows[0], "city": "lima"}])
     assert err.value.field == "rows[0]['city']"
     with pytest.raises(DataValidationError, match="never missing"):
-        anomaly.rows_to_array(model, [{**rows[0], "x": None}])
+        scoring.rows_to_array(model, [{**rows[0], "x": None}])
 
 
 def test_serving_and_bulk_modules_do_not_import_torch():
@@ -229,8 +229,11 @@ def test_serving_and_bulk_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, serving.app, gen_factory.onnx_model, gen_factory.sampling, gen_factory.anomaly, "
-            "gen_factory.bulk, gen_factory.registry, gen_factory.client; print('torch' in sys.modules)")
+    code = (
+        "import sys, serving.app, gen_factory.runtime.onnx_model, gen_factory.runtime.sampling, "
+        "gen_factory.runtime.scoring, gen_factory.services.bulk, gen_factory.registry, gen_factory.client; "
+        "print('torch' in sys.modules)"
+    )
     assert (
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

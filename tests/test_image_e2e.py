@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from gen_factory import registry
-from gen_factory.augmentation import read_augmentation
 from gen_factory.cli import main as cli
-from gen_factory.pipeline import TrainJob, train_and_register
+from gen_factory.services.augmentation import read_augmentation
+from gen_factory.services.pipeline import TrainJob, train_and_register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.extended]  # images on Ray: also e2e's digits
 

@@ -15,9 +15,9 @@ from gen_factory.evaluate.images import (
     precision_recall,
     save_class_grids,
 )
-from gen_factory.export import export_bundle
+from gen_factory.export.bundle import export_bundle
 from gen_factory.models import ModelSpec, build_models
-from gen_factory.models.augment import diff_augment
+from gen_factory.models.diffaugment import diff_augment
 from gen_factory.models.encoder import build_encoder
 from gen_factory.models.variants import VARIANTS
 from gen_factory.train.loop import GANTrainer, default_hyper

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gen_factory.cli import _parser
-from gen_factory.jobs import entrypoint, load_spec
+from gen_factory.services.jobs import entrypoint, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBERAY = sorted((ROOT / "infra" / "kuberay").glob("*.yaml"))

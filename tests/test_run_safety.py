@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from gen_factory import registry, runs
-from gen_factory.pipeline import TrainJob, champion_veto, train_and_register
+from gen_factory import registry
+from gen_factory.registry import runs
+from gen_factory.services.pipeline import TrainJob, champion_veto, train_and_register
 
 TINY = {"epochs": 2, "encoder_epochs": 1, "num_workers": 1}
 
@@ -58,7 +59,7 @@ def test_a_second_training_of_a_run_name_is_refused_before_ray_and_mlflow(tmp_pa
 
     holder = _holder("""
         import time
-        from gen_factory.runs import run_lock
+        from gen_factory.registry.runs import run_lock
         with run_lock("busy-run"):
             print("ready", flush=True)
             time.sleep(300)
@@ -162,8 +163,8 @@ def test_a_stale_running_run_is_marked_killed_before_training_goes_on(trained, c
 @pytest.mark.ray
 def test_exhausted_restarts_end_with_one_line_naming_the_run_and_the_resume(tmp_path):
     from gen_factory import settings
-    from gen_factory.cluster import ensure_ray
-    from gen_factory.pipeline import prepare
+    from gen_factory.services.cluster import ensure_ray
+    from gen_factory.services.pipeline import prepare
     from gen_factory.train.distributed import fit
 
     prep = prepare(TrainJob("iris", model_name="doomed", run_name="doomed-run", **TINY))

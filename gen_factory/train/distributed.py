@@ -29,7 +29,7 @@ from gen_factory.data.conditions import CondSampler, cond_blocks
 from gen_factory.data.transform import encoding_from_dict
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.encoder import build_encoder
-from gen_factory.runs import TrainingFailed
+from gen_factory.registry.runs import TrainingFailed
 from gen_factory.settings import filesystem
 from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer

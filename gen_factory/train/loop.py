@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_factory.models.augment import diff_augment
+from gen_factory.models.diffaugment import diff_augment
 from gen_factory.models.losses import discriminator_loss, generator_loss, gradient_penalty
 
 

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from gen_factory.data import DataValidationError
 from gen_factory.data.datasets import Dataset
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.sampling import generate_arrays, generate_variations, read_metadata, to_arrow
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.runtime.sampling import generate_arrays, generate_variations, read_metadata, to_arrow
 
 
 def synthetic_counts(real_labels: np.ndarray, label_names: list[str], ratio: float,

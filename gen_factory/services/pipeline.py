@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from gen_factory import registry, settings
-from gen_factory.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics
 from gen_factory.card import read_card, write_card
 from gen_factory.data import load_dataset, training_split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES, frame_from_codes, keep_labels
@@ -20,13 +19,14 @@ from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.evaluate.quality import quality_report
 from gen_factory.evaluate.report import html_report
 from gen_factory.evaluate.tables import evaluate_table, headline
-from gen_factory.export import export_bundle
+from gen_factory.export.bundle import export_bundle
+from gen_factory.export.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics
 from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.models.losses import LOSSES
 from gen_factory.models.variants import DEFAULT_VARIANT, ONE_CLASS_VARIANT, VARIANTS
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.sampling import generate_arrays
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.runtime.sampling import generate_arrays
 from gen_factory.train.distributed import check_resumable, fit, save_sample_grid
 from gen_factory.train.encoder import residual_scales
 from gen_factory.train.loop import GANTrainer, default_hyper
@@ -159,13 +159,13 @@ def prepare(job: TrainJob) -> Prepared:
 def train_and_register(job: TrainJob, log=print) -> dict:
     """Validate, train on Ray, export, evaluate and register; returns a summary with the model ref.
 
-    One process at a time trains a run name (`gen_factory.runs.run_lock`, taken before Ray or MLflow;
+    One process at a time trains a run name (`gen_factory.registry.runs.run_lock`, taken before Ray or MLflow;
     a second gets RunBusy). Holding it, an MLflow run left RUNNING by a killed attempt is marked
     KILLED, and a run that already registered a version for these epochs is reported finished instead
     of registering the same model again (unless `job.register_again`). A model whose figures are not
     finite is registered without the alias (`champion_veto`).
     """
-    from gen_factory.runs import run_lock
+    from gen_factory.registry.runs import run_lock
 
     started = time.time()
     prep = prepare(job)  # all input errors surface before the lock, Ray or MLflow
@@ -207,7 +207,7 @@ def _already_finished(job: TrainJob, run, version, started: float, log) -> dict:
 
 
 def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
-    from gen_factory.cluster import ensure_ray
+    from gen_factory.services.cluster import ensure_ray
 
     data, train, holdout, encoding = prep.data, prep.train, prep.holdout, prep.encoding
     hyper, spec = prep.hyper, prep.spec

@@ -13,7 +13,7 @@ import numpy as np
 
 from gen_factory.card import DEFAULT_SCORE_METHOD
 from gen_factory.data.validate import DataValidationError
-from gen_factory.onnx_model import OnnxModel
+from gen_factory.runtime.onnx_model import OnnxModel
 
 MAX_INPUTS_PER_REQUEST = 100_000
 

@@ -103,7 +103,7 @@ class ShardWriter:
 
     def __init__(self, name: str, version: str, root: str, seed: int, env: dict):
         os.environ.update(env)  # the driver's data directory and tracking URI
-        from gen_factory.onnx_model import OnnxModel
+        from gen_factory.runtime.onnx_model import OnnxModel
 
         self.ref = registry.ModelRef(name, version)
         self.model = OnnxModel(registry.download(self.ref), threads=1)
@@ -111,7 +111,7 @@ class ShardWriter:
         self.seed = seed
 
     def __call__(self, batch: dict) -> dict:
-        from gen_factory.sampling import generate_table, to_parquet_bytes
+        from gen_factory.runtime.sampling import generate_table, to_parquet_bytes
 
         out = {"path": [], "label": [], "rows": [], "sha256": [], "bytes": []}
         names = self.model.label_names
@@ -188,8 +188,8 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
     import ray
 
     from gen_factory import settings
-    from gen_factory.cluster import ensure_ray
-    from gen_factory.onnx_model import OnnxModel
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.services.cluster import ensure_ray
 
     ref = registry.resolve(ref_text)
     model = OnnxModel(registry.download(ref))

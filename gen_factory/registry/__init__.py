@@ -74,7 +74,7 @@ def _create_store_once(uri: str) -> None:
     """
     from mlflow import MlflowClient
 
-    from gen_factory.runs import exclusive
+    from gen_factory.registry.runs import exclusive
 
     path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
     if path is not None and not path.exists():

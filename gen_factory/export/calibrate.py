@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen_factory import anomaly
 from gen_factory.card import DEFAULT_SCORE_METHOD
 from gen_factory.data.datasets import values_of
 from gen_factory.evaluate.anomaly import baseline_report, detection_metrics
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.sampling import generate_arrays
+from gen_factory.runtime import scoring
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.runtime.sampling import generate_arrays
 
 DEFAULT_FPR = 0.05
 
@@ -28,12 +28,12 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
     holdout_names = np.asarray(holdout.label_names)[holdout.labels]
     normal = np.isin(holdout_names, names)
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
-    best = anomaly.score_matrix(model, values)  # best over labels: no label is known for an anomaly
+    best = scoring.score_matrix(model, values)  # best over labels: no label is known for an anomaly
     info = {
         "fpr": fpr,
         "default_method": DEFAULT_SCORE_METHOD,
-        "thresholds": anomaly.thresholds(
-            methods, anomaly.score_matrix(model, values[normal], ids), best[normal], fpr
+        "thresholds": scoring.thresholds(
+            methods, scoring.score_matrix(model, values[normal], ids), best[normal], fpr
         ),
         "anomaly_labels": sorted(set(holdout.label_names) - set(names)),
     }

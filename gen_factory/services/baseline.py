@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from gen_factory.augmentation import write_parquet_atomic
 from gen_factory.data import DataValidationError
 from gen_factory.evaluate.anomaly import baseline_report
-from gen_factory.onnx_model import OnnxModel
-from gen_factory.sampling import generate_arrays, to_arrow
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.runtime.sampling import generate_arrays, to_arrow
+from gen_factory.services.augmentation import write_parquet_atomic
 
 
 def baseline_counts(label_names: list[str], label_counts: list[int], normal_rows: int,

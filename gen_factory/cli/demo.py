@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from gen_factory import client, settings
 from gen_factory.data import load_dataset, split
-from gen_factory.pipeline import TrainJob, train_and_register
+from gen_factory.services.pipeline import TrainJob, train_and_register
 
 MODELS = (("digits", "digits-cgan"), ("breast_cancer", "breast-cancer-cgan"))
 

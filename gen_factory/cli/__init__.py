@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from gen_factory.client import ApiError
     from gen_factory.data.validate import DataValidationError
     from gen_factory.registry import ModelNotFound, RegistryUnavailable
-    from gen_factory.runs import RunError
+    from gen_factory.registry.runs import RunError
 
     try:
         return args.func(args) or 0
@@ -310,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args) -> None:
     from gen_factory.data.validate import DataValidationError
-    from gen_factory.pipeline import TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     fields = {k: v for k, v in vars(args).items() if k != "func"}
     types = {}
@@ -386,7 +386,7 @@ def _parse_conditions(items: list[str] | None) -> dict[str, dict[str, int]] | No
 
 
 def _generate(args) -> int:
-    from gen_factory.bulk import OutputError, generate_dataset
+    from gen_factory.services.bulk import OutputError, generate_dataset
 
     try:
         manifest = generate_dataset(args.model, args.out, rows=args.rows, counts=_parse_counts(args.count),
@@ -402,7 +402,7 @@ def _generate(args) -> int:
 
 def _verify(args) -> int:
     """One verdict line; the exit code is what scripts check (a missing PATH is a usage error: 2)."""
-    from gen_factory.bulk import check_dataset
+    from gen_factory.services.bulk import check_dataset
 
     result = check_dataset(args.path)
     print(result.summary())
@@ -491,16 +491,17 @@ def _read_rows(path: Path):
 
 def _score_locally(ref_text: str, rows, images, labels, method) -> dict:
     """What the API's /score returns, computed here from the registered ONNX bundle."""
-    from gen_factory import anomaly, registry
-    from gen_factory.onnx_model import OnnxModel
+    from gen_factory import registry
+    from gen_factory.runtime import scoring
+    from gen_factory.runtime.onnx_model import OnnxModel
 
     ref = registry.resolve(ref_text)
-    body = anomaly.score_request(OnnxModel(registry.download(ref)), rows, images, labels, method)
+    body = scoring.score_request(OnnxModel(registry.download(ref)), rows, images, labels, method)
     return {"model": ref.name, "version": ref.version, **body}
 
 
 def _baseline(args) -> None:
-    from gen_factory.baseline import baseline_dataset
+    from gen_factory.services.baseline import baseline_dataset
 
     info = baseline_dataset(
         args.model,
@@ -525,7 +526,7 @@ def _baseline(args) -> None:
 
 
 def _augment(args) -> None:
-    from gen_factory.augmentation import augment_dataset
+    from gen_factory.services.augmentation import augment_dataset
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     info = augment_dataset(args.model, args.dataset, args.out, ratio=args.ratio, classes=classes,
@@ -542,7 +543,7 @@ def _augment(args) -> None:
 
 
 def _jobs_submit(args) -> int:
-    from gen_factory import jobs
+    from gen_factory.services import jobs
 
     job_id = jobs.submit(args.spec, args.address)
     print(f"submitted {job_id} to {args.address}; follow it with `genfactory jobs logs {job_id}`")
@@ -555,7 +556,7 @@ def _jobs_submit(args) -> int:
 
 
 def _jobs_action(args) -> None:
-    from gen_factory import jobs
+    from gen_factory.services import jobs
 
     c = jobs.client(args.address)
     if args.action == "list":
@@ -604,10 +605,7 @@ def _models(args) -> None:
 
 
 def _demo(args) -> None:
-    from gen_factory.demo import run_demo
+    from gen_factory.cli.demo import run_demo
 
     run_demo(port=args.port, workers=args.workers, keep_serving=args.keep_serving)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from gen_factory.data.conditions import cond_blocks, implicit_codes, one_hot, resolve_conditions
 from gen_factory.data.validate import DataValidationError
-from gen_factory.onnx_model import OnnxModel
+from gen_factory.runtime.onnx_model import OnnxModel
 
 MAX_ROWS_PER_REQUEST = 1_000_000
 # A served request's output is capped by values (rows x values per row), not rows alone: 1M rows
