@@ -41,7 +41,7 @@ def test_npz_images_load_in_any_layout(tmp_path):
     (lambda df: df.drop(columns=["label"]), "label_column", "--label-column"),
     (lambda df: df.assign(x=np.nan), "column 'x'", "missing in every row"),
     (lambda df: df.assign(y=df["y"].replace(df["y"].iloc[3], np.inf)), "column 'y'", "infinite"),
-    (lambda df: df.assign(when=pd.Timestamp("2024-01-01")), "column 'when'", "cannot be modelled"),
+    (lambda df: df.assign(payload=[{"k": 1}] * len(df)), "column 'payload'", "cannot be modelled"),
     (lambda df: df.assign(tags=[[1, 2]] * len(df)), "column 'tags'", "cannot be modelled"),
     (lambda df: pd.concat([df, df.iloc[:1].assign(label="lonely")]), "column 'label'", "lonely"),
     (lambda df: df.iloc[:0], "dataset", "at least 2 rows"),

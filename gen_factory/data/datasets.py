@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gen_factory.data.schema import TableSchema, TimeEncoding, capture, is_time, time_to_numbers
 from gen_factory.data.validate import (
     DataValidationError,
     check_finite,
@@ -41,10 +42,11 @@ class TableData:
     label_column: str = "label"
     kind: str = "table"
     categories: dict[str, list[str]] = field(default_factory=dict)
+    schema: TableSchema | None = None  # the user's types, to give generated rows back in them
 
     def subset(self, idx: np.ndarray) -> "TableData":
         return TableData(self.name, self.features[idx], self.labels[idx], self.columns,
-                         self.label_names, self.label_column, categories=self.categories)
+                         self.label_names, self.label_column, categories=self.categories, schema=self.schema)
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame with category strings and the label column, as the user gave them."""
@@ -133,8 +135,9 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     """Validate a frame and turn it into features + integer labels (in ``label_names`` order).
 
     Column types are inferred: numbers are continuous, strings / booleans / pandas categories are
-    categorical; `categorical` names numeric columns to treat as categories instead. Missing values
-    are kept (NaN) and modelled; a column that is missing everywhere is refused.
+    categorical, datetimes and dates are numbers in their coarsest whole unit; `categorical` names
+    numeric columns to treat as categories instead. Missing values are kept (NaN) and modelled; a
+    column that is missing everywhere is refused. The frame's schema is kept (`TableData.schema`).
     """
     if df.shape[0] == 0:
         raise DataValidationError("dataset", "0 rows", "provide a table with at least 2 rows per label")
@@ -165,11 +168,14 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     columns = [str(c) for c in features.columns]
     values = np.empty(features.shape, dtype=np.float64)
     categories: dict[str, list[str]] = {}
+    times: dict[str, TimeEncoding] = {}
     for i, (col, series) in enumerate(zip(columns, (features[c] for c in features.columns), strict=True)):
         if series.isna().all():
             raise DataValidationError(f"column {col!r}", "missing in every row", "drop the column or fill it")
         if col in (categorical or []) or _is_categorical(series):
             categories[col], values[:, i] = _codes(col, series)
+        elif is_time(series):
+            values[:, i], times[col] = time_to_numbers(col, series)
         elif pd.api.types.is_numeric_dtype(series):
             values[:, i] = series.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
@@ -177,7 +183,7 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
             raise DataValidationError(
                 f"column {col!r}",
                 f"value {example!r} of a type that cannot be modelled (dtype {series.dtype})",
-                "convert it to numbers or strings (e.g. a date to days since a start date), or drop it",
+                "convert it to numbers, strings, datetimes or dates, or drop it",
             )
     check_finite(values, columns)
     label_names = label_names or sorted(labels_raw.astype(str).unique().tolist(), key=_natural_key)
@@ -185,9 +191,8 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64)
     check_labels(labels, label_names, field=f"column {label_column!r}")
     check_varies(values, columns)
-    return TableData(
-        name, values.astype(np.float32), labels, columns, label_names, label_column, categories=categories
-    )
+    return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column,
+                     categories=categories, schema=capture(df, times))
 
 
 def _check_unique_columns(columns: list[str]) -> None:
