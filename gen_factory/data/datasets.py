@@ -21,7 +21,7 @@ from gen_factory.data.validate import (
     check_varies,
 )
 
-BUNDLED_TABLES = ("breast_cancer", "iris", "wine", "customers")
+BUNDLED_TABLES = ("breast_cancer", "iris", "wine", "customers", "loans")
 MAX_CATEGORIES = 1000
 BUNDLED_IMAGES = ("digits",)
 
@@ -344,10 +344,11 @@ def _n_test(n: int, test_fraction: float) -> int:
 def _load_bundled(name: str) -> Dataset:
     from sklearn import datasets as skd
 
-    if name == "customers":
-        from gen_factory.data.procedural import customers
+    if name in ("customers", "loans"):
+        from gen_factory.data import procedural
 
-        return table_from_frame(customers(), "churn", name="customers", label_names=["no", "yes"])
+        label = {"customers": "churn", "loans": "outcome"}[name]
+        return table_from_frame(getattr(procedural, name)(), label, name=name)
     if name == "digits":
         d = skd.load_digits()
         return images_from_arrays(d.images, d.target, [str(i) for i in range(10)], name="digits")

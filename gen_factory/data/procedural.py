@@ -46,3 +46,49 @@ def customers(n: int = 1000, seed: int = 0) -> pd.DataFrame:
             "churn": churn,
         }
     )
+
+
+def loans(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Loan applications and how they ended: the table that exercises every column shape at once.
+
+    Recipe (issue 16's fourth bench table): a timestamp with a zone (`applied_at`, minutes over two
+    years); a category of 300 values with Zipf-like frequencies (`branch`); few-valued integers
+    (`dependents` 0-5, `term_months` on 12..60 by 12); a mixed column, 0 for 70 % of rows else a
+    count (`past_delinquencies`); long right tails (`amount`, Pareto; `income`, lognormal, missing
+    in 0.5 % of rows); a bounded integer with rare missing values (`credit_score`, 1 %); a string
+    category (`employment`); and a string label with a rare class (`outcome`: ~5 % `default`) that
+    depends on several columns at once.
+    """
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2023-01-01", tz="UTC")
+    applied_at = start + pd.to_timedelta(np.sort(rng.integers(0, 2 * 365 * 24 * 60, n)), unit="min")
+    weights = 1 / np.arange(1, 301) ** 1.1
+    branch = rng.choice([f"B{i:03d}" for i in range(300)], n, p=weights / weights.sum())
+    employment = rng.choice(["salaried", "self-employed", "retired", "student"], n, p=[0.6, 0.2, 0.12, 0.08])
+    dependents = rng.choice(6, n, p=[0.35, 0.25, 0.2, 0.12, 0.05, 0.03])
+    term = rng.choice([12, 24, 36, 48, 60], n, p=[0.1, 0.2, 0.35, 0.15, 0.2])
+    income = np.round(rng.lognormal(10.6, 0.6, n) * np.where(employment == "student", 0.3, 1.0), 2)
+    amount = np.round(2000 * (1 + rng.pareto(2.5, n)) * (1 + term / 60), 2)
+    score = np.clip(np.round(rng.normal(680, 60, n) + 15 * np.log(income / 40_000)), 300, 850)
+    delinquencies = np.where(rng.random(n) < 0.7, 0, 1 + rng.poisson(1.5, n))
+    logit = -2.0 + 0.9 * delinquencies / 3 - (score - 680) / 50 + 0.4 * np.log(amount / income * 10)
+    late = rng.random(n) < 1 / (1 + np.exp(-logit))
+    default = late & (rng.random(n) < 0.25 + 0.1 * (employment == "self-employed"))
+    outcome = np.where(default, "default", np.where(late, "late", "repaid"))
+    income[rng.random(n) < 0.005] = np.nan
+    credit_score = pd.array(score.astype(np.int64), dtype="Int64")
+    credit_score[rng.random(n) < 0.01] = pd.NA
+    return pd.DataFrame(
+        {
+            "applied_at": applied_at,
+            "branch": branch,
+            "employment": employment,
+            "dependents": dependents.astype(np.int64),
+            "term_months": term.astype(np.int64),
+            "amount": amount,
+            "income": income,
+            "credit_score": credit_score,
+            "past_delinquencies": delinquencies.astype(np.int64),
+            "outcome": outcome,
+        }
+    )

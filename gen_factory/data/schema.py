@@ -28,8 +28,8 @@ from gen_factory.data.validate import DataValidationError
 PANDAS_KEY = b"pandas"
 NS_PER_DAY = 86_400 * 10**9
 # A time column is learned as (t - offset) / unit, unit the coarsest that keeps every value whole:
-# float32 features stay exact for days and for seconds over years of range.
-TIME_UNITS_NS = (NS_PER_DAY, 10**9, 10**6, 10**3, 1)
+# float32 features stay exact for days, hours or minutes over years of range.
+TIME_UNITS_NS = (NS_PER_DAY, 3600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3, 1)
 
 
 @dataclass(frozen=True)
