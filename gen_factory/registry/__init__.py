@@ -7,10 +7,13 @@ ONNX Runtime, so nothing is ever unpickled.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +85,28 @@ def _create_store_once(uri: str) -> None:
             with exclusive(path.with_name(f"{path.name}.init.lock")):
                 if not path.exists():
                     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                    c = MlflowClient(f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
-                    c.search_experiments(max_results=1)  # the tracking store's tables
-                    c.search_registered_models(max_results=1)  # the registry's (its own store object)
+                    with _quiet_db_init():
+                        c = MlflowClient(f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
+                        c.search_experiments(max_results=1)  # the tracking store's tables
+                        c.search_registered_models(max_results=1)  # the registry's (its own store object)
                     os.replace(tmp, path)
         except Exception:  # noqa: BLE001 - an unwritable directory, a full disk: MLflow will say which
             return
     _ready.add(uri)
+
+
+@contextmanager
+def _quiet_db_init() -> Iterator[None]:
+    """MLflow logs INFO "Creating initial MLflow database tables... / Updating database tables" (its
+    mlflow.store.db.utils) when it builds a store; here that is the expected first use of a data
+    directory, so that module alone is held to warnings while we build it."""
+    db_logger = logging.getLogger("mlflow.store.db.utils")
+    level = db_logger.level
+    db_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        db_logger.setLevel(level)
 
 
 def experiment_id() -> str:

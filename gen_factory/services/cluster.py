@@ -46,16 +46,31 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
         before = os.environ.get("RAY_API_SERVER_ADDRESS")
         os.environ.update(api)
+        _choose_local_auth()
         try:
             ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
                      include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                     runtime_env={"env_vars": {**env, **api}}, configure_logging=True,
+                     runtime_env={"env_vars": {**env, **api, **_local_train_env()}}, configure_logging=True,
                      logging_level="warning")
         finally:
             if before is None:
                 os.environ.pop("RAY_API_SERVER_ADDRESS", None)
             else:
                 os.environ["RAY_API_SERVER_ADDRESS"] = before
+
+
+def _choose_local_auth() -> None:
+    """Keep Ray's default for a new local cluster, token authentication, but say so: with RAY_AUTH_MODE
+    unset, Ray warns on every start that it chose it (ray/_private/authentication). A mode the user
+    set, `disabled` included, is kept."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _local_train_env() -> dict[str, str]:
+    """Ray Train's preemption watcher follows node drains (spot instances reclaimed on a cluster); one
+    machine has none, and starting the watcher logs an error line per run (an actor restartable with
+    arguments in the object store, ray-project/ray#53727). Off locally unless the user set it."""
+    return {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")}
 
 
 def _free_port() -> int:

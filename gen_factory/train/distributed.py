@@ -60,25 +60,29 @@ def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, stora
     from ray.train.torch import TorchTrainer
     from ray.train.v2.api.exceptions import TrainingFailedError
 
+    from gen_factory.train.watch import watched
+
     check_resumable(config, name, storage_path)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(
-            num_workers=num_workers,
-            use_gpu=gpus_per_worker > 0,
-            resources_per_worker={"CPU": 1, "GPU": gpus_per_worker} if gpus_per_worker else None,
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage_path,
-            failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-            logging_config=LoggingConfig(log_level="WARNING"),
-        ),
-    )
     try:
-        result = trainer.fit()
+        with watched(config["epochs"], config["epochs"] + config.get("encoder_epochs", 0)) as callbacks:
+            trainer = TorchTrainer(
+                train_loop_per_worker,
+                train_loop_config=config,
+                scaling_config=ScalingConfig(
+                    num_workers=num_workers,
+                    use_gpu=gpus_per_worker > 0,
+                    resources_per_worker={"CPU": 1, "GPU": gpus_per_worker} if gpus_per_worker else None,
+                ),
+                run_config=RunConfig(
+                    name=name,
+                    storage_path=storage_path,
+                    failure_config=FailureConfig(max_failures=max_failures),
+                    checkpoint_config=CheckpointConfig(num_to_keep=2),
+                    logging_config=LoggingConfig(log_level="WARNING"),
+                    callbacks=callbacks,  # the driver's progress bar (gen_factory.train.watch)
+                ),
+            )
+            result = trainer.fit()
     except TrainingFailedError as err:
         epoch = latest_epoch(name, storage_path)
         raise TrainingFailed(failure_message(name, err, max_failures, epoch)) from None
@@ -237,8 +241,9 @@ def train_loop_per_worker(config: dict) -> None:
 
     spec = ModelSpec(**config["spec"])
     g, d = build_models(spec)
-    # No buffers to keep in step; broadcasting them would also clash with several D passes per step.
-    ddp = {"broadcast_buffers": False}
+    # No buffers to keep in step; syncing them in forward would also clash with several D passes per
+    # step. (`forward_sync_buffers` replaced the deprecated `broadcast_buffers` in torch 2.13.)
+    ddp = {"forward_sync_buffers": False}
     g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs=ddp)
     d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs=ddp)
     hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
@@ -286,14 +291,9 @@ def train_loop_per_worker(config: dict) -> None:
             continue  # small epochs: a report (and checkpoint) each time would cost more than the epoch
         if epoch < gan_epochs:
             stopped = _select(selector, trainer, metrics, epoch + 1, gan_epochs, rank, world)
-        if rank == 0:
-            phase = "epoch" if epoch < gan_epochs else "encoder epoch"
-            print(f"{phase} {epoch + 1}/{total}  " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                                                         if k not in ("epoch",)), flush=True)
-            if logger:
-                logger.log(
-                    metrics, epoch + 1, trainer if epoch < gan_epochs else None, spec, len(data.label_names)
-                )
+        if logger:  # rank 0 only; the driver shows progress from the report (gen_factory.train.watch)
+            grid_from = trainer if epoch < gan_epochs else None
+            logger.log(metrics, epoch + 1, grid_from, spec, len(data.label_names))
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
