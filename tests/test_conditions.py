@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gen_factory.cli import _parse_conditions
+from gen_factory.cli.datasets import parse_conditions as _parse_conditions
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.conditions import (
     FREE,

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from gen_factory.cli import _parser
+from gen_factory.cli.parser import build_parser as _parser
 from gen_factory.services.jobs import entrypoint, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
