@@ -1,10 +1,21 @@
-"""File names of an export bundle and reading its model card. Torch-free on purpose: serving
-replicas and bulk-generation actors import this, and they must not pay for (or need) torch."""
+"""The model card: what a bundle is (schema, labels, encoding, files, metrics, calibration), typed and
+versioned, and the one place that reads and writes `card.json`.
+
+Torch-free on purpose: serving replicas and bulk-generation actors import this, and they must not
+pay for (or need) torch. A card from an older gen_factory is migrated on read, step by step up to
+CARD_VERSION (`MIGRATIONS`), so readers only ever see the current shape.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from gen_factory.data.columns import SPEC, EncodingSpec
 
 GENERATOR_FILE = "model.onnx"  # the name MLflow's ONNX flavour expects for the primary model
 SCORER_FILE = "discriminator.onnx"
@@ -13,11 +24,116 @@ CARD_FILE = "card.json"
 # The columns of the scorer graph's output, in order; `fanogan` is the default (bench/RESULTS.md).
 SCORE_METHODS = ("critic", "fanogan")
 DEFAULT_SCORE_METHOD = "fanogan"
+CARD_VERSION = 1
+
+# A figure of the evaluation: a score, the classes that collapsed, or a score per column.
+Metric = float | list[str] | dict[str, float]
 
 
-def read_card(bundle_dir: Path) -> dict:
-    return json.loads((Path(bundle_dir) / CARD_FILE).read_text())
+class BundleFiles(BaseModel):
+    model_config = SPEC
+
+    generator: str = GENERATOR_FILE
+    scorer: str = SCORER_FILE
+    encoder: str | None = None  # None: exported before encoders shipped (no variations)
 
 
-def write_card(bundle_dir: Path, card: dict) -> None:
-    (Path(bundle_dir) / CARD_FILE).write_text(json.dumps(card, indent=2))
+class Thresholds(BaseModel):
+    """A method's threshold when scoring against the given label, and against the best label."""
+
+    model_config = SPEC
+
+    given_label: float
+    best_label: float
+
+
+class AnomalyCalibration(BaseModel):
+    """Thresholds at `fpr` on held-out normal data; for one-class models also the detection figures
+    per method on the hold-out (`holdout`) and the classic detectors' report (`baseline`)."""
+
+    model_config = SPEC
+
+    fpr: float
+    default_method: str = DEFAULT_SCORE_METHOD
+    thresholds: dict[str, Thresholds]
+    anomaly_labels: list[str] = []
+    holdout: dict[str, dict[str, float]] | None = None
+    baseline: dict[str, dict[str, float]] | None = None
+
+
+class ModelCard(BaseModel):
+    """Everything a consumer of a bundle needs; `None` marks what models from before a field existed lack."""
+
+    model_config = ConfigDict(**SPEC, protected_namespaces=())
+
+    schema_version: Literal[CARD_VERSION] = CARD_VERSION
+    model_name: str
+    kind: Literal["table", "image"]
+    dataset: str
+    label_column: str
+    label_names: list[str]
+    columns: list[str] | None = None  # table feature columns in order; None for images
+    shape: list[int]  # one encoded row / image: [width] or [C, H, W]
+    n_labels: int
+    noise_dim: int
+    encoding: EncodingSpec
+    label_counts: list[int] | None = None  # training rows per label
+    loss: str
+    variant: str | None = None  # images: the variant preset
+    epochs: int
+    encoder_epochs: int | None = None
+    seed: int
+    mlflow_run_id: str | None = None
+    selected_epoch: int | None = None  # the GAN epoch that shipped (checkpoint selection)
+    selected_train_frechet: float | None = None
+    files: BundleFiles = BundleFiles()  # export_bundle names the encoder too
+    score_methods: list[str] = list(SCORE_METHODS)
+    parity_max_abs_diff: dict[str, float] = {}
+    free_shares: list[list[list[float]]] | None = None  # [categorical column][label][category]
+    metrics: dict[str, Metric] = {}
+    anomaly: AnomalyCalibration | None = None
+
+
+def _from_0(card: dict) -> dict:
+    """Unversioned cards (before this module typed them). Over their history they lacked, by commit:
+    label_counts (before 5c55ad5), encoder_epochs, anomaly and score_methods (before 02fc29f: the
+    scorer graph returned the negated critic alone), free_shares (before 84eed74), the encoder file
+    (before b454f98), selected_* (before 234c6ef), the image encoding's `integer`, a categorical
+    column's label_counts; and the first tables (e90ee6b) had one standardisation per column instead
+    of column specs. Absent optional fields take their None / default."""
+    card = {**card, "files": {"encoder": None, **card["files"]}}
+    card.setdefault("score_methods", ["critic"])
+    encoding = card["encoding"]
+    if encoding["type"] == "TableEncoding" and "columns" not in encoding:
+        card["encoding"] = {"type": "TableEncoding", "columns": [
+            {"name": name, "kind": "continuous", "method": "standard", "low": low, "high": high,
+             "integer": integer, "mean": mean, "std": std}
+            for name, mean, std, low, high, integer in zip(
+                card["columns"], encoding["mean"], encoding["std"], encoding["low"], encoding["high"],
+                encoding["integer"], strict=True)
+        ]}
+    return {**card, "schema_version": 1}
+
+
+# MIGRATIONS[v] turns a version-v card (as JSON) into a version v + 1 one.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _from_0}
+
+
+def card_from_json(raw: dict) -> ModelCard:
+    """A card of any version this gen_factory knows, migrated to CARD_VERSION and validated."""
+    version = raw.get("schema_version", 0)
+    if version > CARD_VERSION:
+        raise ValueError(f"model card schema_version {version} is newer than this gen_factory reads "
+                         f"({CARD_VERSION}) -- fix: upgrade gen_factory")
+    while version < CARD_VERSION:
+        raw, version = MIGRATIONS[version](raw), version + 1
+    return ModelCard.model_validate(raw)
+
+
+def read_card(bundle_dir: Path) -> ModelCard:
+    return card_from_json(json.loads((Path(bundle_dir) / CARD_FILE).read_text()))
+
+
+def write_card(bundle_dir: Path, card: ModelCard) -> None:
+    """JSON through `json.dumps`, so a non-finite figure stays NaN / Infinity as Python reads it back."""
+    (Path(bundle_dir) / CARD_FILE).write_text(json.dumps(card.model_dump(exclude_none=True), indent=2))

@@ -66,9 +66,11 @@ class Synthesizer:
                 "sample", "both or neither of n / counts", "give n rows or counts per label"
             )
         if counts is None:
-            counts = dict(
-                zip(self.model.label_names, apportion(n, self.model.card["label_counts"]), strict=True)
-            )
+            if self.model.card.label_counts is None:
+                raise DataValidationError("n", n, "this model's card has no training label counts (it was "
+                                          "trained before they were kept): give counts per label")
+            shares = apportion(n, self.model.card.label_counts)
+            counts = dict(zip(self.model.label_names, shares, strict=True))
         table = generate_table(
             self.model, resolve_counts(self.model.label_names, counts), seed, conditions=conditions
         )

@@ -7,8 +7,7 @@ import torch
 
 from gen_factory.data import DataValidationError, load_dataset, training_split
 from gen_factory.data.datasets import table_from_frame, values_of
-from gen_factory.data.transform import encoding_to_dict
-from gen_factory.export.bundle import export_bundle
+from gen_factory.export.bundle import card_for, export_bundle
 from gen_factory.export.calibrate import calibrate_bundle
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.encoder import build_encoder, residuals
@@ -70,18 +69,8 @@ def one_class_bundle(tmp_path_factory):
     g, d, enc, spec, _ = train_table(train, epochs=60, seed=0)
     x, labels = torch.from_numpy(enc.encode(train.features)), torch.from_numpy(train.labels)
     encoder, scales = train_encoder(g, d, spec, x, labels, epochs=30)
-    card = {
-        "kind": "table",
-        "label_names": train.label_names,
-        "label_column": "kind",
-        "columns": train.columns,
-        "shape": spec.shape,
-        "n_labels": 1,
-        "noise_dim": spec.noise_dim,
-        "encoding": encoding_to_dict(enc),
-        "label_counts": [len(train.labels)],
-        "seed": 0,
-    }
+    card = card_for(train, spec, enc, model_name="one-class", dataset=train.name, loss="wgan-gp", epochs=60,
+                    seed=0)
     path = tmp_path_factory.mktemp("oneclass") / "bundle"
     export_bundle(g, d, encoder, scales, enc, card, path)
     return path, train, holdout
@@ -90,21 +79,19 @@ def one_class_bundle(tmp_path_factory):
 def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_class_bundle):
     path, train, holdout = one_class_bundle
     info = calibrate_bundle(OnnxModel(path), train, holdout, fpr=0.1)
-    assert info["anomaly_labels"] == ["odd"] and info["default_method"] == "fanogan"
-    assert (
-        info["holdout"]["fanogan"]["auroc"] > 0.8
-    )  # off the learned diagonal (they overlap near 0; noise: 0.5)
-    assert set(info["baseline"]) == {"iforest", "ecod", "knn"}
-    for r in info["baseline"].values():
+    assert info.anomaly_labels == ["odd"] and info.default_method == "fanogan"
+    assert info.holdout["fanogan"]["auroc"] > 0.8  # off the learned diagonal (overlap near 0; noise: 0.5)
+    assert set(info.baseline) == {"iforest", "ecod", "knn"}
+    for r in info.baseline.values():
         assert 0 <= r["synthetic"] <= 1 and r["loss"] == pytest.approx(r["real"] - r["synthetic"])
 
     model = OnnxModel(path)
-    model.card["anomaly"] = info
+    model.card = model.card.model_copy(update={"anomaly": info})
     values = values_of(holdout)
     normal = holdout.labels == holdout.label_names.index("ok")
     scores = scoring.score(model, values[normal])
     threshold, flags = scoring.verdict(model, scores, "fanogan", by_label=False)
-    assert threshold == info["thresholds"]["fanogan"]["best_label"]
+    assert threshold == info.thresholds["fanogan"].best_label
     assert np.mean(flags) <= 0.1 + 1e-9  # at most the chosen false-positive rate on the calibration rows
     np.testing.assert_array_equal(scoring.score(model, values[normal]), scores)  # deterministic
     body = scoring.respond(model, scoring.score_matrix(model, values[~normal]), "fanogan", by_label=False)

@@ -7,6 +7,7 @@ import pytest
 
 from gen_factory.cli.datasets import parse_conditions as _parse_conditions
 from gen_factory.data import DataValidationError, load_dataset
+from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
 from gen_factory.data.conditions import (
     FREE,
     CondSampler,
@@ -17,8 +18,8 @@ from gen_factory.data.conditions import (
 )
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.table_transformer import TableEncoding
-from gen_factory.data.transform import encoding_to_dict, fit_encoding
-from gen_factory.export.bundle import export_bundle
+from gen_factory.data.transform import fit_encoding
+from gen_factory.export.bundle import card_for, export_bundle
 from gen_factory.models import build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.runtime import sampling
@@ -36,16 +37,7 @@ def _city_frame(n=400, seed=0):
 
 
 def _export(tmp_path, train, g, d, enc, spec):
-    card = {
-        "kind": "table",
-        "label_names": train.label_names,
-        "label_column": "label",
-        "columns": train.columns,
-        "shape": spec.shape,
-        "n_labels": spec.n_labels,
-        "noise_dim": spec.noise_dim,
-        "encoding": encoding_to_dict(enc),
-    }
+    card = card_for(train, spec, enc, model_name="city", dataset=train.name, loss="wgan-gp", epochs=1, seed=0)
     export_bundle(
         g, d, build_encoder(spec).eval(), (1.0, 1.0), enc, card, tmp_path
     )  # generation only: any encoder
@@ -80,7 +72,7 @@ def test_cond_blocks_line_up_with_the_encoded_one_hot_spans(method):
 def test_training_by_sampling_draws_values_by_log_frequency_and_real_rows_holding_them():
     values = np.repeat([0.0, 1.0, 2.0], [900, 90, 10])[:, None].astype(np.float32)
     blocks = cond_blocks(
-        [{"name": "k", "kind": "categorical", "categories": ["u", "v", "w"], "missing": False}]
+        [CategoricalColumn(name="k", categories=["u", "v", "w"], missing=False)]
     )
     rows, codes = CondSampler(values, blocks, uncond_prob=0.0).sample(20_000, np.random.default_rng(0))
     logf = np.log1p([900, 90, 10])
@@ -134,9 +126,9 @@ def test_unconditioned_sampling_keeps_the_real_marginals(city):
 def test_implicit_conditions_fill_exactly_the_categories_free_rows_miss():
     """Free rows of label 0 give k's values at 0.9 / 0.1 / 0 against training shares 0.6 / 0.3 / 0.1: just
     enough rows get conditioned that conditioned + free rows come out at the training shares."""
-    columns = [{"name": "x", "kind": "continuous", "method": "quantile", "missing": False},
-               {"name": "k", "kind": "categorical", "categories": ["u", "v"], "missing": True,
-                "label_counts": [[60, 30, 10], [0, 50, 50]]}]
+    columns = [ContinuousColumn(name="x", method="quantile", low=0, high=1, integer=False),
+               CategoricalColumn(name="k", categories=["u", "v"], missing=True,
+                                 label_counts=[[60, 30, 10], [0, 50, 50]])]
     free_shares = [[[0.9, 0.1, 0.0], [0.0, 0.5, 0.5]]]  # label 1's free rows are already right
     labels = np.repeat([0, 1], 20_000)
     rng = np.random.default_rng(0)
@@ -158,7 +150,7 @@ def test_implicit_conditions_fill_exactly_the_categories_free_rows_miss():
 
 
 def test_split_conditions_keeps_totals_exact_within_each_part():
-    columns = [{"name": "city", "kind": "categorical", "categories": ["a", "b", "c"], "missing": False}]
+    columns = [CategoricalColumn(name="city", categories=["a", "b", "c"], missing=False)]
     parts = split_conditions(columns, {"city": {"a": 50, "c": 12}}, [5, 7, 100], np.random.default_rng(0))
     assert sum(p["city"].get("a", 0) for p in parts) == 50 and sum(p["city"].get("c", 0) for p in parts) == 12
     assert all(sum(p["city"].values()) <= size for p, size in zip(parts, [5, 7, 100], strict=True))

@@ -12,8 +12,8 @@ import torch
 from gen_factory.card import CARD_FILE
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.datasets import table_from_frame
-from gen_factory.data.transform import encoding_to_dict, fit_encoding
-from gen_factory.export.bundle import GeneratorGraph, ScoreGraph, export_bundle, parity
+from gen_factory.data.transform import fit_encoding
+from gen_factory.export.bundle import GeneratorGraph, ScoreGraph, card_for, export_bundle, parity
 from gen_factory.models import build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.runtime import sampling, scoring
@@ -26,9 +26,7 @@ def _bundle(tmp_path, data, name="m"):
     torch.manual_seed(0)
     g, d = build_models(spec)
     d(torch.randn(2, *spec.shape), torch.tensor([0, 1]))  # one training-mode pass, as after training
-    card = {"kind": data.kind, "label_names": data.label_names, "label_column": "label", "shape": spec.shape,
-            "columns": getattr(data, "columns", None), "n_labels": spec.n_labels, "noise_dim": spec.noise_dim,
-            "encoding": encoding_to_dict(enc)}
+    card = card_for(data, spec, enc, model_name=name, dataset=data.name, loss="hinge", epochs=1, seed=0)
     encoder = build_encoder(spec).eval()
     export_bundle(g.eval(), d.eval(), encoder, (1.0, 1.0), enc, card, tmp_path / name)
     return OnnxModel(tmp_path / name), g, d, enc, encoder
@@ -152,7 +150,7 @@ def test_scores_by_label_and_best_over_labels(table_model):
     model = table_model[0]
     rows = [{"x": 1.0, "y": 0.5, "count": 3}, {"x": -2000.0, "y": 1.0, "count": 9}]
     values = scoring.rows_to_array(model, rows)
-    for method in model.card["score_methods"]:
+    for method in model.card.score_methods:
         per_label = [scoring.score(model, values, np.array([k, k]), method) for k in range(2)]
         best = scoring.score(model, values, method=method)
         np.testing.assert_allclose(best, np.minimum(*per_label), rtol=1e-6)
@@ -197,7 +195,7 @@ def mixed_model(tmp_path_factory, gauss_table_module):
 
 def test_mixed_tables_export_with_parity_and_typed_columns(mixed_model):
     model = mixed_model[0]
-    assert max(model.card["parity_max_abs_diff"].values()) <= 1e-4
+    assert max(model.card.parity_max_abs_diff.values()) <= 1e-4
     table = sampling.generate_table(model, [300, 300], seed=1)
     schema = {f.name: str(f.type) for f in table.schema}
     assert schema["city"] == "dictionary<values=string, indices=int32, ordered=0>"
@@ -214,7 +212,7 @@ def test_mixed_rows_score_with_category_strings_and_missing_values(mixed_model):
     rows = [{"x": 1.0, "y": 0.5, "count": 3, "city": "rome", "price": None},
             {"x": -3.0, "y": 1.0, "count": 9, "city": None, "price": 12.5}]
     values = scoring.rows_to_array(model, rows)
-    assert values[0, 3] == model.card["encoding"]["columns"][3]["categories"].index("rome")
+    assert values[0, 3] == model.card.encoding.columns[3].categories.index("rome")
     assert np.isnan(values[0, 4]) and np.isnan(values[1, 3])
     assert np.isfinite(scoring.score(model, values)).all()
     with pytest.raises(DataValidationError, match="unknown category 'lima'") as err:

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from gen_factory.data import load_dataset
+from gen_factory.data.columns import ContinuousColumn
 from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import encoding_from_dict, encoding_to_dict, fit_encoding
 
@@ -24,7 +25,8 @@ def test_table_encoding_round_trips_exactly(mixed_table, method):
     enc = encoding_from_dict(encoding_to_dict(fit_encoding(data)))  # through JSON, as workers get it
     if method == "modes":
         enc = type(enc).fit(data, method="modes")
-    kinds = {c["name"]: (c["kind"], c.get("integer"), c.get("decimals"), c["missing"]) for c in enc.columns}
+    kinds = {c.name: (c.kind, getattr(c, "integer", None), getattr(c, "decimals", None), c.missing)
+             for c in enc.columns}
     assert kinds["count"] == ("continuous", True, None, False)
     assert kinds["price"] == ("continuous", False, 2, True)
     assert kinds["city"] == ("categorical", None, None, True)
@@ -116,9 +118,10 @@ def test_quantile_maps_find_the_exact_segment_of_every_value():
             ([3.0, 4.0], [7.0, 8.0])]
     for name in ("breast_cancer", "wine", "customers"):
         for c in fit_encoding(load_dataset(name)).columns:
-            if c["kind"] == "continuous":
-                maps += [(c["values"], c["scores"]), (c["scores"], c["values"])]
-    columns = [{"kind": "continuous", "method": "quantile", "values": ys, "scores": xs} for xs, ys in maps]
+            if c.kind == "continuous":
+                maps += [(c.values, c.scores), (c.scores, c.values)]
+    columns = [ContinuousColumn(name=f"c{i}", method="quantile", low=0, high=1, integer=False,
+                                values=ys, scores=xs) for i, (xs, ys) in enumerate(maps)]
     banks = _quantile_banks(columns, inverse=True)  # decoder direction: maps xs -> ys
     assert [bank.cells for _, bank in banks] == [GRID_CELLS, 1]  # the outlier's map compares every knot
     assert banks[0][1].reach <= MAX_REACH and 4 in banks[1][0]

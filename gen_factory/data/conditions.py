@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gen_factory.data.columns import CategoricalColumn, ContinuousColumn, width
 from gen_factory.data.validate import DataValidationError
 
 FREE = -1  # the code of a column left unconditioned in a row
@@ -34,23 +35,21 @@ class Block:
     categories: tuple[str, ...]
 
 
-def cond_blocks(columns: list[dict]) -> list[Block]:
+Columns = list[CategoricalColumn | ContinuousColumn]
+
+
+def cond_blocks(columns: Columns) -> list[Block]:
     """The blocks of an encoding's columns (`TableEncoding.columns`, or the card's copy of them)."""
     blocks, offset, span = [], 0, 0
     for i, c in enumerate(columns):
-        if c["kind"] == "categorical":
-            width = len(c["categories"]) + int(c["missing"])
-            blocks.append(Block(i, c["name"], offset, width, span, tuple(c["categories"])))
-            offset += width
-            span += width
-        elif c["method"] == "quantile":
-            span += 1 + 2 * int(c["missing"])
-        else:
-            span += 1 + len(c["means"]) + 2 * int(c["missing"])
+        if c.kind == "categorical":
+            blocks.append(Block(i, c.name, offset, width(c), span, tuple(c.categories)))
+            offset += width(c)
+        span += width(c)
     return blocks
 
 
-def cond_width(columns: list[dict]) -> int:
+def cond_width(columns: Columns) -> int:
     return sum(b.width for b in cond_blocks(columns))
 
 
@@ -97,7 +96,7 @@ class CondSampler:
         return rows, codes
 
 
-def resolve_conditions(columns: list[dict], conditions: dict | list | None, total: int,
+def resolve_conditions(columns: Columns, conditions: dict | list | None, total: int,
                        rng: np.random.Generator) -> np.ndarray | None:
     """Per-row codes [total, len(blocks)] for a request, or None without conditions.
 
@@ -131,7 +130,7 @@ def resolve_conditions(columns: list[dict], conditions: dict | list | None, tota
     return codes
 
 
-def implicit_codes(columns: list[dict], labels: np.ndarray, rng: np.random.Generator,
+def implicit_codes(columns: Columns, labels: np.ndarray, rng: np.random.Generator,
                    free_shares: list | None) -> np.ndarray | None:
     """Per-row codes for a request without conditions: just enough rows are conditioned on a value
     to bring each category's share up to its training share within the row's label; the others
@@ -144,15 +143,15 @@ def implicit_codes(columns: list[dict], labels: np.ndarray, rng: np.random.Gener
     there (customers' 2 % `islands` came out 0 %, its 11 % `west` 3.6 %); why not condition every
     row, as CTGAN samples: that cost 0.04 of quality on customers (the conditional mode fits the
     other columns less well). A row conditions at most one column. None when no row is conditioned
-    or the card predates `label_counts` / `free_shares`.
+    or the model's card has no `label_counts` / `free_shares` (trained before they were kept).
     """
     blocks = cond_blocks(columns)
-    if not blocks or free_shares is None or any("label_counts" not in columns[b.column] for b in blocks):
+    if not blocks or free_shares is None or any(columns[b.column].label_counts is None for b in blocks):
         return None
     codes = np.full((len(labels), len(blocks)), FREE, dtype=np.int64)
     free = np.ones(len(labels), dtype=bool)
     for k, b in enumerate(blocks):
-        counts = np.asarray(columns[b.column]["label_counts"], dtype=np.float64)
+        counts = np.asarray(columns[b.column].label_counts, dtype=np.float64)
         for label in np.unique(labels):
             if not counts[label].sum():
                 continue
@@ -174,7 +173,7 @@ def implicit_codes(columns: list[dict], labels: np.ndarray, rng: np.random.Gener
     return None if free.all() else codes
 
 
-def condition_counts(columns: list[dict], conditions: dict, total: int) -> dict[int, np.ndarray]:
+def condition_counts(columns: Columns, conditions: dict, total: int) -> dict[int, np.ndarray]:
     """{block index: rows per category code} of {column: {category: rows}}, validated."""
     blocks = cond_blocks(columns)
     out = {}
@@ -195,7 +194,7 @@ def condition_counts(columns: list[dict], conditions: dict, total: int) -> dict[
     return out
 
 
-def split_conditions(columns: list[dict], conditions: dict, sizes: list[int],
+def split_conditions(columns: Columns, conditions: dict, sizes: list[int],
                      rng: np.random.Generator) -> list[dict]:
     """{column: {category: rows}} spread over parts of `sizes` rows as a random placement over all
     rows would spread them (multivariate hypergeometric draws): totals stay exact, and no per-row
@@ -211,13 +210,13 @@ def split_conditions(columns: list[dict], conditions: dict, sizes: list[int],
     return parts
 
 
-def _block(blocks: list[Block], columns: list[dict], name: str, field: str) -> tuple[int, Block]:
+def _block(blocks: list[Block], columns: Columns, name: str, field: str) -> tuple[int, Block]:
     names = [b.name for b in blocks]
     if name in names:
         return names.index(name), blocks[names.index(name)]
     fix = f"condition on a categorical column: {', '.join(names)}" if names else \
         "this model has no categorical columns to condition on"
-    if any(c["name"] == name for c in columns):
+    if any(c.name == name for c in columns):
         raise DataValidationError(field, f"{name!r} is a numeric column", fix)
     raise DataValidationError(field, f"unknown column {name!r}", fix)
 

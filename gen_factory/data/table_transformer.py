@@ -12,7 +12,8 @@ Per column:
   restored from the card's vocabulary), so that an index can also be forced (exact conditions);
 - missing values: a two-way flag (continuous) or an extra category; decoding gives NaN.
 
-Fitted once on the driver, carried as JSON (config, model card); `encoder()` and `decoder()` are
+Fitted once on the driver, carried as typed column specs (`data.columns`; JSON in the config and
+the model card); `encoder()` and `decoder()` are
 torch modules exported inside the ONNX graphs, so serving needs no Python transform.
 """
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gen_factory.data.columns import CategoricalColumn, ContinuousColumn, width
 from gen_factory.data.conditions import cond_blocks
 
 MAX_MODES = 10
@@ -40,9 +42,9 @@ METHODS = ("quantile", "modes")
 
 @dataclass
 class TableEncoding:
-    """`columns`: one dict per feature column (see `fit_column`); `spans` follow from them."""
+    """`columns`: one spec per feature column (see `fit_column`); `spans` follow from them."""
 
-    columns: list[dict]
+    columns: list[CategoricalColumn | ContinuousColumn]
 
     @classmethod
     def fit(cls, data, seed: int = 0, method: str = "quantile") -> "TableEncoding":
@@ -63,23 +65,11 @@ class TableEncoding:
 
     def spans(self) -> list[tuple[str, int]]:
         """(activation, width) blocks of the encoded row, in order: 'tanh' or 'softmax'."""
-        out: list[tuple[str, int]] = []
-        for col in self.columns:
-            if col["kind"] == "continuous":
-                out += (
-                    [("linear", 1)]
-                    if col["method"] == "quantile"
-                    else [("tanh", 1), ("softmax", len(col["means"]))]
-                )
-                if col["missing"]:
-                    out.append(("softmax", 2))
-            else:
-                out.append(("softmax", len(col["categories"]) + int(col["missing"])))
-        return out
+        return [span for col in self.columns for span in col.spans()]
 
     @property
     def width(self) -> int:
-        return sum(w for _, w in self.spans())
+        return sum(width(col) for col in self.columns)
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -97,12 +87,13 @@ class TableEncoding:
 
     def unit(self) -> np.ndarray:
         """Size of one encoded unit in raw values, per output column (parity is judged in these)."""
-        return np.asarray([(c["high"] - c["low"]) or 1.0 if c["kind"] == "continuous" else 1.0
+        return np.asarray([(c.high - c.low) or 1.0 if c.kind == "continuous" else 1.0
                            for c in self.columns], dtype=np.float32)
 
 
 def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int = 0,
-               method: str = "quantile", labels: tuple[np.ndarray, int] | None = None) -> dict:
+               method: str = "quantile", labels: tuple[np.ndarray, int] | None = None,
+               ) -> CategoricalColumn | ContinuousColumn:
     """The encoding of one column from its values (codes for categorical columns, NaN = missing).
 
     A categorical column also keeps its training rows per label and category (`label_counts`,
@@ -110,32 +101,23 @@ def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int
     present = ~np.isnan(x)
     missing = bool((~present).any())
     if categories is not None:
-        col = {"name": name, "kind": "categorical", "categories": list(categories), "missing": missing}
-        if labels is not None:
-            y, n_labels = labels
-            codes = np.where(present, np.nan_to_num(x), len(categories)).astype(np.int64)
-            width = len(categories) + int(missing)
-            col["label_counts"] = np.bincount(y * width + codes, minlength=n_labels * width).reshape(
-                n_labels, width).tolist()
-        return col
+        col = CategoricalColumn(name=name, categories=list(categories), missing=missing)
+        if labels is None:
+            return col
+        y, n_labels = labels
+        codes = np.where(present, np.nan_to_num(x), len(categories)).astype(np.int64)
+        n = width(col)
+        counts = np.bincount(y * n + codes, minlength=n_labels * n).reshape(n_labels, n).tolist()
+        return col.model_copy(update={"label_counts": counts})
     v = x[present]
     integer = bool(np.all(np.mod(v, 1) == 0))
-    col = {
-        "name": name,
-        "kind": "continuous",
-        "method": method,
-        "low": float(v.min()),
-        "high": float(v.max()),
-        "integer": integer,
-        "decimals": None if integer else _decimals(v),
-        "missing": missing,
-        "fill": float(np.median(v)),
-    }
     if method == "quantile":
-        col["values"], col["scores"] = _knots(v)
+        fitted = dict(zip(("values", "scores"), _knots(v), strict=True))
     else:
-        col["means"], col["stds"], col["weights"] = _modes(v, seed)
-    return col
+        fitted = dict(zip(("means", "stds", "weights"), _modes(v, seed), strict=True))
+    return ContinuousColumn(name=name, method=method, low=float(v.min()), high=float(v.max()),
+                            integer=integer, decimals=None if integer else _decimals(v), missing=missing,
+                            fill=float(np.median(v)), **fitted)
 
 
 def _knots(v: np.ndarray) -> tuple[list[float], list[float]]:
@@ -257,35 +239,31 @@ class _PiecewiseLinearBank(nn.Module):
         return y0 + slope * (t - x0)
 
 
-def _quantile_banks(columns: list[dict], inverse: bool) -> list[tuple[list[int], _PiecewiseLinearBank]]:
+def _quantile_banks(columns: list, inverse: bool) -> list[tuple[list[int], _PiecewiseLinearBank]]:
     """The quantile-normalised columns' maps (values -> scores, or back when `inverse`) as at most
     two banks, each with the indices of its columns: one on the grid, and one comparing with every
     knot for maps whose grid cells would hold more than MAX_REACH knots - an outlier squeezes the
     other values into a few cells of a value -> score map, and the bank's reach is its largest."""
-    index = [i for i, c in enumerate(columns) if c["kind"] == "continuous" and c["method"] == "quantile"]
-    maps = {
-        i: (columns[i]["scores"], columns[i]["values"])
-        if inverse
-        else (columns[i]["values"], columns[i]["scores"])
-        for i in index
-    }
+    index = [i for i, c in enumerate(columns) if c.kind == "continuous" and c.method == "quantile"]
+    maps = {i: (columns[i].scores, columns[i].values) if inverse else (columns[i].values, columns[i].scores)
+            for i in index}
     fits = {i: _grid(np.asarray(maps[i][0], np.float64), GRID_CELLS)[4] <= MAX_REACH for i in index}
     groups = (([i for i in index if fits[i]], GRID_CELLS), ([i for i in index if not fits[i]], 1))
     return [(cols, _PiecewiseLinearBank([maps[i] for i in cols], cells)) for cols, cells in groups if cols]
 
 
-def _register_modes(module: nn.Module, columns: list[dict]) -> None:
+def _register_modes(module: nn.Module, columns: list) -> None:
     """Each mode-normalised column's means and stds as buffers (encoder and decoder share them)."""
     for i, c in enumerate(columns):
-        if c["kind"] == "continuous" and c["method"] == "modes":
-            module.register_buffer(f"mu{i}", _f32(c["means"]))
-            module.register_buffer(f"sd{i}", _f32(c["stds"]))
+        if c.kind == "continuous" and c.method == "modes":
+            module.register_buffer(f"mu{i}", _f32(c.means))
+            module.register_buffer(f"sd{i}", _f32(c.stds))
 
 
 class _Encoder(nn.Module):
     """raw values [B, d] (codes for categories, NaN = missing) -> encoded rows [B, width]."""
 
-    def __init__(self, columns: list[dict]):
+    def __init__(self, columns: list):
         super().__init__()
         self.columns = columns
         self.banks = nn.ModuleList()
@@ -293,12 +271,12 @@ class _Encoder(nn.Module):
         for g, (cols, bank) in enumerate(_quantile_banks(columns, inverse=False)):
             self.banks.append(bank)
             self.register_buffer(f"cols{g}", torch.tensor(cols, dtype=torch.int64))
-            self.register_buffer(f"fill{g}", _f32([columns[i]["fill"] for i in cols]))
+            self.register_buffer(f"fill{g}", _f32([columns[i].fill for i in cols]))
             self.bank_of.update({i: (g, j) for j, i in enumerate(cols)})
         _register_modes(self, columns)
         for i, c in enumerate(columns):
-            if c["kind"] == "continuous" and c["method"] == "modes":
-                self.register_buffer(f"logw{i}", _f32(np.log(c["weights"])))
+            if c.kind == "continuous" and c.method == "modes":
+                self.register_buffer(f"logw{i}", _f32(np.log(c.weights)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores = []  # every quantile column at once, per bank
@@ -309,22 +287,22 @@ class _Encoder(nn.Module):
         for i, c in enumerate(self.columns):
             v = x[:, i]
             absent = torch.isnan(v)
-            if c["kind"] == "categorical":
-                n = len(c["categories"])
+            if c.kind == "categorical":
+                n = len(c.categories)
                 code = torch.where(absent, torch.full_like(v, n), v)
-                parts.append(_one_hot(code.to(torch.int64), n + int(c["missing"])))
+                parts.append(_one_hot(code.to(torch.int64), width(c)))
                 continue
-            if c["method"] == "quantile":
+            if c.method == "quantile":
                 g, j = self.bank_of[i]
                 parts.append(scores[g][:, j:j + 1])
             else:
-                v = torch.where(absent, torch.full_like(v, c["fill"]), v)
+                v = torch.where(absent, torch.full_like(v, c.fill), v)
                 mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
                 z = (v.unsqueeze(1) - mu) / sd
                 k = torch.argmax(getattr(self, f"logw{i}") - torch.log(sd) - 0.5 * z * z, dim=1)
                 alpha = torch.clamp((v - mu[k]) / (ALPHA_SCALE * sd[k]), -0.99, 0.99)
-                parts += [alpha.unsqueeze(1), _one_hot(k, len(c["means"]))]
-            if c["missing"]:
+                parts += [alpha.unsqueeze(1), _one_hot(k, len(c.means))]
+            if c.missing:
                 parts.append(_one_hot(absent.to(torch.int64), 2))
         return torch.cat(parts, dim=1)
 
@@ -336,20 +314,14 @@ class _Decoder(nn.Module):
     to the observed range, rounding and missing values are then applied to every column at once.
     """
 
-    def __init__(self, columns: list[dict]):
+    def __init__(self, columns: list):
         super().__init__()
         self.columns = columns
         banks = _quantile_banks(columns, inverse=True)
         self.banks = nn.ModuleList(bank for _, bank in banks)
         quantile = [i for cols, _ in banks for i in cols]
         _register_modes(self, columns)
-        starts, at = [], 0
-        for c in columns:
-            starts.append(at)
-            if c["kind"] == "continuous":
-                at += (1 if c["method"] == "quantile" else 1 + len(c["means"])) + 2 * int(c["missing"])
-            else:
-                at += len(c["categories"]) + int(c["missing"])
+        starts = np.cumsum([0] + [width(c) for c in columns])[:-1].tolist()
         self.starts = starts
         for g, (cols, _) in enumerate(banks):
             self.register_buffer(f"at{g}", torch.tensor([starts[i] for i in cols], dtype=torch.int64))
@@ -358,21 +330,21 @@ class _Decoder(nn.Module):
         self.register_buffer(
             "order", None if np.array_equal(order, np.arange(len(columns))) else torch.tensor(order)
         )
-        continuous = [c["kind"] == "continuous" for c in columns]
+        continuous = [c.kind == "continuous" for c in columns]
         self.register_buffer(
-            "low", _f32([c["low"] if k else -np.inf for c, k in zip(columns, continuous, strict=True)])
+            "low", _f32([c.low if k else -np.inf for c, k in zip(columns, continuous, strict=True)])
         )
         self.register_buffer(
-            "high", _f32([c["high"] if k else np.inf for c, k in zip(columns, continuous, strict=True)])
+            "high", _f32([c.high if k else np.inf for c, k in zip(columns, continuous, strict=True)])
         )
         self.rounded = [
-            k and (c["integer"] or c["decimals"] is not None)
+            k and (c.integer or c.decimals is not None)
             for c, k in zip(columns, continuous, strict=True)
         ]
-        self.register_buffer("scale", _f32([10.0 ** c["decimals"] if r and not c["integer"] else 1.0
+        self.register_buffer("scale", _f32([10.0 ** c.decimals if r and not c.integer else 1.0
                                             for c, r in zip(columns, self.rounded, strict=True)]))
         self.register_buffer("round_mask", torch.tensor(self.rounded))
-        self.missing = [i for i, c in enumerate(columns) if c["missing"]]
+        self.missing = [i for i, c in enumerate(columns) if c.missing]
         spread = np.zeros((len(self.missing), len(columns)), np.float32)  # missing column j -> output column
         spread[np.arange(len(self.missing)), self.missing] = 1.0
         self.register_buffer("spread", torch.from_numpy(spread))
@@ -382,21 +354,21 @@ class _Decoder(nn.Module):
         absent = []
         for i, c in enumerate(self.columns):
             at = self.starts[i]
-            if c["kind"] == "categorical":
-                n = len(c["categories"])
-                k = torch.argmax(e[:, at:at + n + int(c["missing"])], dim=1).to(e.dtype)
+            if c.kind == "categorical":
+                n = len(c.categories)
+                k = torch.argmax(e[:, at:at + width(c)], dim=1).to(e.dtype)
                 decoded.append(k.unsqueeze(1))
-                if c["missing"]:
+                if c.missing:
                     absent.append(k == n)
                 continue
-            width = 1
-            if c["method"] == "modes":
-                width += len(c["means"])
-                k = torch.argmax(e[:, at + 1:at + width], dim=1)
+            value = 1  # the value's own span; the missing flag's two slots follow it
+            if c.method == "modes":
+                value += len(c.means)
+                k = torch.argmax(e[:, at + 1:at + value], dim=1)
                 mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
                 decoded.append((e[:, at] * ALPHA_SCALE * sd[k] + mu[k]).unsqueeze(1))
-            if c["missing"]:
-                absent.append(e[:, at + width + 1] > e[:, at + width])
+            if c.missing:
+                absent.append(e[:, at + value + 1] > e[:, at + value])
         v = torch.cat(decoded, dim=1)
         if self.order is not None:
             v = v[:, self.order]

@@ -1,18 +1,21 @@
 """Reversible encodings between raw values and the scale the networks work in.
 
-Each encoding is fitted once on the driver, travels as plain JSON (config, model card), and
-turns into torch modules so that decoding is part of the exported ONNX graph: serving needs no
-torch and no Python-side post-processing to return real column values or pixels.
+Each encoding is fitted once on the driver, travels as its typed spec (`data.columns`: JSON in the
+config, a field of the model card), and turns into torch modules so that decoding is part of the
+exported ONNX graph: serving needs no torch and no Python-side post-processing to return real
+column values or pixels.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter
 from torch import nn
 
+from gen_factory.data.columns import EncodingSpec, ImageEncodingSpec, TableEncodingSpec
 from gen_factory.data.datasets import Dataset, ImageData
 from gen_factory.data.table_transformer import TableEncoding
 
@@ -53,13 +56,22 @@ def fit_encoding(data: Dataset) -> Encoding:
     return TableEncoding.fit(data) if data.kind == "table" else ImageEncoding.fit(data)
 
 
+def encoding_spec(enc: Encoding) -> TableEncodingSpec | ImageEncodingSpec:
+    """What the model card and the training config carry of an encoding."""
+    if isinstance(enc, TableEncoding):
+        return TableEncodingSpec(columns=enc.columns)
+    return ImageEncodingSpec(low=enc.low, high=enc.high, integer=enc.integer)
+
+
 def encoding_to_dict(enc: Encoding) -> dict:
-    return {"type": type(enc).__name__, **asdict(enc)}
+    return encoding_spec(enc).model_dump(exclude_none=True)
 
 
 def encoding_from_dict(d: dict) -> Encoding:
-    fields = {k: v for k, v in d.items() if k != "type"}
-    return {"TableEncoding": TableEncoding, "ImageEncoding": ImageEncoding}[d["type"]](**fields)
+    spec = TypeAdapter(EncodingSpec).validate_python(d)
+    if isinstance(spec, TableEncodingSpec):
+        return TableEncoding(list(spec.columns))
+    return ImageEncoding(spec.low, spec.high, spec.integer)
 
 
 class _Affine(nn.Module):

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORE_METHODS, SCORER_FILE, write_card
+from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORER_FILE, BundleFiles, ModelCard, write_card
 from gen_factory.data.conditions import FREE, cond_blocks, one_hot
 from gen_factory.data.table_transformer import TableEncoding
+from gen_factory.data.transform import encoding_spec
 from gen_factory.models.encoder import residuals
 
 PARITY_TOLERANCE = 1e-4
@@ -151,7 +152,7 @@ def _generator_graph(generator: nn.Module, encoding, noise_dim: int, labels: tor
             (torch.randn(len(conds), noise_dim), labels, conds), ["noise", "labels", "cond"])
 
 
-def example_conds(columns: list[dict]) -> torch.Tensor:
+def example_conds(columns: list) -> torch.Tensor:
     """Cond vectors for tracing and parity: no condition, and each category of each column once."""
     blocks = cond_blocks(columns)
     codes = [np.full(len(blocks), FREE)]
@@ -180,23 +181,34 @@ def free_shares(generator: nn.Module, encoding, n_labels: int, noise_dim: int) -
     return shares
 
 
+def card_for(train, spec, encoding, **training) -> ModelCard:
+    """The card of a model of `spec` fitted to `train` with `encoding`: what it takes and returns,
+    plus `training`'s ModelCard fields (model_name, dataset, loss, epochs, seed, ...)."""
+    return ModelCard(
+        kind=train.kind, label_column=train.label_column, label_names=train.label_names,
+        columns=getattr(train, "columns", None), shape=spec.shape, n_labels=spec.n_labels,
+        noise_dim=spec.noise_dim, encoding=encoding_spec(encoding),
+        label_counts=np.bincount(train.labels, minlength=len(train.label_names)).tolist(), **training,
+    )
+
+
 def export_bundle(
     generator: nn.Module,
     discriminator: nn.Module,
     encoder: nn.Module,
     scales: tuple[float, float],
     encoding,
-    card: dict,
+    card: ModelCard,
     out_dir: Path,
-) -> dict:
-    """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and card.json into `out_dir`;
-    return the parity figures.
+) -> dict[str, float]:
+    """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and `card` (with the files,
+    parity figures and free shares filled in) into `out_dir`; return the parity figures.
 
     Raises if any graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
     export is wrong must never reach the registry.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_labels, noise_dim, shape = card["n_labels"], card["noise_dim"], card["shape"]
+    n_labels, noise_dim, shape = card.n_labels, card.noise_dim, card.shape
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
@@ -214,16 +226,7 @@ def export_bundle(
             raise RuntimeError(
                 f"ONNX export of the {what} differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})"
             )
-    card = {
-        **card,
-        "files": {"generator": GENERATOR_FILE, "scorer": SCORER_FILE, "encoder": ENCODER_FILE},
-        "score_methods": list(SCORE_METHODS),
-        "parity_max_abs_diff": diffs,
-        **(
-            {"free_shares": shares}
-            if (shares := free_shares(generator, encoding, n_labels, noise_dim))
-            else {}
-        ),
-    }
-    write_card(out_dir, card)
-    return card["parity_max_abs_diff"]
+    write_card(out_dir, card.model_copy(update={
+        "files": BundleFiles(generator=GENERATOR_FILE, scorer=SCORER_FILE, encoder=ENCODER_FILE),
+        "parity_max_abs_diff": diffs, "free_shares": free_shares(generator, encoding, n_labels, noise_dim)}))
+    return diffs

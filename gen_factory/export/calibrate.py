@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen_factory.card import DEFAULT_SCORE_METHOD
+from gen_factory.card import AnomalyCalibration
 from gen_factory.data.datasets import values_of
 from gen_factory.evaluate.anomaly import baseline_report, detection_metrics
 from gen_factory.runtime import scoring
@@ -20,35 +20,30 @@ from gen_factory.runtime.sampling import generate_arrays
 DEFAULT_FPR = 0.05
 
 
-def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR, seed: int = 0) -> dict:
+def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
+                     seed: int = 0) -> AnomalyCalibration:
     """The card's `anomaly` section for an exported model: thresholds, and (one-class models)
     detection metrics and baselines."""
-    names, methods = model.label_names, model.card["score_methods"]
+    names, methods = model.label_names, model.card.score_methods
     values = values_of(holdout)
     holdout_names = np.asarray(holdout.label_names)[holdout.labels]
     normal = np.isin(holdout_names, names)
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
     best = scoring.score_matrix(model, values)  # best over labels: no label is known for an anomaly
-    info = {
-        "fpr": fpr,
-        "default_method": DEFAULT_SCORE_METHOD,
-        "thresholds": scoring.thresholds(
-            methods, scoring.score_matrix(model, values[normal], ids), best[normal], fpr
-        ),
-        "anomaly_labels": sorted(set(holdout.label_names) - set(names)),
-    }
-    if normal.all():
-        return info
-    is_anomaly = (~normal).astype(int)
-    info["holdout"] = {method: detection_metrics(best[:, k], is_anomaly) for k, method in enumerate(methods)}
-    synthetic, _ = generate_arrays(model, np.bincount(train.labels, minlength=len(names)).tolist(), seed)
-    info["baseline"] = baseline_report(values_of(train), synthetic, values, is_anomaly, seed)
-    return info
+    given = scoring.score_matrix(model, values[normal], ids)
+    info = {"fpr": fpr, "thresholds": scoring.thresholds(methods, given, best[normal], fpr),
+            "anomaly_labels": sorted(set(holdout.label_names) - set(names))}
+    if not normal.all():
+        is_anomaly = (~normal).astype(int)
+        synthetic, _ = generate_arrays(model, np.bincount(train.labels, minlength=len(names)).tolist(), seed)
+        info["holdout"] = {m: detection_metrics(best[:, k], is_anomaly) for k, m in enumerate(methods)}
+        info["baseline"] = baseline_report(values_of(train), synthetic, values, is_anomaly, seed)
+    return AnomalyCalibration.model_validate(info)
 
 
-def flat_metrics(info: dict) -> dict[str, float]:
+def flat_metrics(info: AnomalyCalibration) -> dict[str, float]:
     """The `anomaly` section as MLflow metrics: anomaly_<method>_auroc, baseline_<detector>_<source>_auroc."""
-    out = {f"anomaly_{m}_{k}": v for m, d in info.get("holdout", {}).items() for k, v in d.items()}
-    out.update({f"baseline_{name}_{source}_auroc": d[source] for name, d in info.get("baseline", {}).items()
+    out = {f"anomaly_{m}_{k}": v for m, d in (info.holdout or {}).items() for k, v in d.items()}
+    out.update({f"baseline_{name}_{source}_auroc": d[source] for name, d in (info.baseline or {}).items()
                 for source in ("real", "synthetic")})
     return out

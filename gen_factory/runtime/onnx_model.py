@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_factory.card import read_card
+from gen_factory.card import ModelCard, read_card
 
 
 def providers() -> list[str]:
@@ -30,29 +30,27 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.dir = Path(bundle_dir)
-        self.card: dict = read_card(self.dir)
+        self.card: ModelCard = read_card(self.dir)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        files = self.card["files"]
-        self.generator = ort.InferenceSession(
-            str(self.dir / files["generator"]), options, providers=providers()
-        )
-        self.scorer = ort.InferenceSession(str(self.dir / files["scorer"]), options, providers=providers())
+        files = self.card.files
+        self.generator = ort.InferenceSession(str(self.dir / files.generator), options, providers=providers())
+        self.scorer = ort.InferenceSession(str(self.dir / files.scorer), options, providers=providers())
         self._options, self._encoder = options, None  # opened on first use: serving and bulk never need it
 
     @property
     def kind(self) -> str:
-        return self.card["kind"]
+        return self.card.kind
 
     @property
     def label_names(self) -> list[str]:
-        return self.card["label_names"]
+        return self.card.label_names
 
     @property
     def shape(self) -> list[int]:
-        return self.card["shape"]
+        return self.card.shape
 
     @property
     def conditional(self) -> bool:
@@ -69,18 +67,19 @@ class OnnxModel:
         return self.generator.run(None, feeds)[0]
 
     def score_raw(self, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return self.scorer.run(None, {"values": values, "labels": labels})[0]
+        """Scores [n, len(card.score_methods)] (a scorer from before f-AnoGAN returns [n]: its one column)."""
+        return self.scorer.run(None, {"values": values, "labels": labels})[0].reshape(len(values), -1)
 
     @property
     def has_encoder(self) -> bool:
         """Bundles exported before encoders were shipped have none: they cannot make variations."""
-        return "encoder" in self.card["files"]
+        return self.card.files.encoder is not None
 
     def encode_raw(self, values: np.ndarray) -> np.ndarray:
         """Noise vectors from which the generator rebuilds `values` (the f-AnoGAN encoder)."""
         if self._encoder is None:
             import onnxruntime as ort
 
-            self._encoder = ort.InferenceSession(str(self.dir / self.card["files"]["encoder"]), self._options,
+            self._encoder = ort.InferenceSession(str(self.dir / self.card.files.encoder), self._options,
                                                  providers=providers())
         return self._encoder.run(None, {"values": values})[0]

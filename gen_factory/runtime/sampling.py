@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
 from gen_factory.data.conditions import cond_blocks, implicit_codes, one_hot, resolve_conditions
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
@@ -34,7 +35,7 @@ METADATA_KEY = b"gen_factory"
 
 def request_row_limit(model: OnnxModel) -> int:
     """The most rows one API request may ask of `model` (see MAX_VALUES_PER_REQUEST)."""
-    width = len(model.card["columns"]) if model.kind == "table" else int(np.prod(model.shape))
+    width = len(model.card.columns) if model.kind == "table" else int(np.prod(model.shape))
     return max(1, min(MAX_ROWS_PER_REQUEST, MAX_VALUES_PER_REQUEST // max(width, 1)))
 
 
@@ -96,17 +97,17 @@ def _run_generator(
     """The generator's decoded output for `labels`, chunk by chunk, the noise drawn from `rng` in
     row order (so the chunk size never changes a row): standard normal, or `centres` + `spread` x
     standard normal; `codes` per row give the cond vectors (conditional tables)."""
-    blocks = cond_blocks(model.card["encoding"]["columns"]) if codes is not None else []
+    blocks = cond_blocks(model.card.encoding.columns) if codes is not None else []
     parts = []
     for start in range(0, len(labels), CHUNK_ROWS):
         chunk = labels[start:start + CHUNK_ROWS]
-        noise = rng.standard_normal((len(chunk), model.card["noise_dim"]), dtype=np.float32)
+        noise = rng.standard_normal((len(chunk), model.card.noise_dim), dtype=np.float32)
         if centres is not None:
             noise = centres[start:start + CHUNK_ROWS] + np.float32(spread) * noise
         cond = one_hot(codes[start:start + CHUNK_ROWS], blocks) if codes is not None else None
         parts.append(model.generate_raw(noise, chunk, cond))
     values = np.concatenate(parts)
-    if model.card["encoding"].get("integer"):  # whole-number pixels, as in the training images
+    if model.kind == "image" and model.card.encoding.integer:  # whole-number pixels, as in training
         np.round(values, out=values)
     return values
 
@@ -150,8 +151,8 @@ def _condition_codes(model: OnnxModel, conditions: dict | list | None, labels: n
         np.random.SeedSequence(seed).spawn(1)[0]
     )  # leaves the noise stream as it was
     if not conditions:
-        return implicit_codes(model.card["encoding"]["columns"], labels, placement,
-                              model.card.get("free_shares")) if model.conditional else None
+        return implicit_codes(model.card.encoding.columns, labels, placement,
+                              model.card.free_shares) if model.conditional else None
     if model.kind != "table" or not model.conditional:
         raise DataValidationError(
             "conditions",
@@ -159,7 +160,7 @@ def _condition_codes(model: OnnxModel, conditions: dict | list | None, labels: n
             "this model takes no conditions: it has no categorical columns, or was trained "
             "before conditions existed (train it again)",
         )
-    return resolve_conditions(model.card["encoding"]["columns"], conditions, len(labels), placement)
+    return resolve_conditions(model.card.encoding.columns, conditions, len(labels), placement)
 
 
 def to_arrow(
@@ -171,27 +172,27 @@ def to_arrow(
     label names, the image shape and the model reference.
     """
     card = model.card
-    label_col = card.get("label_column", "label")
-    names = pa.array(card["label_names"], type=pa.string())
+    label_col = card.label_column
+    names = pa.array(card.label_names, type=pa.string())
     label_array = pa.DictionaryArray.from_arrays(pa.array(labels.astype(np.int32)), names)
     if model.kind == "table":
         columns = np.ascontiguousarray(values.T)  # one contiguous buffer per column: fast to wrap
         arrays = [
             column_array(col_values, col)
-            for col_values, col in zip(columns, card["encoding"]["columns"], strict=True)
+            for col_values, col in zip(columns, card.encoding.columns, strict=True)
         ]
-        fields = list(card["columns"])
+        fields = list(card.columns)
     else:
         flat = values.reshape(len(values), -1)
         arrays = [pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])]
         fields = ["pixels"]
-    meta = {"label_names": card["label_names"], "label_column": label_col, "kind": model.kind,
-            "shape": card["shape"], **(extra_meta or {})}
+    meta = {"label_names": card.label_names, "label_column": label_col, "kind": model.kind,
+            "shape": card.shape, **(extra_meta or {})}
     table = pa.Table.from_arrays(arrays + [label_array], names=fields + [label_col])
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
 
 
-def column_array(values: np.ndarray, column: dict) -> pa.Array:
+def column_array(values: np.ndarray, column: CategoricalColumn | ContinuousColumn) -> pa.Array:
     """One decoded column as Arrow: categories as dictionary strings, whole numbers as int64, values
     with a fixed number of decimals rounded in float64 (exact cents), NaN as null.
 
@@ -200,14 +201,14 @@ def column_array(values: np.ndarray, column: dict) -> pa.Array:
     """
     missing = np.isnan(values)
     mask = missing if missing.any() else None
-    if column["kind"] == "categorical":
+    if column.kind == "categorical":
         codes = pa.array(np.where(missing, 0, values).astype(np.int32), mask=mask)
-        return pa.DictionaryArray.from_arrays(codes, pa.array(column["categories"], type=pa.string()))
-    if column["integer"]:
+        return pa.DictionaryArray.from_arrays(codes, pa.array(column.categories, type=pa.string()))
+    if column.integer:
         return pa.array(np.where(missing, 0, values).astype(np.int64), mask=mask)
-    if column["decimals"] is None:
+    if column.decimals is None:
         return pa.array(values.astype(np.float64), mask=mask)
-    scale = 10.0 ** column["decimals"]  # np.round(x, d) exactly: x * 10**d, rint, / 10**d, in float64
+    scale = 10.0 ** column.decimals  # np.round(x, d) exactly: x * 10**d, rint, / 10**d, in float64
     wide = np.multiply(values, scale, dtype=np.float64)
     np.rint(wide, out=wide)
     np.divide(wide, scale, out=wide)

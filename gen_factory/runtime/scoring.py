@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gen_factory.card import DEFAULT_SCORE_METHOD
+from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
 
@@ -24,7 +25,7 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
     Categorical values are given as their strings and become the card's category codes; a missing
     value (None) is accepted in the columns the model saw missing values in.
     """
-    columns = model.card["columns"]
+    columns = model.card.columns
     if not rows:
         raise DataValidationError("rows", "an empty list", "send at least one row")
     if isinstance(rows[0], dict):
@@ -45,29 +46,29 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
                 f"send rows of {len(columns)} values (the model's columns: {', '.join(columns)})",
             )
     out = np.empty((len(rows), len(columns)), dtype=np.float32)
-    for j, spec in enumerate(model.card["encoding"]["columns"]):
+    for j, spec in enumerate(model.card.encoding.columns):
         out[:, j] = _column_codes([row[j] for row in rows], spec)
     return out
 
 
-def _column_codes(values: list, spec: dict) -> np.ndarray:
+def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn) -> np.ndarray:
     """One column's values to floats: category strings to codes, None to NaN where allowed."""
-    name, out = spec["name"], np.empty(len(values), dtype=np.float32)
-    index = {c: k for k, c in enumerate(spec.get("categories", []))}
+    name, out = spec.name, np.empty(len(values), dtype=np.float32)
+    index = {c: k for k, c in enumerate(spec.categories)} if spec.kind == "categorical" else {}
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and np.isnan(v)):
-            if not spec["missing"]:
+            if not spec.missing:
                 raise DataValidationError(
                     f"rows[{i}][{name!r}]",
                     "missing",
                     "send a value: this column was never missing in the training data",
                 )
             out[i] = np.nan
-        elif spec["kind"] == "categorical":
+        elif spec.kind == "categorical":
             key = str(v)
             if key not in index:
                 raise DataValidationError(f"rows[{i}][{name!r}]", f"unknown category {v!r}",
-                                          f"use one of: {', '.join(spec['categories'][:20])}")
+                                          f"use one of: {', '.join(spec.categories[:20])}")
             out[i] = index[key]
         else:
             try:
@@ -161,7 +162,7 @@ def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None
 
 def method_index(model: OnnxModel, method: str | None) -> int:
     """Column of `method` (default: the card's default) in the scorer's output."""
-    methods = model.card["score_methods"]
+    methods = model.card.score_methods
     method = method or DEFAULT_SCORE_METHOD
     if method not in methods:
         raise DataValidationError("method", repr(method), f"use one of: {', '.join(methods)}")
@@ -195,10 +196,11 @@ def verdict(
     model: OnnxModel, scores: np.ndarray, method: str | None, by_label: bool
 ) -> tuple[float | None, list[bool] | None]:
     """(threshold, is_anomaly per score) from the card's calibration; (None, None) if it has none."""
-    calibration = model.card.get("anomaly", {}).get("thresholds", {}).get(method or DEFAULT_SCORE_METHOD)
-    if not calibration:
+    anomaly = model.card.anomaly
+    calibration = anomaly.thresholds.get(method or DEFAULT_SCORE_METHOD) if anomaly else None
+    if calibration is None:
         return None, None
-    threshold = calibration["given_label" if by_label else "best_label"]
+    threshold = calibration.given_label if by_label else calibration.best_label
     return threshold, (np.asarray(scores) > threshold).tolist()
 
 

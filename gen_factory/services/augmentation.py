@@ -48,18 +48,18 @@ def build_augmentation(model: OnnxModel, real: Dataset, ratio: float = 1.0, clas
     With a `spread`, each synthetic row varies a real row of its class, the class's rows taken in
     turn (so each is used about `ratio` times)."""
     card = model.card
-    if list(real.label_names) != list(card["label_names"]):
+    if list(real.label_names) != card.label_names:
         raise DataValidationError(
             "labels",
-            f"data labels {real.label_names} != model labels {card['label_names']}",
+            f"data labels {real.label_names} != model labels {card.label_names}",
             "augment the dataset the model was trained on (same label values)",
         )
     values = real.images if real.kind == "image" else real.features
-    if real.kind != model.kind or list(values.shape[1:]) != list(card["shape"]):
+    if real.kind != model.kind or list(values.shape[1:]) != card.shape:
         raise DataValidationError(
             "dataset",
             f"{real.kind} of shape {list(values.shape[1:])}",
-            f"give {model.kind} data of shape {card['shape']} like the model's training data",
+            f"give {model.kind} data of shape {card.shape} like the model's training data",
         )
     counts = synthetic_counts(real.labels, real.label_names, ratio, classes)
     if sum(counts) == 0:

@@ -66,7 +66,10 @@ def build_baseline(
     """(table with `is_anomaly`, the generated values of its normal rows)."""
     anomaly_labels = list(anomaly_labels or [])
     names = model.label_names
-    counts = baseline_counts(names, model.card["label_counts"], normal_rows, anomaly_labels, anomaly_rows)
+    if model.card.label_counts is None:
+        raise DataValidationError("model", "no training label counts on its card (trained before they "
+                                  "were kept)", "train the model again")
+    counts = baseline_counts(names, model.card.label_counts, normal_rows, anomaly_labels, anomaly_rows)
     values, labels = generate_arrays(model, counts, seed)
     flags = np.isin(labels, [names.index(a) for a in anomaly_labels])
     meta = {"seed": seed, "anomaly_labels": anomaly_labels, **(extra_meta or {})}
@@ -98,7 +101,7 @@ def baseline_dataset(model_ref: str, out: Path, normal_rows: int, anomaly_labels
     if evaluate_on:
         normal_labels = [n for n in model.label_names if n not in (anomaly_labels or [])]
         train, test = training_split(
-            load_dataset(evaluate_on, label_column), holdout, model.card["seed"], normal_labels
+            load_dataset(evaluate_on, label_column), holdout, model.card.seed, normal_labels
         )
         is_anomaly = ~np.isin(np.asarray(test.label_names)[test.labels], normal_labels)
         if not is_anomaly.any() or is_anomaly.all():

@@ -115,7 +115,7 @@ class ShardWriter:
 
         out = {"path": [], "label": [], "rows": [], "sha256": [], "bytes": []}
         names = self.model.label_names
-        label_column = self.model.card.get("label_column", "label")
+        label_column = self.model.card.label_column
         conditions = batch.get("conditions", [""] * len(batch["rows"]))
         shards = zip(batch["label"], batch["index"], batch["rows"], conditions, strict=True)
         for label, index, rows, shard_conditions in shards:
@@ -201,7 +201,7 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
             raise DataValidationError("--condition", repr(conditions)[:80], "this model has no categorical "
                                       "columns to condition on (or predates conditions)")
         placement = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-        parts = split_conditions(model.card["encoding"]["columns"], conditions, [s["rows"] for s in shards],
+        parts = split_conditions(model.card.encoding.columns, conditions, [s["rows"] for s in shards],
                                  placement)
         shards = [{**s, "conditions": json.dumps(part)} for s, part in zip(shards, parts, strict=True)]
     ensure_ray()
@@ -217,7 +217,7 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
         "model": ref.name, "version": ref.version, "model_uri": ref.uri, "seed": seed,
         "rows": sum(per_label), "counts": dict(zip(label_names, per_label, strict=True)),
         "block_rows": block_rows,
-        "partitioning": "hive", "label_column": model.card.get("label_column", "label"),
+        "partitioning": "hive", "label_column": model.card.label_column,
         **({"conditions": conditions} if conditions else {}),
         "files": files,
     }

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from gen_factory import registry, settings
-from gen_factory.card import read_card, write_card
+from gen_factory.card import AnomalyCalibration, ModelCard, write_card
 from gen_factory.data import load_dataset, training_split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES, frame_from_codes, keep_labels
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
@@ -19,47 +19,26 @@ from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.evaluate.quality import quality_report
 from gen_factory.evaluate.report import html_report
 from gen_factory.evaluate.tables import evaluate_table, headline
-from gen_factory.export.bundle import export_bundle
+from gen_factory.export.bundle import card_for, export_bundle
 from gen_factory.export.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics
 from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.models.losses import LOSSES
-from gen_factory.models.variants import DEFAULT_VARIANT, ONE_CLASS_VARIANT, VARIANTS
+from gen_factory.models.variants import VARIANTS
 from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_arrays
 from gen_factory.train.distributed import check_resumable, fit, save_sample_grid
 from gen_factory.train.encoder import residual_scales
-from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.hyper import Hyper, Recipe, resolve_hyper
+from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import best_models
 
-DEFAULT_EPOCHS = {"image": 200}
-# Tables: small tables give few batches per epoch, so the default is a number of optimizer steps
-# (measured on breast_cancer, customers, wine: bench/RESULTS.md), within an epoch range.
-TABLE_STEPS, TABLE_EPOCHS = 3000, (150, 600)
-
-
-# Images: at least this many optimizer steps, so a small (one-class) image set trains as long as
-# the 10-class digits do in 200 epochs (digits: CAS 0.948 at 100 epochs, 0.970 at 200; one-class
-# digits 3 and 8: KNN fitted on synthetic lost 0.033 / 0.074 AUROC at 2000 steps, 0.008 at 4000).
-IMAGE_STEPS = 4000
 REPORTS_PER_RUN = 50  # checkpoints per run: more only add Ray round trips on small epochs
-
-
-def default_epochs(kind: str, rows: int, batch_size: int) -> int:
-    if kind != "table":
-        return max(DEFAULT_EPOCHS[kind], -(-IMAGE_STEPS // max(1, round(rows / batch_size))))
-    batches = max(1, rows // batch_size)
-    return min(TABLE_EPOCHS[1], max(TABLE_EPOCHS[0], -(-TABLE_STEPS // batches)))
-
-
-def default_encoder_epochs(epochs: int) -> int:
-    """Half the GAN's epochs: the f-AnoGAN residual stops improving well before (bench/anomaly.py)."""
-    return max(1, epochs // 2)
 
 
 @dataclass
 class TrainJob:
-    """Everything `genfactory train` takes; unset fields get per-kind defaults."""
+    """Everything `genfactory train` takes; unset fields get per-kind defaults (`recipe`)."""
 
     dataset: str
     model_name: str | None = None
@@ -118,6 +97,12 @@ class TrainJob:
         self.model_name = self.model_name or f"{Path(self.dataset).stem}-cgan"
         self.run_name = self.run_name or self.model_name
 
+    def recipe(self, kind: str, rows: int) -> Recipe:
+        """This job's settings for `rows` training rows of `kind` data (`train.hyper.resolve_hyper`)."""
+        return resolve_hyper(kind, rows, self.batch_size, loss=self.loss, variant=self.variant,
+                             one_class=bool(self.normal_labels), epochs=self.epochs,
+                             encoder_epochs=self.encoder_epochs)
+
 
 @dataclass
 class Prepared:
@@ -127,10 +112,8 @@ class Prepared:
     train: object
     holdout: object
     encoding: object
-    hyper: object
+    recipe: Recipe
     spec: ModelSpec
-    epochs: int
-    encoder_epochs: int
     config: dict
 
 
@@ -140,20 +123,19 @@ def prepare(job: TrainJob) -> Prepared:
     data = load_dataset(job.dataset, job.label_column, categorical)
     train, holdout = training_split(data, job.holdout, job.seed, job.normal_labels)
     encoding = fit_encoding(train)
-    hyper, networks = _settings(data.kind, job)
-    spec = spec_for(train, encoding, **networks)
-    epochs = job.epochs or default_epochs(data.kind, len(train.labels), job.batch_size)
-    encoder_epochs = job.encoder_epochs or default_encoder_epochs(epochs)
+    recipe = job.recipe(data.kind, len(train.labels))
+    spec = spec_for(train, encoding, **recipe.networks)
+    epochs, encoder_epochs = recipe.epochs, recipe.encoder_epochs
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
         "normal_labels": job.normal_labels, "batch_size": job.batch_size, "epochs": epochs,
         "encoder_epochs": encoder_epochs, "patience": job.patience,
         "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
         "encoding": encoding_to_dict(encoding),
-        "spec": asdict(spec), "hyper": asdict(hyper), "mlflow_tracking_uri": settings.tracking_uri(),
+        "spec": asdict(spec), "hyper": asdict(recipe.hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
-    return Prepared(data, train, holdout, encoding, hyper, spec, epochs, encoder_epochs, config)
+    return Prepared(data, train, holdout, encoding, recipe, spec, config)
 
 
 def train_and_register(job: TrainJob, log=print) -> dict:
@@ -174,7 +156,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
         previous = _close_stale_attempt(job.run_name, log)
         if previous is not None and not job.register_again:
             done = registry.version_for(previous.info.run_id, job.model_name,
-                                        (prep.epochs, prep.encoder_epochs), at_least=True)
+                                        (prep.recipe.epochs, prep.recipe.encoder_epochs), at_least=True)
             if done is not None:
                 return _already_finished(job, previous, done, started, log)
         return _train_locked(job, prep, started, log)
@@ -210,8 +192,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
     from gen_factory.services.cluster import ensure_ray
 
     data, train, holdout, encoding = prep.data, prep.train, prep.holdout, prep.encoding
-    hyper, spec = prep.hyper, prep.spec
-    epochs, encoder_epochs, config = prep.epochs, prep.encoder_epochs, dict(prep.config)
+    hyper, spec = prep.recipe.hyper, prep.spec
+    epochs, encoder_epochs, config = prep.recipe.epochs, prep.recipe.encoder_epochs, dict(prep.config)
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
                                                        "kind": data.kind, "rows": len(train.labels)})
     config["mlflow_run_id"] = run_id
@@ -229,26 +211,10 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         state = fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
         generator, discriminator, encoder = _restore(spec, hyper, state)
         train_seconds = time.time() - started
-        card = {
-            "model_name": job.model_name,
-            "kind": data.kind,
-            "dataset": data.name,
-            "label_column": data.label_column,
-            "label_names": train.label_names,
-            "columns": getattr(data, "columns", None),
-            "shape": spec.shape,
-            "label_counts": np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
-            "n_labels": spec.n_labels,
-            "noise_dim": spec.noise_dim,
-            "encoding": encoding_to_dict(encoding),
-            "loss": hyper.loss,
-            "variant": _variant(job) if data.kind == "image" else None,
-            "epochs": epochs,
-            "encoder_epochs": encoder_epochs,
-            "seed": job.seed,
-            "mlflow_run_id": run_id,
-            **_selected(state),
-        }
+        card = card_for(train, spec, encoding, model_name=job.model_name, dataset=data.name,
+                        loss=hyper.loss, variant=prep.recipe.variant, epochs=epochs,
+                        encoder_epochs=encoder_epochs, seed=job.seed, mlflow_run_id=run_id,
+                        **_selected(state))
         scales = _residual_scales(encoder, generator, discriminator, encoding, train)
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
@@ -256,7 +222,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
             model = OnnxModel(bundle)  # what ships: evaluated, calibrated and sampled as served
             metrics = evaluate_bundle(model, train, holdout, job.seed, report=Path(tmp) / "report.html")
             detection = calibrate_bundle(model, train, holdout, job.fpr, job.seed)
-            _add_to_card(bundle, {"metrics": metrics, "anomaly": detection})
+            write_card(bundle, ModelCard.model_validate(
+                {**model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump()}))
             if (Path(tmp) / "report.html").exists():  # tables with a label to compare (not one-class)
                 registry.log_artifact(run_id, Path(tmp) / "report.html")
             if data.kind == "image":
@@ -290,7 +257,7 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         "ref": ref,
         "run_id": run_id,
         "metrics": metrics,
-        "anomaly": detection,
+        "anomaly": detection.model_dump(exclude_none=True),
         "parity": parity,
         "epochs": epochs,
         "seconds": time.time() - started,
@@ -354,46 +321,19 @@ def evaluate_bundle(model: OnnxModel, train, holdout, seed: int, per_label: int 
         }
     result = evaluate_table(real, synth, holdout.frame(), train.label_column, seed=seed)
     if report is not None:
-        report.write_text(html_report(result, real, synth, f"{model.card['model_name']}: synthetic vs real"))
+        report.write_text(html_report(result, real, synth, f"{model.card.model_name}: synthetic vs real"))
     return {**headline(result), "column_shapes_per_column": result["quality"]["shapes"]}
 
 
 def _log_class_grids(model: OnnxModel, run_id: str, out_dir: Path, seed: int, per_class: int = 64) -> None:
     """One PNG per class from the exported generator, under `evaluation/` in the run (the per-epoch
     grids stay alone in `samples/`)."""
-    values, labels = generate_arrays(model, [per_class] * len(model.card["label_names"]), seed)
-    for path in save_class_grids(values, labels, model.card["label_names"], out_dir, per_class):
+    values, labels = generate_arrays(model, [per_class] * len(model.label_names), seed)
+    for path in save_class_grids(values, labels, model.label_names, out_dir, per_class):
         registry.log_artifact(run_id, path, "evaluation")
 
 
-def _settings(kind: str, job: TrainJob) -> tuple:
-    """Hyper-parameters and ModelSpec overrides: the per-kind defaults, then the image variant's
-    preset, then an explicit --loss, which also sets spectral norm: off for WGAN-GP (the penalty
-    does its job), on for the others (so `--loss hinge` on the default variant is SNGAN)."""
-    from gen_factory.data.validate import DataValidationError
-
-    hyper = default_hyper(kind)
-    networks: dict = {}
-    if kind == "image":
-        preset = VARIANTS[_variant(job)]
-        networks.update(preset["spec"])
-        for key, value in preset["hyper"].items():
-            setattr(hyper, key, value)
-    elif job.variant:
-        raise DataValidationError(
-            "variant", repr(job.variant), "variants apply to images only; drop --variant"
-        )
-    hyper.loss = job.loss or hyper.loss
-    if job.loss or "spectral_norm" not in networks:
-        networks["spectral_norm"] = hyper.loss != "wgan-gp"
-    return hyper, networks
-
-
-def _variant(job: TrainJob) -> str:
-    return job.variant or (ONE_CLASS_VARIANT if job.normal_labels else DEFAULT_VARIANT)
-
-
-def _restore(spec: ModelSpec, hyper, state: dict) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+def _restore(spec: ModelSpec, hyper: Hyper, state: dict) -> tuple[torch.nn.Module, ...]:
     """Rebuild the EMA generator, the discriminator and the f-AnoGAN encoder from the final checkpoint."""
     g, d = build_models(spec)
     trainer = GANTrainer(g, d, hyper, spec.noise_dim)
@@ -416,12 +356,8 @@ def _selected(state: dict) -> dict:
     return {"selected_epoch": best["epoch"], "selected_train_frechet": best["distance"]} if best else {}
 
 
-def _add_to_card(bundle: Path, extra: dict) -> None:
-    write_card(bundle, {**read_card(bundle), **extra})
-
-
-def _detection_line(info: dict) -> str:
-    held = info.get("holdout")
+def _detection_line(info: AnomalyCalibration) -> str:
+    held = info.holdout
     if not held:
         return ""
     return "; anomaly AUROC on the hold-out: " + ", ".join(f"{m}={d['auroc']:.3f}" for m, d in held.items())

@@ -16,7 +16,8 @@ from gen_factory.models import build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer, residual_scales
-from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.hyper import resolve_hyper
+from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import BestGenerator
 
 
@@ -32,14 +33,14 @@ def train_table(
 ):
     """Returns (EMA generator, discriminator, encoding, spec, hyper) of the best of `checks` checks
     over `epochs` passes, stopping after `patience` checks without a better one, as a Ray worker
-    does (`gen_factory.train.selection`); `hyper_overrides` set `Hyper` fields (e.g. cond_weight).
+    does (`gen_factory.train.selection`); settings as `resolve_hyper` gives them, `hyper_overrides`
+    setting `Hyper` fields (e.g. cond_weight).
     `critic(spec)`, if given, builds the discriminator instead (experiments: bench/pacgan.py)."""
     torch.manual_seed(seed)
     encoding = fit_encoding(train)
-    hyper = default_hyper("table")
-    for key, value in hyper_overrides.items():
-        setattr(hyper, key, value)
-    spec = spec_for(train, encoding, spectral_norm=hyper.loss != "wgan-gp")
+    recipe = resolve_hyper("table", len(train.labels), batch_size, epochs=epochs, **hyper_overrides)
+    hyper = recipe.hyper
+    spec = spec_for(train, encoding, **recipe.networks)
     g, d = build_models(spec)
     d = critic(spec) if critic else d
     blocks = cond_blocks(encoding.columns)

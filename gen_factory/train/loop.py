@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,35 +19,8 @@ from torch import nn
 from gen_factory.models.diffaugment import diff_augment
 from gen_factory.models.losses import discriminator_loss, generator_loss, gradient_penalty
 
-
-@dataclass
-class Hyper:
-    """Optimisation settings; defaults per data kind come from `default_hyper`."""
-
-    loss: str
-    lr_g: float
-    lr_d: float
-    betas: tuple[float, float]
-    n_critic: int = 1
-    gp_weight: float = 10.0
-    gp_every: int = 1  # lazy regularisation (StyleGAN2): the penalty every k-th critic step, weighted k
-    ema_decay: float = 0.999
-    augment: str = ""  # DiffAugment policy applied to real and fake before D, e.g. "translation,cutout"
-    cond_weight: float = 1.0  # weight of the cond cross-entropy in the generator loss (CTGAN's)
-    uncond_prob: float = 0.5  # share of rows trained with a zero cond vector (plain sampling's marginals)
-
-
-def default_hyper(kind: str, loss: str | None = None) -> Hyper:
-    """Defaults chosen by measurement (bench/quality.py); see bench/RESULTS.md."""
-    if kind == "image":  # bench/image_quality.py: WGAN-GP beat hinge + SN on CAS and recall
-        hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
-    else:
-        # Penalty every 4th critic step: fit 14.0 -> 11.0 s on customers, quality over 5 draws
-        # 0.886 -> 0.902 there, 0.961 -> 0.960 on breast_cancer, 0.887 -> 0.879 on wine (bench/RESULTS.md).
-        hyper = Hyper(loss="wgan-gp", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.9), n_critic=2, gp_every=4)
-    if loss:
-        hyper.loss = loss
-    return hyper
+# default_hyper: re-exported while tests and train/distributed.py still import both from here
+from gen_factory.train.hyper import Hyper, default_hyper  # noqa: F401
 
 
 def unwrap(model: nn.Module) -> nn.Module:
