@@ -76,6 +76,7 @@ def test_training_registers_an_aliased_version_with_onnx_artifacts(trained):
         assert str(mv.version) == summary["ref"].version
         files = {a.path.split("/")[-1] for a in c.list_artifacts(mv.run_id, "model")}
         assert {"model.onnx", "discriminator.onnx", "card.json", "MLmodel"} <= files
+        assert_signature_matches_generator(registry.download(summary["ref"]))
         assert max(summary["parity"].values()) <= 1e-4
         history = c.get_metric_history(mv.run_id, "d_loss")
         assert sorted(m.step for m in history) == list(range(1, summary_epochs(name) + 1))
@@ -83,6 +84,17 @@ def test_training_registers_an_aliased_version_with_onnx_artifacts(trained):
     assert samples == {"samples/epoch_0001.png", "samples/epoch_0002.png"}
     assert 0.0 <= trained["digits"]["metrics"]["label_fidelity"] <= 1.0
     assert trained["table"]["metrics"]["real_accuracy"] > 0.9
+
+
+def assert_signature_matches_generator(bundle):
+    """MLflow's view of the version (signature, input example) is the ONNX generator's real interface."""
+    import mlflow
+
+    meta = mlflow.pyfunc.load_model(str(bundle)).metadata
+    schema, generator = meta.get_input_schema(), OnnxModel(bundle).generator
+    assert schema is not None and meta.saved_input_example_info is not None
+    assert [(spec.name, spec.shape[1:]) for spec in schema.inputs] == \
+        [(arg.name, tuple(arg.shape[1:])) for arg in generator.get_inputs()]
 
 
 def summary_epochs(name):

@@ -1,8 +1,8 @@
 """MLflow at the edge: the experiment, runs, model versions with aliases, and resolving name@alias.
 
 A registered version's files are exactly the export bundle (model.onnx, discriminator.onnx, encoder.onnx,
-card.json, plus MLflow's MLmodel for the ONNX flavour); consumers download and run them with
-ONNX Runtime, so nothing is ever unpickled.
+card.json, plus MLflow's MLmodel for the ONNX flavour with its signature and input example); consumers
+download and run them with ONNX Runtime, so nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -360,20 +360,42 @@ def list_models() -> list[dict]:
 
 
 def _write_flavor_metadata(bundle_dir: Path) -> None:
-    """MLflow's ONNX-flavour metadata (MLmodel, requirements) beside our files, so MLflow tools
-    recognise the generator. The requirements name onnxruntime-gpu: the CPU package would shadow it."""
+    """MLflow's ONNX-flavour metadata (MLmodel with a signature and an input example, requirements)
+    beside our files, so MLflow tools recognise the generator and know what to feed it. The
+    requirements name onnxruntime-gpu: the CPU package would shadow it."""
     import tempfile
 
     import mlflow.onnx
     import onnx
 
+    signature, example = generator_signature(bundle_dir / "model.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         flavored = Path(tmp) / "m"
         mlflow.onnx.save_model(onnx.load(str(bundle_dir / "model.onnx")), str(flavored),
-                               pip_requirements=["onnxruntime-gpu", "onnx", "numpy"])
+                               pip_requirements=["onnxruntime-gpu", "onnx", "numpy"], signature=signature,
+                               input_example=example)
         for item in flavored.iterdir():
             if item.name != "model.onnx":
                 shutil.copy2(item, bundle_dir / item.name)
+
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+               "tensor(int32)": "int32"}
+
+
+def generator_signature(model_path: Path, rows: int = 2) -> tuple[object, dict]:
+    """(MLflow signature, input example) of an ONNX generator, read from the graph itself by running
+    it on `rows` rows of zeros (noise 0, label 0, cond 0 = no condition): what it really takes and
+    gives, whatever the card says."""
+    import numpy as np
+    import onnxruntime as ort
+    from mlflow.models import infer_signature
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    example = {arg.name: np.zeros([rows] + [d if isinstance(d, int) else 1 for d in arg.shape[1:]],
+                                  dtype=_ORT_DTYPES[arg.type]) for arg in session.get_inputs()}
+    outputs = dict(zip([arg.name for arg in session.get_outputs()], session.run(None, example), strict=True))
+    return infer_signature(example, outputs), example
 
 
 def _first_line(err: Exception) -> str:
