@@ -52,7 +52,7 @@ def full_digits(train, test) -> None:
     from sklearn.svm import SVC
 
     from gen_factory import registry
-    from gen_factory.services.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     def flat(x):
         return x.reshape(len(x), -1)
@@ -61,7 +61,7 @@ def full_digits(train, test) -> None:
     full = train_and_register(TrainJob("digits", model_name="bench-digits-img"), log=lambda *_: None)
     m = full["metrics"]
     train_s = registry.client().get_run(full["run_id"]).data.metrics["train_seconds"]
-    print(f"digits, default recipe ({DEFAULT_EPOCHS['image']} epochs, {len(train.labels)} training images):")
+    print(f"digits, default recipe ({full['epochs']} epochs, {len(train.labels)} training images):")
     print(
         f"  training time (Ray Train, 2 workers): {train_s:.0f} s; with export + evaluation "
         f"{full['seconds']:.0f} s"

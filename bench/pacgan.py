@@ -28,7 +28,7 @@ from tabular_quality import run_gen_factory  # noqa: E402
 
 from gen_factory.data import load_dataset, split  # noqa: E402
 from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
-from gen_factory.services.pipeline import default_epochs  # noqa: E402
+from gen_factory.train.hyper import resolve_hyper  # noqa: E402
 
 
 class PackedCritic(nn.Module):
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"{'table':<14}{'critic':<12}{'quality':>9}{'TSTR acc':>10}{'TSTR F1':>9}{'fit s':>7}", flush=True)
     for name in args.tables:
         train, holdout = split(load_dataset(name), 0.3, 0)
-        epochs = default_epochs("table", len(train.labels), 64)
+        epochs = resolve_hyper("table", len(train.labels)).epochs
         for pac in [None, *args.pacs]:
             r = scores(train, holdout, epochs, pac)
             print(

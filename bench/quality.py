@@ -16,7 +16,7 @@ import time
 
 def main() -> None:
     os.environ.setdefault("GENFACTORY_HOME", tempfile.mkdtemp(prefix="gf-bench-"))
-    from gen_factory.services.pipeline import DEFAULT_EPOCHS, TrainJob, train_and_register
+    from gen_factory.services.pipeline import TrainJob, train_and_register
 
     started = time.time()
     digits = train_and_register(TrainJob("digits", model_name="bench-digits"), log=lambda *_: None)
@@ -27,7 +27,7 @@ def main() -> None:
           f"{os.cpu_count()} cores, 2 Ray Train workers\n")
 
     m = digits["metrics"]
-    print(f"digits (projgan-gp: projection D + WGAN-GP + EMA, {DEFAULT_EPOCHS['image']} epochs, "
+    print(f"digits (projgan-gp: projection D + WGAN-GP + EMA, {digits['epochs']} epochs, "
           f"{digits['seconds']:.0f} s incl. export):")
     print(f"  label fidelity (SVC trained on real labels 2000 generated digits): {m['label_fidelity']:.3f}"
           f"; CAS {m['cas']:.3f} (more in bench/image_quality.py)")

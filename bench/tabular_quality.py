@@ -46,8 +46,7 @@ def run_gen_factory(
     `critic(spec)` replaces the discriminator (bench/pacgan.py)."""
     import torch
 
-    from gen_factory.data.transform import encoding_to_dict
-    from gen_factory.export.bundle import export_bundle
+    from gen_factory.export.bundle import card_for, export_bundle
     from gen_factory.models import build_models
     from gen_factory.models.encoder import build_encoder
     from gen_factory.runtime.onnx_model import OnnxModel
@@ -56,18 +55,10 @@ def run_gen_factory(
 
     torch.set_num_threads(1)  # as SDV below; the machine's 2 cores are shared
     started = time.perf_counter()
-    g, d, encoding, spec, _ = train_table(train, epochs, seed=seed, critic=critic)
+    g, d, encoding, spec, hyper = train_table(train, epochs, seed=seed, critic=critic)
     fit_seconds = time.perf_counter() - started
-    card = {
-        "kind": "table",
-        "label_names": train.label_names,
-        "label_column": train.label_column,
-        "columns": train.columns,
-        "shape": spec.shape,
-        "n_labels": spec.n_labels,
-        "noise_dim": spec.noise_dim,
-        "encoding": encoding_to_dict(encoding),
-    }
+    card = card_for(train, spec, encoding, model_name=f"bench-{train.name}", dataset=train.name,
+                    loss=hyper.loss, epochs=epochs, seed=seed)
     # Only the generator is measured here: the scorer gets an untrained encoder (bench/anomaly.py trains one),
     # and a replaced critic that cannot score one row (PacGAN's) an untrained default one.
     d = build_models(spec)[1].eval() if critic else d
@@ -143,14 +134,14 @@ def main() -> None:
     )
     parser.add_argument("--ray", action="store_true", help="also time the Ray Train + MLflow path once")
     args = parser.parse_args()
-    from gen_factory.services.pipeline import default_epochs
+    from gen_factory.train.hyper import resolve_hyper
 
     if not BENCH_PYTHON.exists():
         sys.exit(f"{BENCH_PYTHON} is missing: run `make bench-venv` (SDV lives in its own venv)")
     rows, checks = [], []
     for name in args.tables:
         train, holdout = split(load_dataset(name), 0.3, 0)
-        epochs = args.epochs or default_epochs("table", len(train.labels), 64)
+        epochs = resolve_hyper("table", len(train.labels), epochs=args.epochs).epochs
         real, hold = train.frame(), holdout.frame()
         kinds = column_kinds(real, {train.label_column})
         with tempfile.TemporaryDirectory() as tmp:

@@ -91,15 +91,15 @@ def _torch_worker(rank: int, world: int, batch: int, port: int, results) -> None
     from gen_factory.data import load_dataset, split
     from gen_factory.data.transform import fit_encoding
     from gen_factory.models import build_models, spec_for
-    from gen_factory.services.pipeline import TrainJob, _settings
+    from gen_factory.train.hyper import resolve_hyper
     from gen_factory.train.loop import GANTrainer
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     train, _ = split(load_dataset("digits"))  # the split TrainJob("digits") trains on
     encoding = fit_encoding(train)
-    hyper, networks = _settings("image", TrainJob("digits"))
-    spec = spec_for(train, encoding, **networks)
+    recipe = resolve_hyper("image", len(train.labels))  # the settings `genfactory train digits` resolves
+    hyper, spec = recipe.hyper, spec_for(train, encoding, **recipe.networks)
     torch.manual_seed(0)
     g, d = build_models(spec)
     if world > 1:  # as the pipeline wraps them (ray.train.torch.prepare_model); the flag's rename warns
