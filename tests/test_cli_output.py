@@ -86,3 +86,37 @@ def test_progress_bar_goes_to_stderr(capsys):
         bar.update(3)
     out, err = capsys.readouterr()
     assert out == "" and "pull" in err and "100%" in err
+
+
+def test_pull_streams_to_the_file_and_prints_only_its_summary(tmp_path, monkeypatch, capsys):
+    """A stub API: the body arrives in pieces, the file is written whole, stdout has one line."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = bytes(range(256)) * 5000
+
+    class Api(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            for key, value in (("Content-Length", len(body)), ("X-Rows", 40), ("X-Model-Version", "2")):
+                self.send_header(key, str(value))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GENFACTORY_PROGRESS", "bar")
+    try:
+        out = tmp_path / "rows.parquet"
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert cli(["pull", "m", "--out", str(out), "--rows-per-label", "20", "--url", url]) == 0
+    finally:
+        server.shutdown()
+    printed, err = capsys.readouterr()
+    assert out.read_bytes() == body and not list(tmp_path.glob(".*partial"))
+    assert printed == f"wrote 40 rows ({len(body)} bytes) from version 2 to {out}\n"
+    assert "m: 40 rows" in err and "100%" in err
