@@ -47,6 +47,7 @@ from gen_factory.data.validate import DataValidationError
 from serving import guard
 from serving.contract import (
     REQUEST_SHAPES,
+    CardResponse,
     ErrorBody,
     GenerateRequest,
     Health,
@@ -341,6 +342,13 @@ class GenFactoryAPI(_ModelHost):
             raise Problem(503, f"registry: unavailable ({err.__class__.__name__}) -- fix: retry shortly",
                           headers={"Retry-After": "5"}, fix="retry shortly") from err
         return [ModelInfo(**row) for row in rows]
+
+    @api.get("/v1/models/{name:path}/card", response_model=CardResponse, dependencies=SECURED,
+             responses=error_responses(401))
+    async def card(self, name: str) -> CardResponse:
+        """`name` as for generate: the version's columns, labels, encoding, metrics and calibration."""
+        ref, _, model = await self._model_for(name)
+        return CardResponse(model=ref.name, version=ref.version, card=model.card)
 
     @api.post("/v1/models/{name:path}/generate", response_class=Response, dependencies=SECURED,
               responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "a Parquet file"},

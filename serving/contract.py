@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
+from gen_factory.card import ModelCard
 from gen_factory.runtime.sampling import MAX_ROWS_PER_REQUEST
 from gen_factory.runtime.scoring import MAX_INPUTS_PER_REQUEST
 
@@ -130,6 +131,14 @@ class ModelInfo(BaseModel):
     aliases: dict[str, int] = Field(description="alias -> version")
     latest_version: int | None
     description: str
+
+
+class CardResponse(BaseModel):
+    """A registered version's model card: the same type the bundle's card.json is read into."""
+
+    model: str
+    version: str
+    card: ModelCard
 
 
 class Health(BaseModel):

@@ -113,3 +113,18 @@ def test_client_gives_up_after_its_deadline_and_never_retries_a_4xx(flaky_server
     with pytest.raises(client.ApiError, match="HTTP 422: busy"):
         client._post(f"{flaky_server}/x", {"a": 1}, timeout=5)
     assert len(_Flaky.calls) == 1
+
+
+def test_the_card_route_answers_with_the_model_card_type():
+    """GET /v1/models/{name}/card describes a model with the type card.json is read into."""
+    from gen_factory.card import ModelCard
+    from serving.app import api
+    from serving.contract import CardResponse
+
+    schema = api.openapi()
+    route = schema["paths"]["/v1/models/{name}/card"]["get"]
+    body = route["responses"]["200"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/CardResponse")
+    assert CardResponse.model_fields["card"].annotation is ModelCard
+    fields = schema["components"]["schemas"]["ModelCard"]["properties"]
+    assert {"label_names", "encoding", "schema_version"} <= set(fields)
