@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gen_factory import settings
 
@@ -46,12 +49,12 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
         before = os.environ.get("RAY_API_SERVER_ADDRESS")
         os.environ.update(api)
-        _choose_local_auth()
         try:
-            ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
-                     include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                     runtime_env={"env_vars": {**env, **api, **_local_train_env()}}, configure_logging=True,
-                     logging_level="warning")
+            with _quiet_auth_notice():
+                ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
+                         include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                         runtime_env={"env_vars": {**env, **api, **_local_train_env()}},
+                         configure_logging=True, logging_level="warning")
         finally:
             if before is None:
                 os.environ.pop("RAY_API_SERVER_ADDRESS", None)
@@ -59,11 +62,19 @@ def ensure_ray(num_cpus: int | None = None) -> None:
                 os.environ["RAY_API_SERVER_ADDRESS"] = before
 
 
-def _choose_local_auth() -> None:
-    """Keep Ray's default for a new local cluster, token authentication, but say so: with RAY_AUTH_MODE
-    unset, Ray warns on every start that it chose it (ray/_private/authentication). A mode the user
-    set, `disabled` included, is kept."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+@contextmanager
+def _quiet_auth_notice() -> Iterator[None]:
+    """A new local cluster gets Ray's default, token authentication, and Ray logs a WARNING saying so
+    on every start unless RAY_AUTH_MODE is set. Setting it is no cure here: Ray reads the mode into its
+    config when first imported, and an explicit mode set later skips the refresh its default does (the
+    GCS then refuses our own token). So only that module's logger is held to errors, only for init."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
 
 
 def _local_train_env() -> dict[str, str]:

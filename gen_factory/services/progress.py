@@ -34,7 +34,7 @@ class Progress:
 
     def __init__(self, total: float | None, unit: str, desc: str, how: str):
         self.total, self.unit, self.desc, self.how = total, unit, desc, how
-        self.n = 0.0
+        self.n: float = 0  # stays an int while updates are ints (a bar then shows 4/90, not 4.0/90)
         self.figures: dict[str, object] = {}
         self._started = time.monotonic()
         self._tenths_logged = 0
@@ -50,7 +50,7 @@ class Progress:
 
     def advance_to(self, n: float, desc: str | None = None, **figures: object) -> None:
         """Move to `n` done (never backwards), with a new description or figures if given."""
-        delta = max(0.0, n - self.n)
+        delta = max(0, n - self.n)
         self.n += delta
         self.desc = desc or self.desc
         self.figures.update(figures)
