@@ -42,3 +42,35 @@ def gauss_table():
         "count": rng.integers(0, 10, n),  # an integer column must come back as whole numbers
         "label": label,
     })
+
+
+TINY_TABLE = {"common": 100, "mid": 55, "rare": 25}  # rows per label: uneven, so proportions mean something
+
+
+@pytest.fixture(scope="session")
+def cli_trained_table(tmp_path_factory):
+    """One tiny three-label table trained and registered through the CLI, `genfactory train --json`
+    (Ray Train, 1 worker, 1 GAN + 1 encoder epoch, label column `segment`, alias `staging`), once per
+    session: the CLI, reference and Synthesizer tests share it. Returns the data file, the command's
+    exit code, stdout and stderr; the tests check what it registered."""
+    import contextlib
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from gen_factory.cli import main as cli
+
+    rng = np.random.default_rng(3)
+    segment = np.repeat(list(TINY_TABLE), list(TINY_TABLE.values()))
+    shift = pd.Series(segment).map({"common": -2.0, "mid": 0.0, "rare": 2.0}).to_numpy()
+    frame = pd.DataFrame({"x": rng.normal(shift, 1.0), "y": rng.normal(-shift, 0.5), "segment": segment})
+    path = tmp_path_factory.mktemp("cli-table") / "segments.parquet"
+    frame.sample(frac=1.0, random_state=0).to_parquet(path, index=False)  # labels interleaved, as in files
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli(["train", str(path), "--name", "cli-table", "--label-column", "segment", "--epochs", "1",
+                    "--encoder-epochs", "1", "--workers", "1", "--batch-size", "32", "--seed", "3",
+                    "--alias", "staging", "--json"])
+    return {"path": path, "frame": frame, "code": code, "out": out.getvalue(), "err": err.getvalue(),
+            "name": "cli-table", "alias": "staging", "seed": 3}

@@ -1,0 +1,90 @@
+"""`genfactory train` and `genfactory generate` through `gen_factory.cli.main`, on the real engines:
+what each writes (the registered version and its alias; the label-partitioned dataset, its manifest
+and what `genfactory verify` says of it) and the exit codes of their refusals."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from gen_factory import registry
+from gen_factory.cli import main as cli
+from gen_factory.synthesizer import Synthesizer
+
+pytestmark = pytest.mark.ray  # the shared model is trained with Ray Train; generate runs on Ray Data
+
+
+def test_train_registers_a_version_under_the_alias_it_was_given(cli_trained_table):
+    trained = cli_trained_table
+    assert trained["code"] == 0, trained["err"][-3000:]
+    result = json.loads(trained["out"])  # --json: the result alone on stdout
+    ref = registry.resolve("cli-table@staging")
+    assert result["model"] == {"name": "cli-table", "version": ref.version, "alias": "staging",
+                               "uri": f"models:/cli-table/{ref.version}"}
+    c = registry.client()
+    assert dict(c.get_registered_model("cli-table").aliases) == {"staging": int(ref.version)}  # no champion
+    run = c.get_run(c.get_model_version("cli-table", ref.version).run_id)
+    assert run.info.status == "FINISHED" and result["run_id"] == run.info.run_id
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "d_loss")] == [1]  # --epochs 1
+    assert run.data.params["label_column"] == "segment" and run.data.params["seed"] == "3"
+    files = {a.path.split("/")[-1] for a in c.list_artifacts(run.info.run_id, "model")}
+    assert {"model.onnx", "discriminator.onnx", "card.json"} <= files
+    rows = Synthesizer.load("cli-table@staging").sample(counts={"rare": 4, "common": 2}, seed=0)
+    assert list(rows.columns) == ["x", "y", "segment"]  # --label-column named the label column
+    assert rows["segment"].tolist() == ["common"] * 2 + ["rare"] * 4
+
+
+@pytest.mark.parametrize("run_name, extra, words", [
+    ("refused-label", ["--label-column", "tier"], "'tier'"),
+    ("refused-type", ["--column-type", "x"], "--column-type"),
+    ("refused-epochs", ["--epochs", "0"], "epochs"),
+    ("refused-variant", ["--variant", "dcgan"], "variant"),
+])
+def test_train_refuses_bad_arguments_before_anything_runs(cli_trained_table, capsys, run_name, extra, words):
+    argv = ["train", str(cli_trained_table["path"]), "--name", run_name, "--label-column", "segment", *extra]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and "Traceback" not in err
+    assert registry.find_run(run_name) is None  # no MLflow run opened, nothing registered
+    assert run_name not in {m["name"] for m in registry.list_models()}
+
+
+def test_train_refuses_a_missing_file_naming_it(tmp_path, capsys):
+    missing = tmp_path / "nowhere.csv"
+    assert cli(["train", str(missing), "--name", "never-trained"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert registry.find_run("never-trained") is None
+
+
+def test_generate_writes_the_partitioned_dataset_and_manifest_that_verify_accepts(
+        cli_trained_table, tmp_path, capsys):
+    assert cli_trained_table["code"] == 0
+    version = registry.resolve("cli-table@staging").version
+    out = tmp_path / "bulk"
+    argv = ["generate", "cli-table@staging", "--out", str(out), "--count", "rare=7", "--count", "common=5",
+            "--workers", "1", "--block-rows", "4"]
+    assert cli([*argv, "--seed", "4"]) == 0
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "_manifest.json").read_text())
+    files = len(manifest["files"])
+    assert printed.startswith(f"wrote 12 rows in {files} files from models:/cli-table/{version} to {out}")
+    assert manifest["rows"] == 12 and manifest["counts"] == {"common": 5, "mid": 0, "rare": 7}
+    assert manifest["model_uri"] == f"models:/cli-table/{version}" and manifest["seed"] == 4
+    assert {f["path"].split("/")[0] for f in manifest["files"]} == {"segment=common", "segment=rare"}
+    assert sum(f["rows"] for f in manifest["files"]) == 12 and max(f["rows"] for f in manifest["files"]) <= 4
+    table = pq.read_table(out).to_pandas()  # Hive partitions: the label comes back from the folder names
+    assert table["segment"].astype(str).value_counts().to_dict() == {"rare": 7, "common": 5}
+    assert cli(["verify", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {out}: {files} files, 12 rows")
+
+    assert cli([*argv, "--seed", "5"]) == 2  # DIR exists: refused without --overwrite, nothing touched
+    assert "--overwrite" in capsys.readouterr().err
+    assert json.loads((out / "_manifest.json").read_text()) == manifest
+    assert cli([*argv, "--seed", "5", "--overwrite"]) == 0
+    assert json.loads((out / "_manifest.json").read_text())["seed"] == 5
+    assert cli(["verify", str(out)]) == 0
+
+    assert cli(["generate", "cli-table@staging", "--out", str(tmp_path / "x"), "--count", "zebra=1"]) == 2
+    assert "zebra" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli(["generate", "cli-table/99", "--out", str(tmp_path / "y"), "--rows", "3"]) == 2
+    assert "'cli-table/99'" in capsys.readouterr().err and not (tmp_path / "y").exists()
