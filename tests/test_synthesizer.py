@@ -1,0 +1,61 @@
+"""`Synthesizer.sample(n)` promises `n` rows "in the training label proportions": each label gets its
+share of n by largest remainders, so every label's count is within one row of n times its share of
+the training rows, and the counts add up to n exactly. Checked on the session's CLI-trained model
+(its registered ONNX generator) against class counts computed here from its data file."""
+
+import numpy as np
+import pytest
+
+from gen_factory.data import DataValidationError, load_dataset, training_split
+from gen_factory.synthesizer import Synthesizer
+
+
+@pytest.fixture(scope="module")
+def model(cli_trained_table):
+    assert cli_trained_table["code"] == 0, cli_trained_table["err"][-3000:]
+    return Synthesizer.load("cli-table@staging")
+
+
+@pytest.fixture(scope="module")
+def training_shares(cli_trained_table):
+    """Each label's share of the rows the model was trained on: the file's stratified training split
+    (holdout 0.3, the CLI's default, with the run's seed), counted here."""
+    data = load_dataset(str(cli_trained_table["path"]), "segment")
+    train, _ = training_split(data, 0.3, cli_trained_table["seed"])
+    counts = np.bincount(train.labels, minlength=len(train.label_names))
+    return dict(zip(train.label_names, counts / counts.sum(), strict=True)), counts
+
+
+@pytest.mark.parametrize("n", [1, 7, 100, 10_001])
+def test_sample_n_keeps_the_training_label_proportions_within_one_row(model, training_shares, n):
+    shares, _ = training_shares
+    rows = model.sample(n, seed=n)
+    assert len(rows) == n and set(rows["segment"].astype(str)) <= set(shares)
+    got = rows["segment"].astype(str).value_counts()
+    for label, share in shares.items():
+        assert abs(got.get(label, 0) - n * share) < 1, (label, got.to_dict(), n * share)
+
+
+def test_the_proportions_are_the_training_rows_not_the_whole_file(model, training_shares, cli_trained_table):
+    """The card carries the training split's class counts (what `sample(n)` divides by), and they
+    are the file's proportions up to the split's rounding: at most one row per label."""
+    _, counts = training_shares
+    assert model.model.card.label_counts == counts.tolist()
+    whole = cli_trained_table["frame"]["segment"].value_counts()
+    kept = counts.sum() / whole.sum()  # the training fraction, about 0.7
+    for label, count in zip(model.model.label_names, counts, strict=True):
+        assert abs(count - whole[label] * kept) <= 1.0, (label, count, whole[label] * kept)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"n": 0}, "n"),
+    ({"n": -3}, "n"),
+    ({"n": 2.5}, "n"),
+    ({"n": True}, "n"),
+    ({}, "sample"),
+    ({"n": 5, "counts": {"rare": 1}}, "sample"),
+])
+def test_sample_refuses_what_is_not_a_row_count(model, kwargs, field):
+    with pytest.raises(DataValidationError) as err:
+        model.sample(**kwargs)
+    assert err.value.field == field
