@@ -1,14 +1,23 @@
-"""`genfactory train` and `genfactory generate` through `gen_factory.cli.main`, on the real engines:
-what each writes (the registered version and its alias; the label-partitioned dataset, its manifest
-and what `genfactory verify` says of it) and the exit codes of their refusals."""
+"""`genfactory train`, `generate` and `jobs status/logs/stop` through `gen_factory.cli.main`, on the real
+engines: what each writes (the registered version and its alias; the label-partitioned dataset, its
+manifest and what `genfactory verify` says of it; a job's state and output) and the exit codes of
+their refusals.
+
+The jobs tests use the Jobs API of the local Ray that `ensure_ray` starts (its dashboard is the job
+server): no `ray start` cluster, and here, after the training, that Ray is already up (~4 s in all)."""
 
 import json
+import shlex
+import socket
+import sys
+import time
 
 import pyarrow.parquet as pq
 import pytest
 
 from gen_factory import registry
 from gen_factory.cli import main as cli
+from gen_factory.services import jobs
 from gen_factory.synthesizer import Synthesizer
 
 pytestmark = pytest.mark.ray  # the shared model is trained with Ray Train; generate runs on Ray Data
@@ -88,3 +97,76 @@ def test_generate_writes_the_partitioned_dataset_and_manifest_that_verify_accept
     assert "zebra" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert cli(["generate", "cli-table/99", "--out", str(tmp_path / "y"), "--rows", "3"]) == 2
     assert "'cli-table/99'" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+@pytest.fixture(scope="module")
+def job_server():
+    """The dashboard URL of the local Ray (`ensure_ray` always starts it with the dashboard, which
+    serves the Jobs API); shut down after the module unless it was up before."""
+    import ray
+
+    from gen_factory.services.cluster import ensure_ray
+
+    was_up = ray.is_initialized()
+    ensure_ray()
+    yield "http://" + ray._private.worker.get_dashboard_url()  # no public getter for a running Ray's URL
+    if not was_up:
+        ray.shutdown()
+
+
+def _submit(address: str, code: str) -> str:
+    """A job whose driver runs `code` in this interpreter; returns its submission id."""
+    return jobs.client(address).submit_job(entrypoint=shlex.join([sys.executable, "-c", code]))
+
+
+def _wait_for(check, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_jobs_status_logs_and_stop_follow_a_real_job(job_server, capsys):
+    address = ["--address", job_server]
+    running = _submit(job_server, "import time; print('gf-job-started', flush=True); time.sleep(600)")
+    failing = _submit(job_server, "print('gf-job-failing', flush=True); raise SystemExit(3)")
+    c = jobs.client(job_server)
+    _wait_for(lambda: "gf-job-started" in c.get_job_logs(running), "the job's first line")
+
+    assert cli(["jobs", "status", running, *address]) == 0
+    assert capsys.readouterr().out == "RUNNING\n"
+    assert cli(["jobs", "logs", running, *address]) == 0
+    assert "gf-job-started" in capsys.readouterr().out
+    assert cli(["jobs", "list", *address]) == 0
+    listed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert listed[running] == "RUNNING"
+
+    assert cli(["jobs", "stop", running, *address]) == 0
+    assert capsys.readouterr().out == "stopped\n"
+    _wait_for(lambda: c.get_job_status(running).value == "STOPPED", "the stopped job to end")
+    assert cli(["jobs", "status", running, *address]) == 0
+    assert capsys.readouterr().out == "STOPPED\n"
+    assert cli(["jobs", "stop", running, *address]) == 0  # nothing left to stop: said so, not an error
+    assert capsys.readouterr().out == "not running\n"
+
+    _wait_for(lambda: c.get_job_status(failing).value == "FAILED", "the failing job to end")
+    assert cli(["jobs", "status", failing, *address]) == 0
+    assert capsys.readouterr().out == "FAILED\n"
+    assert cli(["jobs", "logs", failing, *address]) == 0
+    assert "gf-job-failing" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["status", "logs", "stop"])
+def test_jobs_on_an_unknown_job_is_one_line_naming_it(job_server, capsys, action):
+    assert cli(["jobs", action, "gf-no-such-job", "--address", job_server]) == 2  # the input's fault
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "gf-no-such-job" in err and "Traceback" not in err
+
+
+def test_jobs_on_an_unreachable_cluster_is_one_line_naming_it(capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"http://127.0.0.1:{s.getsockname()[1]}"
+    assert cli(["jobs", "status", "some-job", "--address", address]) == 1  # not the input's fault
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and address in err and "Traceback" not in err
