@@ -20,9 +20,20 @@ from gen_factory.cli import main as cli
 from gen_factory.services import jobs
 from gen_factory.synthesizer import Synthesizer
 
-pytestmark = pytest.mark.ray  # the shared model is trained with Ray Train; generate runs on Ray Data
+
+@pytest.fixture
+def table_file(tmp_path):
+    """A small valid table (labels in `segment`) for the refusals: none of them gets as far as Ray."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"x": rng.normal(size=60), "segment": np.repeat(["p", "q"], 30)}).to_parquet(path)
+    return path
 
 
+@pytest.mark.ray  # the session's shared model, trained by this command with Ray Train
 def test_train_registers_a_version_under_the_alias_it_was_given(cli_trained_table):
     trained = cli_trained_table
     assert trained["code"] == 0, trained["err"][-3000:]
@@ -49,8 +60,8 @@ def test_train_registers_a_version_under_the_alias_it_was_given(cli_trained_tabl
     ("refused-epochs", ["--epochs", "0"], "epochs"),
     ("refused-variant", ["--variant", "dcgan"], "variant"),
 ])
-def test_train_refuses_bad_arguments_before_anything_runs(cli_trained_table, capsys, run_name, extra, words):
-    argv = ["train", str(cli_trained_table["path"]), "--name", run_name, "--label-column", "segment", *extra]
+def test_train_refuses_bad_arguments_before_anything_runs(table_file, capsys, run_name, extra, words):
+    argv = ["train", str(table_file), "--name", run_name, "--label-column", "segment", *extra]
     assert cli(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and words in err and "Traceback" not in err
@@ -65,6 +76,8 @@ def test_train_refuses_a_missing_file_naming_it(tmp_path, capsys):
     assert registry.find_run("never-trained") is None
 
 
+@pytest.mark.ray
+@pytest.mark.extended  # Ray Data, ~5 s; bulk generation is in the default run (test_e2e, test_bulk_integrity)
 def test_generate_writes_the_partitioned_dataset_and_manifest_that_verify_accepts(
         cli_trained_table, tmp_path, capsys):
     assert cli_trained_table["code"] == 0
@@ -126,6 +139,7 @@ def _wait_for(check, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.ray
 def test_jobs_status_logs_and_stop_follow_a_real_job(job_server, capsys):
     address = ["--address", job_server]
     running = _submit(job_server, "import time; print('gf-job-started', flush=True); time.sleep(600)")
@@ -156,6 +170,7 @@ def test_jobs_status_logs_and_stop_follow_a_real_job(job_server, capsys):
     assert "gf-job-failing" in capsys.readouterr().out
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("action", ["status", "logs", "stop"])
 def test_jobs_on_an_unknown_job_is_one_line_naming_it(job_server, capsys, action):
     assert cli(["jobs", action, "gf-no-such-job", "--address", job_server]) == 2  # the input's fault

@@ -18,6 +18,8 @@ from gen_factory import client, registry, settings
 from gen_factory.cli import main as cli
 from gen_factory.synthesizer import Synthesizer
 
+pytestmark = pytest.mark.ray  # the shared model is trained with Ray Train (once per session)
+
 REFS = "refs-table"
 # Each reference and the version it names while @champion is on 1, and once @champion moved to 2.
 BEFORE = {f"{REFS}/1": "1", f"{REFS}/2": "2", f"{REFS}@champion": "1", REFS: "1", f"{REFS}@staging": "2"}

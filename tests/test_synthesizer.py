@@ -9,6 +9,8 @@ import pytest
 from gen_factory.data import DataValidationError, load_dataset, training_split
 from gen_factory.synthesizer import Synthesizer
 
+pytestmark = pytest.mark.ray  # the shared model is trained with Ray Train (once per session)
+
 
 @pytest.fixture(scope="module")
 def model(cli_trained_table):
