@@ -136,14 +136,14 @@ def shipped(tmp_path_factory):
     return real, synth.model.card, synth.sample(400, seed=0), summary
 
 
-def _column(card: dict, name: str) -> dict:
-    return next(c for c in card["encoding"]["columns"] if c["name"] == name)
+def _column(card, name: str):
+    return next(c for c in card.encoding.columns if c.name == name)
 
 
 @pytest.mark.ray
 def test_nan_values_are_modelled_as_missing(shipped):
     real, card, synth, _ = shipped
-    assert _column(card, NAN_COL)["missing"] is True  # a missing flag is part of the encoding
+    assert _column(card, NAN_COL).missing is True  # a missing flag is part of the encoding
     values = synth[NAN_COL].to_numpy(dtype=float)
     present = values[~np.isnan(values)]
     assert len(present) > 0 and real[NAN_COL].min() <= present.min() <= present.max() <= real[NAN_COL].max()
@@ -152,20 +152,20 @@ def test_nan_values_are_modelled_as_missing(shipped):
 @pytest.mark.ray
 def test_a_constant_column_ships_as_that_constant(shipped):
     _, card, synth, _ = shipped
-    assert _column(card, CONST_COL)["missing"] is False
+    assert _column(card, CONST_COL).missing is False
     assert (synth[CONST_COL] == 7.0).all()
 
 
 @pytest.mark.ray
 def test_unicode_and_space_in_a_column_name_survive_to_the_output(shipped):
     _, card, synth, _ = shipped
-    assert UNICODE_COL in card["columns"] and UNICODE_COL in synth.columns
+    assert UNICODE_COL in card.columns and UNICODE_COL in synth.columns
     assert synth[UNICODE_COL].between(100, 250).all()
 
 
 @pytest.mark.ray
 def test_200_columns_all_come_back_in_order(shipped):
     real, card, synth, summary = shipped
-    assert card["columns"] == [c for c in real.columns if c != "label"] and len(card["columns"]) == WIDE
+    assert card.columns == [c for c in real.columns if c != "label"] and len(card.columns) == WIDE
     assert list(synth.columns) == list(real.columns)
     assert summary["ref"].alias == "champion" and np.isfinite(summary["metrics"]["quality"])

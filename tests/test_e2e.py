@@ -383,7 +383,7 @@ def test_one_class_model_is_calibrated_measured_and_logged(trained):
     for method in ("critic", "fanogan"):
         assert 0.0 <= info["holdout"][method]["auroc"] <= 1.0
     card = OnnxModel(registry.download(trained["one_class"]["ref"])).card
-    assert card["label_names"] == ["benign"] and card["anomaly"] == info
+    assert card.label_names == ["benign"] and card.anomaly.model_dump(exclude_none=True) == info
     metrics = registry.client().get_run(trained["one_class"]["run_id"]).data.metrics
     assert {"anomaly_fanogan_auroc", "baseline_iforest_real_auroc", "baseline_knn_synthetic_auroc"} <= set(
         metrics
@@ -399,7 +399,7 @@ def test_the_generator_closest_to_the_training_rows_ships(trained):
     history = sorted(registry.client().get_metric_history(trained["one_class"]["run_id"], "train_frechet"),
                      key=lambda m: m.step)
     best = min(history, key=lambda m: m.value)
-    assert card["selected_epoch"] == best.step and card["selected_train_frechet"] == pytest.approx(best.value)
+    assert card.selected_epoch == best.step and card.selected_train_frechet == pytest.approx(best.value)
     last = history[-1].step
     assert [m.step for m in history] == list(range(1, last + 1)) and last in (20, best.step + 3)
 

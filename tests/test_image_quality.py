@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from gen_factory.card import ModelCard
 from gen_factory.data import load_dataset, split
-from gen_factory.data.transform import ImageEncoding
+from gen_factory.data.transform import ImageEncoding, encoding_spec
 from gen_factory.evaluate.images import (
     FeatureSpace,
     class_diversity,
@@ -20,7 +21,8 @@ from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.diffaugment import diff_augment
 from gen_factory.models.encoder import build_encoder
 from gen_factory.models.variants import VARIANTS
-from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.hyper import default_hyper
+from gen_factory.train.loop import GANTrainer
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,9 @@ def test_every_variant_trains_a_step(name):
 @pytest.mark.parametrize("name, shape", [("vanilla", [1, 28, 28]), ("sngan", [3, 32, 32])])
 def test_variants_export_with_parity_at_28_and_32_rgb(name, shape, tmp_path):
     trainer = _trainer(name, shape)
-    card = {"n_labels": 3, "noise_dim": 64, "shape": shape}
+    card = ModelCard(model_name=name, kind="image", dataset="random", label_column="label",
+                     label_names=["0", "1", "2"], shape=shape, n_labels=3, noise_dim=64,
+                     encoding=encoding_spec(ImageEncoding(0.0, 255.0)), loss="wgan-gp", epochs=1, seed=0)
     encoder = build_encoder(ModelSpec(kind="image", n_labels=3, shape=shape)).eval()
     parity = export_bundle(
         trainer.g_ema,

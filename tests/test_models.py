@@ -6,7 +6,8 @@ from gen_factory.data.datasets import table_from_frame
 from gen_factory.data.transform import fit_encoding
 from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.losses import discriminator_loss, generator_loss, gradient_penalty
-from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.hyper import default_hyper
+from gen_factory.train.loop import GANTrainer
 
 
 @pytest.mark.parametrize("shape", [[1, 8, 8], [1, 28, 28], [3, 32, 32]])

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from gen_factory.models import ModelSpec, build_models
-from gen_factory.train.loop import GANTrainer, default_hyper
+from gen_factory.train.hyper import default_hyper
+from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import BestGenerator, best_models
 
 MEANS = torch.tensor([[-2.0, 0.0, 1.0], [2.0, 1.0, -1.0]])

@@ -33,7 +33,8 @@ from gen_factory.registry.runs import TrainingFailed
 from gen_factory.settings import filesystem
 from gen_factory.train.batches import conditional_batches
 from gen_factory.train.encoder import EncoderTrainer
-from gen_factory.train.loop import GANTrainer, Hyper
+from gen_factory.train.hyper import Hyper
+from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import BestGenerator
 
 STATE_FILE = "state.pt"

@@ -18,9 +18,7 @@ from torch import nn
 
 from gen_factory.models.diffaugment import diff_augment
 from gen_factory.models.losses import discriminator_loss, generator_loss, gradient_penalty
-
-# default_hyper: re-exported while tests and train/distributed.py still import both from here
-from gen_factory.train.hyper import Hyper, default_hyper  # noqa: F401
+from gen_factory.train.hyper import Hyper
 
 
 def unwrap(model: nn.Module) -> nn.Module:
