@@ -188,7 +188,7 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     check_finite(values, columns)
     label_names = label_names or sorted(labels_raw.astype(str).unique().tolist(), key=_natural_key)
     index = {name: i for i, name in enumerate(label_names)}
-    labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64)
+    labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64, copy=True)  # writable (CoW views are not)
     check_labels(labels, label_names, field=f"column {label_column!r}")
     check_varies(values, columns)
     return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column,
