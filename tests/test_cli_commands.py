@@ -128,8 +128,16 @@ def job_server():
 
 
 def _submit(address: str, code: str) -> str:
-    """A job whose driver runs `code` in this interpreter; returns its submission id."""
-    return jobs.client(address).submit_job(entrypoint=shlex.join([sys.executable, "-c", code]))
+    """A job whose driver runs `code` in this interpreter; returns its submission id. A Ray that has
+    just started may not have its job agent up yet: that answer is retried, as `jobs.submit` does."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return jobs.client(address).submit_job(entrypoint=shlex.join([sys.executable, "-c", code]))
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _wait_for(check, what: str, timeout: float = 60.0) -> None:
