@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gen_factory.data.columns import SPEC, EncodingSpec
+from gen_factory.data.schema import TableSchema
 
 GENERATOR_FILE = "model.onnx"  # the name MLflow's ONNX flavour expects for the primary model
 SCORER_FILE = "discriminator.onnx"
@@ -24,7 +25,7 @@ CARD_FILE = "card.json"
 # The columns of the scorer graph's output, in order; `fanogan` is the default (bench/RESULTS.md).
 SCORE_METHODS = ("critic", "fanogan")
 DEFAULT_SCORE_METHOD = "fanogan"
-CARD_VERSION = 1
+CARD_VERSION = 2
 
 # A figure of the evaluation: a score, the classes that collapsed, or a score per column.
 Metric = float | list[str] | dict[str, float]
@@ -92,6 +93,8 @@ class ModelCard(BaseModel):
     free_shares: list[list[list[float]]] | None = None  # [categorical column][label][category]
     metrics: dict[str, Metric] = {}
     anomaly: AnomalyCalibration | None = None
+    # tables: the user's schema (order, types), which generated rows are given back in; None before v2
+    table_schema: TableSchema | None = None
 
 
 def _from_0(card: dict) -> dict:
@@ -115,8 +118,14 @@ def _from_0(card: dict) -> dict:
     return {**card, "schema_version": 1}
 
 
+def _from_1(card: dict) -> dict:
+    """Version 1 kept no table schema: such models return rows in their own types (strings and the
+    label as categories, whole numbers as int64), as they always did."""
+    return {**card, "schema_version": 2}
+
+
 # MIGRATIONS[v] turns a version-v card (as JSON) into a version v + 1 one.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _from_0}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _from_0, 1: _from_1}
 
 
 def card_from_json(raw: dict) -> ModelCard:

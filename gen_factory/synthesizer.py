@@ -13,6 +13,7 @@ import pandas as pd
 
 from gen_factory import registry, settings
 from gen_factory.data.datasets import table_from_frame
+from gen_factory.data.schema import to_pandas
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_table, resolve_counts
@@ -74,7 +75,7 @@ class Synthesizer:
         table = generate_table(
             self.model, resolve_counts(self.model.label_names, counts), seed, conditions=conditions
         )
-        return table.to_pandas()
+        return to_pandas(table)  # the frame's own dtypes, `object` strings included
 
     def _open(self, ref: registry.ModelRef) -> "Synthesizer":
         self.ref, self.model = ref, OnnxModel(registry.download(ref))

@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -190,17 +191,17 @@ def mixed_model(tmp_path_factory, gauss_table_module):
                                    price=np.round(rng.gamma(2.0, 10.0, 200), 2))
     df.loc[::9, "price"] = np.nan
     df.loc[::13, "city"] = None
-    return _bundle(tmp_path_factory.mktemp("mixed"), table_from_frame(df, "label"))
+    return (*_bundle(tmp_path_factory.mktemp("mixed"), table_from_frame(df, "label")), df)
 
 
 def test_mixed_tables_export_with_parity_and_typed_columns(mixed_model):
     model = mixed_model[0]
     assert max(model.card.parity_max_abs_diff.values()) <= 1e-4
     table = sampling.generate_table(model, [300, 300], seed=1)
-    schema = {f.name: str(f.type) for f in table.schema}
-    assert schema["city"] == "dictionary<values=string, indices=int32, ordered=0>"
-    assert schema["count"] == "int64" and schema["price"] == "double"
+    given = mixed_model[-1]
+    assert table.schema.equals(pa.Schema.from_pandas(given, preserve_index=False))  # order, label included
     frame = table.to_pandas()
+    assert frame.dtypes.equals(given.dtypes) and frame.columns.equals(given.columns)
     assert set(frame["city"].dropna()) <= {"oslo", "paris", "rome"}
     assert frame["city"].isna().any() and frame["price"].isna().any()  # missing values are generated too
     price = frame["price"].dropna().to_numpy()

@@ -21,12 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     from gen_factory.data.validate import DataValidationError
     from gen_factory.registry import ModelNotFound, RegistryUnavailable
     from gen_factory.registry.runs import RunError
+    from gen_factory.services.jobs import ClusterUnreachable, JobNotFound
 
     try:
         return args.func(args) or 0
-    except (DataValidationError, ApiError, ModelNotFound) as err:  # the input's fault
+    except (DataValidationError, ApiError, ModelNotFound, JobNotFound) as err:  # the input's fault
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (RunError, RegistryUnavailable) as err:  # not the input's: the message says how to go on
+    except (RunError, RegistryUnavailable, ClusterUnreachable) as err:  # not the input's: says how to go on
         print(f"error: {err}", file=sys.stderr)
         return 1

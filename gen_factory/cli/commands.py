@@ -120,16 +120,17 @@ def jobs_submit(args) -> int:
 def jobs_action(args) -> None:
     from gen_factory.services import jobs
 
-    c = jobs.client(args.address)
     if args.action == "list":
-        for info in c.list_jobs():
+        for info in jobs.client(args.address).list_jobs():
             print(f"{info.submission_id or info.job_id:<40} {info.status.value:<10} {info.entrypoint}")
-    elif args.action == "status":
-        print(c.get_job_status(args.job_id).value)
+        return
+    answer = jobs.act(args.address, args.action, args.job_id)
+    if args.action == "status":
+        print(answer.value)
     elif args.action == "logs":
-        print(c.get_job_logs(args.job_id), end="")
+        print(answer, end="")
     else:
-        print("stopped" if c.stop_job(args.job_id) else "not running")
+        print("stopped" if answer else "not running")
 
 
 def demo(args) -> None:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel
 
+from gen_factory.data.columns import SPEC
 from gen_factory.data.validate import DataValidationError
 
 PANDAS_KEY = b"pandas"
@@ -32,38 +33,31 @@ NS_PER_DAY = 86_400 * 10**9
 TIME_UNITS_NS = (NS_PER_DAY, 3600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3, 1)
 
 
-@dataclass(frozen=True)
-class TimeEncoding:
+class TimeEncoding(BaseModel):
     """How a datetime/date column became a number: (nanoseconds since epoch - offset_ns) / unit_ns."""
+
+    model_config = SPEC
 
     unit_ns: int
     offset_ns: int
 
 
-@dataclass(frozen=True)
-class ColumnSchema:
+class ColumnSchema(BaseModel):
+    model_config = SPEC
+
     name: str
     arrow_type: str  # readable only; the Arrow schema in `TableSchema.arrow` is what restores
     time: TimeEncoding | None = None
-    categories: list | None = None  # a pandas category column's categories, in their order
+    categories: list[str | int | float | bool] | None = None  # a pandas category column's, in order
 
 
-@dataclass(frozen=True)
-class TableSchema:
+class TableSchema(BaseModel):
+    """Columns in the user's order, the label among them."""
+
+    model_config = SPEC
+
     columns: list[ColumnSchema]
-    arrow: str = field(repr=False)  # base64 of the IPC-serialised Arrow schema (with pandas metadata)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TableSchema":
-        columns = [
-            ColumnSchema(c["name"], c["arrow_type"], TimeEncoding(**c["time"]) if c.get("time") else None,
-                         c.get("categories"))
-            for c in data["columns"]
-        ]
-        return cls(columns, data["arrow"])
+    arrow: str  # base64 of the IPC-serialised Arrow schema (with pandas metadata)
 
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.arrow)))
@@ -91,7 +85,7 @@ def time_to_numbers(col: str, series: pd.Series) -> tuple[np.ndarray, TimeEncodi
     unit = next(u for u in TIME_UNITS_NS if not np.any((ns - offset) % u))
     out = np.full(len(series), np.nan)
     out[present] = (ns - offset) // unit
-    return out, TimeEncoding(unit, offset)
+    return out, TimeEncoding(unit_ns=unit, offset_ns=offset)
 
 
 def capture(df: pd.DataFrame, times: dict[str, TimeEncoding]) -> TableSchema:
@@ -106,8 +100,9 @@ def capture(df: pd.DataFrame, times: dict[str, TimeEncoding]) -> TableSchema:
         categories = None
         if isinstance(series.dtype, pd.CategoricalDtype):
             categories = [_plain(v) for v in series.cat.categories]
-        columns.append(ColumnSchema(f.name, str(f.type), times.get(f.name), categories))
-    return TableSchema(columns, base64.b64encode(schema.serialize().to_pybytes()).decode())
+        columns.append(ColumnSchema(name=f.name, arrow_type=str(f.type), time=times.get(f.name),
+                                    categories=categories))
+    return TableSchema(columns=columns, arrow=base64.b64encode(schema.serialize().to_pybytes()).decode())
 
 
 def restore(table: pa.Table, schema: TableSchema, drop: tuple[str, ...] = ()) -> pa.Table:
@@ -153,3 +148,15 @@ def _plain(value):
     if isinstance(value, (float, np.floating)):
         return float(value)
     return str(value)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """The table as a frame in the dtypes its pandas metadata records: Arrow strings come back as the
+    `object` column the user gave where that is what they gave (pandas 3 would make them `str`)."""
+    frame = table.to_pandas()
+    raw = (table.schema.metadata or {}).get(PANDAS_KEY)
+    for column in json.loads(raw)["columns"] if raw else []:
+        name = column["name"]
+        if column["numpy_type"] == "object" and name in frame and frame[name].dtype != object:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame

@@ -85,7 +85,7 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     from scipy import linalg
 
     mu_r, mu_f = real.mean(0), fake.mean(0)
-    s_r, s_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    s_r, s_f = (np.atleast_2d(np.cov(x, rowvar=False)) for x in (real, fake))  # 1 feature: a 0-d cov
     # Dead ReLU features make both covariances singular: regularise as the FID reference code does.
     eps = np.eye(len(s_r)) * 1e-6
     with warnings.catch_warnings():

@@ -188,7 +188,8 @@ def card_for(train, spec, encoding, **training) -> ModelCard:
         kind=train.kind, label_column=train.label_column, label_names=train.label_names,
         columns=getattr(train, "columns", None), shape=spec.shape, n_labels=spec.n_labels,
         noise_dim=spec.noise_dim, encoding=encoding_spec(encoding),
-        label_counts=np.bincount(train.labels, minlength=len(train.label_names)).tolist(), **training,
+        label_counts=np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
+        table_schema=getattr(train, "schema", None), **training,
     )
 
 

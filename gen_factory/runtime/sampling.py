@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
 from gen_factory.data.conditions import cond_blocks, implicit_codes, one_hot, resolve_conditions
+from gen_factory.data.schema import restore
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
 
@@ -216,9 +217,14 @@ def column_array(values: np.ndarray, column: CategoricalColumn | ContinuousColum
 
 
 def generate_table(model: OnnxModel, counts: list[int], seed: int | list[int], extra_meta: dict | None = None,
-                   conditions: dict | list | None = None) -> pa.Table:
+                   conditions: dict | list | None = None, drop: tuple[str, ...] = ()) -> pa.Table:
+    """Generated rows in the schema the model was trained on (the user's column order and types, where
+    the card keeps it: `data.schema`), without the `drop` columns."""
     values, labels = generate_arrays(model, counts, seed, conditions)
-    return to_arrow(model, values, labels, {"seed": seed, **(extra_meta or {})})
+    table = to_arrow(model, values, labels, {"seed": seed, **(extra_meta or {})})
+    if model.card.table_schema is not None:
+        return restore(table, model.card.table_schema, drop)
+    return table.drop_columns(list(drop))
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:

@@ -125,8 +125,9 @@ class ShardWriter:
             table = generate_table(self.model, counts, [self.seed, int(label), int(index)],
                                    {"model": self.ref.name, "version": self.ref.version,
                                     "partition": {label_column: name}},
-                                   json.loads(shard_conditions) if shard_conditions else None)
-            data = to_parquet_bytes(table.drop_columns([label_column]))  # the folder name carries it
+                                   json.loads(shard_conditions) if shard_conditions else None,
+                                   drop=(label_column,))  # the folder name carries it
+            data = to_parquet_bytes(table)
             rel = partition_path(label_column, name, int(index))
             # Locally the run's directory must already exist: an actor outliving a killed driver
             # must not recreate a temporary directory that the next run has just cleaned up.

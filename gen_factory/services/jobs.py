@@ -23,6 +23,14 @@ ANOMALY_KEYS = {"normal_labels", "fpr"}
 RESOURCE_KEYS = {"workers", "gpus_per_worker"}
 
 
+class JobNotFound(LookupError):
+    """The cluster answers but has no job of that id (the input's fault)."""
+
+
+class ClusterUnreachable(ConnectionError):
+    """Nothing answers as a Ray Jobs API at the address (not the input's fault: start the cluster)."""
+
+
 def load_spec(path: Path) -> dict:
     """Read and check a job spec; unknown keys are errors (a typo must not be silently ignored)."""
     try:
@@ -89,7 +97,26 @@ def client(address: str):
     if not token and path.exists():
         token = path.read_text().strip()
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    return JobSubmissionClient(address, headers=headers)
+    try:
+        return JobSubmissionClient(address, headers=headers)
+    except ConnectionError as err:
+        raise ClusterUnreachable(
+            f"no Ray Jobs API answers at {address} ({err}) -- fix: start the cluster (`ray start --head`) "
+            "or pass its dashboard URL with --address (or RAY_JOBS_ADDRESS)") from err
+
+
+def act(address: str, action: str, job_id: str):
+    """`status` (a JobStatus), `logs` (text) or `stop` (True if it was running) of one job; a job the
+    cluster does not have is JobNotFound, not Ray's HTTP 404 RuntimeError."""
+    c = client(address)
+    call = {"status": c.get_job_status, "logs": c.get_job_logs, "stop": c.stop_job}[action]
+    try:
+        return call(job_id)
+    except RuntimeError as err:
+        if "does not exist" not in str(err):
+            raise
+        raise JobNotFound(f"job {job_id!r} is not on the cluster at {address} -- list them with "
+                          f"`genfactory jobs list --address {address}`") from err
 
 
 def submit(spec_path: Path, address: str, agent_wait_s: float = 60.0) -> str:
