@@ -116,3 +116,20 @@ def test_a_misspelt_field_is_an_error_not_a_silent_default():
     raw = {**json.loads(V0_LAST), "schema_version": CARD_VERSION, "labels_names": ["a"]}
     with pytest.raises(ValueError, match="labels_names"):
         ModelCard.model_validate(raw)
+
+
+def test_version_1_cards_read_without_a_table_schema_and_version_2_keeps_one(tmp_path):
+    import pandas as pd
+
+    from gen_factory.data.datasets import table_from_frame
+
+    v1 = card_from_json({**json.loads(V0_LAST), "schema_version": 1})  # typed, before schemas were kept
+    assert v1.schema_version == CARD_VERSION and v1.table_schema is None and v1.selected_epoch == 240
+    frame = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=8, freq="D", tz="UTC"),
+                          "spend": [1.0, 9.5] * 4, "city": pd.Categorical(["a", "b"] * 4, ["b", "a", "c"]),
+                          "label": ["x", "y"] * 4})
+    schema = table_from_frame(frame, "label").schema
+    write_card(tmp_path, v1.model_copy(update={"table_schema": schema}))
+    again = read_card(tmp_path).table_schema
+    assert again == schema and [c.name for c in again.columns] == ["when", "spend", "city", "label"]
+    assert again.columns[0].time.unit_ns == 86_400 * 10**9 and again.columns[2].categories == ["b", "a", "c"]
