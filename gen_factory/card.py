@@ -95,6 +95,12 @@ class ModelCard(BaseModel):
     anomaly: AnomalyCalibration | None = None
     # tables: the user's schema (order, types), which generated rows are given back in; None before v2
     table_schema: TableSchema | None = None
+    # Which rows trained this model: `rows_trained` of the `rows_given` (None before v2). `metrics` and
+    # the anomaly thresholds were measured on `report_rows` held-out rows by a model trained on the
+    # others; when rows_trained == rows_given this model is its refit on every row (`refit`).
+    rows_given: int | None = None
+    rows_trained: int | None = None
+    report_rows: int | None = None
 
 
 def _from_0(card: dict) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import requests
 
 from gen_factory import settings
-from gen_factory.services.progress import progress
+from gen_factory.progress import progress
 
 RETRY_S = 30.0  # give up on a server that has not answered for this long
 RETRY_STATUSES = (500, 502, 503, 504)

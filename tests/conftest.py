@@ -71,6 +71,6 @@ def cli_trained_table(tmp_path_factory):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli(["train", str(path), "--name", "cli-table", "--label-column", "segment", "--epochs", "1",
                     "--encoder-epochs", "1", "--workers", "1", "--batch-size", "32", "--seed", "3",
-                    "--alias", "staging", "--json"])
+                    "--alias", "staging", "--no-refit", "--json"])
     return {"path": path, "frame": frame, "code": code, "out": out.getvalue(), "err": err.getvalue(),
             "name": "cli-table", "alias": "staging", "seed": 3}

@@ -16,7 +16,8 @@ from gen_factory import registry
 from gen_factory.data.validate import DataValidationError
 from gen_factory.services.pipeline import TrainJob, train_and_register
 
-TINY = {"epochs": 2, "encoder_epochs": 1, "num_workers": 1}  # the one size every training case shares
+# The one size every training case shares; the refit on every row is exercised by test_e2e.
+TINY = {"epochs": 2, "encoder_epochs": 1, "num_workers": 1, "refit": False}
 RNG = np.random.default_rng(0)
 
 

@@ -40,7 +40,7 @@ def model():
     shift = np.where(label == "a", -2.0, 2.0)
     frame = pd.DataFrame({"x": rng.normal(shift, 1.0), "y": rng.normal(-shift, 0.5),
                           "count": rng.integers(0, 10, 300), "label": label})
-    Synthesizer(MODEL, epochs=2, num_workers=1).fit(frame, label="label")
+    Synthesizer(MODEL, epochs=2, num_workers=1, refit=False).fit(frame, label="label")
     return MODEL
 
 

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gen_factory import registry
+from gen_factory import progress, registry
 from gen_factory.cli import main as cli
-from gen_factory.services import progress
 
 
 @pytest.fixture

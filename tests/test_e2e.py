@@ -28,7 +28,8 @@ def trained():
     from ray import serve
 
     digits = train_and_register(TrainJob("digits", model_name="e2e-digits", epochs=2, num_workers=2))
-    table = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=4, num_workers=2))
+    table = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=4, num_workers=2,
+                                        refit=False))
     mixed = Synthesizer("e2e-mixed", epochs=2).fit(customers(300), label="churn")
     one_class = train_and_register(
         TrainJob(
@@ -39,6 +40,7 @@ def trained():
             encoder_epochs=10,
             patience=3,
             num_workers=2,
+            refit=False,  # the mixed model is the one refit on every row
         )
     )
     yield {"digits": digits, "table": table, "mixed": mixed, "one_class": one_class}
@@ -102,7 +104,8 @@ def summary_epochs(name):
 
 
 def test_same_run_name_resumes_from_the_latest_checkpoint(trained, capfd):
-    resumed = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, num_workers=2))
+    resumed = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, num_workers=2,
+                                          refit=False))
     assert "(4 GAN epochs done)" in capfd.readouterr().out  # then the encoder's 2; GAN epochs 5-6 go on
     assert resumed["run_id"] == trained["table"]["run_id"]  # the same MLflow run continues
     steps = [m.step for m in registry.client().get_metric_history(resumed["run_id"], "d_loss")]
@@ -356,6 +359,12 @@ def test_conditions_are_exact_and_the_same_from_python_api_http_cli_and_bulk(tra
 def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, api_url):
     mixed = trained["mixed"]
     assert 0 < mixed.metrics["quality"] <= 1 and 0 <= mixed.metrics["tstr_accuracy"] <= 1
+    card = mixed.model.card  # measured on 90 held-out rows by a fit on 210; the shipped refit saw all 300
+    assert (card.rows_given, card.rows_trained, card.report_rows) == (300, 300, 90)
+    assert sum(card.label_counts) == 300 and set(card.anomaly.thresholds) == {"critic", "fanogan"}
+    given = customers(300)
+    sampled = mixed.sample(500, seed=1)
+    assert list(sampled.columns) == list(given.columns) and sampled.dtypes.equals(given.dtypes)
     run_id = registry.client().get_model_version("e2e-mixed", mixed.ref.version).run_id
     assert "report.html" in {a.path for a in registry.client().list_artifacts(run_id)}
     rows = customers(300).drop(columns=["churn"]).head(3).astype(object)

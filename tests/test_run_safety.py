@@ -18,7 +18,7 @@ from gen_factory import registry
 from gen_factory.registry import runs
 from gen_factory.services.pipeline import TrainJob, champion_veto, train_and_register
 
-TINY = {"epochs": 2, "encoder_epochs": 1, "num_workers": 1}
+TINY = {"epochs": 2, "encoder_epochs": 1, "num_workers": 1, "refit": False}
 
 
 def _versions(name: str) -> list[str]:

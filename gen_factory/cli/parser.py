@@ -58,7 +58,8 @@ def _train(sub) -> None:
     t.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (implies --gpu)")
     t.add_argument("--seed", type=int, default=0, help="seed for the split, weights and noise (default: 0)")
     t.add_argument("--holdout", type=float, default=0.3,
-                   help="held-out fraction for evaluation (default: 0.3)")
+                   help="held-out fraction the quality and anomaly thresholds are measured on, by a model "
+                        "trained on the rest (default: 0.3); see --refit")
     t.add_argument("--alias", default=settings.DEFAULT_ALIAS,
                    help="alias to set on the new version (default: champion)")
     t.add_argument("--run-name",
@@ -83,9 +84,14 @@ def _train(sub) -> None:
     t.add_argument("--register-again", action="store_true",
                    help="register a new version even if this run already registered one (default: a finished "
                         "run reports the version it registered and registers nothing)")
+    t.add_argument("--refit", dest="refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the fit on the split (which measures quality on --holdout and sets the "
+                        "anomaly thresholds), train the model that ships on every row with the same "
+                        "settings (default: tables yes, images no; --no-refit ships the split's model, "
+                        "in about half the time)")
     t.add_argument("--json", action="store_true",
                    help=JSON_HELP + ": model (name, version, alias, uri), run_id, metrics, anomaly, parity, "
-                        "epochs, seconds")
+                        "epochs, rows_trained, seconds")
     t.set_defaults(func=commands.train)
 
 

@@ -12,6 +12,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SPEC = ConfigDict(extra="forbid", frozen=True)  # a field nobody reads is a mistake, and specs are shared
+MAX_KNOTS = 100  # knots of a quantile map (value -> normal score)
+# A numeric column stays on its value set when it has at most this many distinct values, or is
+# whole-numbered with at most MAX_KNOTS (counts, ages, terms: issue 16 found 6 values come back as 245).
+DISCRETE_VALUES = 32
+
+
+def is_discrete(distinct: int, integer: bool) -> bool:
+    """Whether a numeric column of `distinct` values (whole numbers if `integer`) keeps to them."""
+    return 1 < distinct <= (MAX_KNOTS if integer else DISCRETE_VALUES)
 
 
 class CategoricalColumn(BaseModel):
@@ -48,6 +57,9 @@ class ContinuousColumn(BaseModel):
     fill: float | None = None  # what a missing value is encoded as (the median)
     values: list[float] | None = None
     scores: list[float] | None = None
+    # A discrete column (few distinct values, all of them knots): where decoded values are cut between
+    # consecutive `values`, so every generated value is one the column holds (None: not discrete).
+    cuts: list[float] | None = None
     means: list[float] | None = None
     stds: list[float] | None = None
     weights: list[float] | None = None

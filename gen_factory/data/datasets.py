@@ -188,7 +188,8 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     check_finite(values, columns)
     label_names = label_names or sorted(labels_raw.astype(str).unique().tolist(), key=_natural_key)
     index = {name: i for i, name in enumerate(label_names)}
-    labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64, copy=True)  # writable (CoW views are not)
+    # a copy: pandas copy-on-write hands out read-only views, which torch warns about
+    labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64, copy=True)
     check_labels(labels, label_names, field=f"column {label_column!r}")
     check_varies(values, columns)
     return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column,
@@ -315,7 +316,11 @@ def training_split(data: Dataset, holdout: float, seed: int, normal_labels: list
                    ) -> tuple[Dataset, Dataset]:
     """(training set, holdout) as every worker and the driver must see them: a stratified split,
     then, for a one-class model, the training set cut down to the normal labels. The holdout
-    keeps every label: its other labels are the anomalies the scores are measured on."""
+    keeps every label: its other labels are the anomalies the scores are measured on. `holdout` 0 is
+    the refit on every row (`services.pipeline`): all rows train, none are held out."""
+    if holdout == 0:
+        train = keep_labels(data, normal_labels) if normal_labels else data
+        return train, data.subset(np.zeros(0, dtype=np.int64))
     train, test = split(data, holdout, seed)
     if normal_labels:
         train, kept_test = keep_labels(train, normal_labels), keep_labels(test, normal_labels)
@@ -342,24 +347,31 @@ def _n_test(n: int, test_fraction: float) -> int:
 
 
 def _load_bundled(name: str) -> Dataset:
-    from sklearn import datasets as skd
+    if name == "digits":
+        from sklearn import datasets as skd
 
+        d = skd.load_digits()
+        return images_from_arrays(d.images, d.target, [str(i) for i in range(10)], name="digits")
+    frame, label, label_names = bundled_frame(name)
+    return table_from_frame(frame, label, name=name, label_names=label_names)
+
+
+def bundled_frame(name: str) -> tuple[pd.DataFrame, str, list[str] | None]:
+    """A bundled table as the user would hold it: the frame, its label column, and the label order
+    (sklearn's for its sets: breast_cancer malignant=0, benign=1; None = natural order)."""
     if name in ("customers", "loans"):
         from gen_factory.data import procedural
 
-        label = {"customers": "churn", "loans": "outcome"}[name]
-        return table_from_frame(getattr(procedural, name)(), label, name=name)
-    if name == "digits":
-        d = skd.load_digits()
-        return images_from_arrays(d.images, d.target, [str(i) for i in range(10)], name="digits")
+        return getattr(procedural, name)(), {"customers": "churn", "loans": "outcome"}[name], None
+    from sklearn import datasets as skd
+
     loader = {"breast_cancer": skd.load_breast_cancer, "iris": skd.load_iris, "wine": skd.load_wine}[name]
     d = loader(as_frame=True)
     frame = d.frame.copy()
     frame["label"] = np.asarray(d.target_names)[d.target.to_numpy()]
     if "target" in frame.columns:
         frame = frame.drop(columns=["target"])
-    # keep sklearn's label order (breast_cancer: malignant=0, benign=1)
-    return table_from_frame(frame, "label", name=name, label_names=[str(n) for n in d.target_names])
+    return frame, "label", [str(n) for n in d.target_names]
 
 
 def _images_from_npz(path: Path) -> ImageData:

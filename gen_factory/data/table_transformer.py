@@ -27,14 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_factory.data.columns import CategoricalColumn, ContinuousColumn, width
+from gen_factory.data.columns import MAX_KNOTS, CategoricalColumn, ContinuousColumn, is_discrete, width
 from gen_factory.data.conditions import cond_blocks
 
 MAX_MODES = 10
 MIN_MODE_WEIGHT = 0.005
 ALPHA_SCALE = 4.0
 MAX_DECIMALS = 6
-MAX_KNOTS = 100
 GRID_CELLS = 1024  # per quantile map: 1-4 knots to compare per value (_PiecewiseLinearBank)
 MAX_REACH = 4  # a map whose grid cells would hold more compares with every knot (_quantile_banks)
 METHODS = ("quantile", "modes")
@@ -113,6 +112,8 @@ def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int
     integer = bool(np.all(np.mod(v, 1) == 0))
     if method == "quantile":
         fitted = dict(zip(("values", "scores"), _knots(v), strict=True))
+        if is_discrete(len(np.unique(v)), integer):
+            fitted["cuts"] = _cuts(v, fitted["values"], fitted["scores"])
     else:
         fitted = dict(zip(("means", "stds", "weights"), _modes(v, seed), strict=True))
     return ContinuousColumn(name=name, method=method, low=float(v.min()), high=float(v.max()),
@@ -132,6 +133,19 @@ def _knots(v: np.ndarray) -> tuple[list[float], list[float]]:
     if len(values) == 1:  # a constant column: any score maps to the value
         return [float(values[0]), float(values[0]) + 1.0], [0.0, 1.0]
     return values.tolist(), norm.ppf(mid).tolist()
+
+
+def _cuts(v: np.ndarray, values: list[float], scores: list[float]) -> list[float]:
+    """Between consecutive values of a discrete column, the decoded value where the empirical CDF steps:
+    the normal score of the cumulative share, through the same linear piece the decoder uses. A score
+    between two knots then decodes to the value whose probability mass it falls in."""
+    from scipy.stats import norm
+
+    counts = np.unique(v, return_counts=True)[1]
+    edges = norm.ppf(np.cumsum(counts)[:-1] / len(v))
+    x, s = np.asarray(values), np.asarray(scores)
+    t = (edges - s[:-1]) / (s[1:] - s[:-1])
+    return (x[:-1] + t * (x[1:] - x[:-1])).tolist()
 
 
 def _modes(v: np.ndarray, seed: int) -> tuple[list[float], list[float], list[float]]:
@@ -344,6 +358,7 @@ class _Decoder(nn.Module):
         self.register_buffer("scale", _f32([10.0 ** c.decimals if r and not c.integer else 1.0
                                             for c, r in zip(columns, self.rounded, strict=True)]))
         self.register_buffer("round_mask", torch.tensor(self.rounded))
+        _register_snaps(self, columns)
         self.missing = [i for i, c in enumerate(columns) if c.missing]
         spread = np.zeros((len(self.missing), len(columns)), np.float32)  # missing column j -> output column
         spread[np.arange(len(self.missing)), self.missing] = 1.0
@@ -373,12 +388,39 @@ class _Decoder(nn.Module):
         if self.order is not None:
             v = v[:, self.order]
         v = torch.minimum(torch.maximum(v, self.low), self.high)
+        if self.snap_at is not None:  # discrete columns: the value whose share the decoded one falls in
+            step = (v[:, self.snap_at].unsqueeze(2) > self.snap_cuts).sum(dim=2)
+            snapped = F.embedding(step + self.snap_row, self.snap_values).squeeze(2)
+            v = torch.where(self.snap_mask, snapped @ self.snap_spread, v)
         if any(self.rounded):
             v = torch.where(self.round_mask, torch.round(v * self.scale) / self.scale, v)
         if absent:
             hit = torch.stack(absent, dim=1).to(e.dtype) @ self.spread
             v = torch.where(hit > 0, torch.tensor(float("nan"), dtype=e.dtype, device=e.device), v)
         return v
+
+
+def _register_snaps(module: nn.Module, columns: list) -> None:
+    """The discrete columns' cuts and values as padded buffers, so the decoder snaps them all at once:
+    `snap_at` their indices, `snap_row` each one's first row of `snap_values`, `snap_spread` back to
+    the output columns (one-hot rows) and `snap_mask` which output columns take the snapped value."""
+    at = [i for i, c in enumerate(columns) if c.kind == "continuous" and c.cuts is not None]
+    module.register_buffer("snap_at", torch.tensor(at, dtype=torch.int64) if at else None)
+    if not at:
+        return
+    k = max(len(columns[i].values) for i in at)
+    cuts = np.full((len(at), k - 1), np.inf)
+    values = np.zeros((len(at), k))
+    for j, i in enumerate(at):
+        cuts[j, :len(columns[i].cuts)] = columns[i].cuts
+        values[j, :len(columns[i].values)] = columns[i].values
+    spread = np.zeros((len(at), len(columns)), np.float32)
+    spread[np.arange(len(at)), at] = 1.0
+    module.register_buffer("snap_cuts", _f32(cuts))
+    module.register_buffer("snap_row", torch.arange(len(at), dtype=torch.int64) * k)
+    module.register_buffer("snap_values", _f32(values.reshape(-1, 1)))
+    module.register_buffer("snap_spread", torch.from_numpy(spread))
+    module.register_buffer("snap_mask", torch.from_numpy(spread.any(axis=0)))
 
 
 class _Force(nn.Module):

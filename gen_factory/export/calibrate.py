@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen_factory.card import AnomalyCalibration
+from gen_factory.card import AnomalyCalibration, Thresholds
 from gen_factory.data.datasets import values_of
 from gen_factory.evaluate.anomaly import baseline_report, detection_metrics
 from gen_factory.runtime import scoring
@@ -39,6 +39,33 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
         info["holdout"] = {m: detection_metrics(best[:, k], is_anomaly) for k, m in enumerate(methods)}
         info["baseline"] = baseline_report(values_of(train), synthetic, values, is_anomaly, seed)
     return AnomalyCalibration.model_validate(info)
+
+
+def transfer_calibration(calibration: AnomalyCalibration, first: OnnxModel, first_train,
+                         refit: OnnxModel, refit_train) -> AnomalyCalibration:
+    """Thresholds for a model refit on every row, which has no held-out rows left to set them on.
+
+    The first model's threshold at `fpr` on held-out rows is exceeded by some share of its own training
+    rows (lower: rows a model trained on score as more normal); the refit's threshold is exceeded by
+    that same share of its training rows. So the false-positive rate on new rows stays what the
+    held-out rows measured, while every row trains the model that ships."""
+    thresholds = {}
+    for model, data in ((first, first_train), (refit, refit_train)):
+        names = np.asarray(data.label_names)[data.labels]
+        normal = np.isin(names, model.label_names)
+        ids = np.array([model.label_names.index(n) for n in names[normal]], dtype=np.int64)
+        values = values_of(data)[normal]
+        thresholds[model is refit] = (scoring.score_matrix(model, values, ids),
+                                      scoring.score_matrix(model, values))
+    out = {}
+    for k, method in enumerate(first.card.score_methods):
+        held = calibration.thresholds[method]
+        out[method] = {}
+        for j, (kind, threshold) in enumerate((("given_label", held.given_label),
+                                               ("best_label", held.best_label))):
+            share = float(np.mean(thresholds[False][j][:, k] > threshold))
+            out[method][kind] = float(np.quantile(thresholds[True][j][:, k], 1.0 - share, method="higher"))
+    return calibration.model_copy(update={"thresholds": {m: Thresholds(**t) for m, t in out.items()}})
 
 
 def flat_metrics(info: AnomalyCalibration) -> dict[str, float]:

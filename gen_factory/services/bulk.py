@@ -189,6 +189,7 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
     import ray
 
     from gen_factory import settings
+    from gen_factory.progress import progress
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.services.cluster import ensure_ray
 
@@ -207,11 +208,15 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
         shards = [{**s, "conditions": json.dumps(part)} for s, part in zip(shards, parts, strict=True)]
     ensure_ray()
     env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
-    written = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
+    dataset = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
                .map_batches(ShardWriter, batch_size=1, concurrency=workers, num_cpus=1,
                             fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": uri,
-                                                   "seed": seed, "env": env})
-               .take_all())
+                                                   "seed": seed, "env": env}))
+    written = []
+    with progress(sum(per_label), "rows", "generate") as bar:  # one update per written file
+        for row in dataset.iter_rows():
+            written.append(row)
+            bar.update(int(row["rows"]))
     files = sorted(({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in written),
                    key=lambda f: f["path"])
     manifest = {

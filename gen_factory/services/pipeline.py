@@ -20,7 +20,7 @@ from gen_factory.evaluate.quality import quality_report
 from gen_factory.evaluate.report import html_report
 from gen_factory.evaluate.tables import evaluate_table, headline
 from gen_factory.export.bundle import card_for, export_bundle
-from gen_factory.export.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics
+from gen_factory.export.calibrate import DEFAULT_FPR, calibrate_bundle, flat_metrics, transfer_calibration
 from gen_factory.models import ModelSpec, build_models, spec_for
 from gen_factory.models.encoder import build_encoder
 from gen_factory.models.losses import LOSSES
@@ -63,6 +63,9 @@ class TrainJob:
     column_types: dict[str, str] | None = None  # overrides of inferred types, e.g. {"zip": "categorical"}
     max_failures: int = 3  # worker-group restarts (from the latest checkpoint) before the run gives up
     register_again: bool = False  # register a new version even if this run already registered one
+    # Tables: after the fit on the split (which measures quality and sets the anomaly thresholds), train
+    # the model that ships on every row with the same settings (None: tables yes, images no).
+    refit: bool | None = None
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -97,6 +100,10 @@ class TrainJob:
         self.model_name = self.model_name or f"{Path(self.dataset).stem}-cgan"
         self.run_name = self.run_name or self.model_name
 
+    @property
+    def refit_run_name(self) -> str:
+        return f"{self.run_name}-every-row"
+
     def recipe(self, kind: str, rows: int) -> Recipe:
         """This job's settings for `rows` training rows of `kind` data (`train.hyper.resolve_hyper`)."""
         return resolve_hyper(kind, rows, self.batch_size, loss=self.loss, variant=self.variant,
@@ -117,17 +124,19 @@ class Prepared:
     config: dict
 
 
-def prepare(job: TrainJob) -> Prepared:
-    """Load and validate the data, split it and settle the settings; all input errors surface here."""
+def prepare(job: TrainJob, holdout_fraction: float | None = None) -> Prepared:
+    """Load and validate the data, split it and settle the settings; all input errors surface here.
+    `holdout_fraction` 0 prepares the refit on every row (the job's own fraction otherwise)."""
     categorical = sorted(job.column_types or {})
     data = load_dataset(job.dataset, job.label_column, categorical)
-    train, holdout = training_split(data, job.holdout, job.seed, job.normal_labels)
+    fraction = job.holdout if holdout_fraction is None else holdout_fraction
+    train, holdout = training_split(data, fraction, job.seed, job.normal_labels)
     encoding = fit_encoding(train)
     recipe = job.recipe(data.kind, len(train.labels))
     spec = spec_for(train, encoding, **recipe.networks)
     epochs, encoder_epochs = recipe.epochs, recipe.encoder_epochs
     config = {
-        "dataset": job.dataset, "label_column": job.label_column, "holdout": job.holdout, "seed": job.seed,
+        "dataset": job.dataset, "label_column": job.label_column, "holdout": fraction, "seed": job.seed,
         "normal_labels": job.normal_labels, "batch_size": job.batch_size, "epochs": epochs,
         "encoder_epochs": encoder_epochs, "patience": job.patience,
         "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
@@ -191,62 +200,53 @@ def _already_finished(job: TrainJob, run, version, started: float, log) -> dict:
 def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
     from gen_factory.services.cluster import ensure_ray
 
-    data, train, holdout, encoding = prep.data, prep.train, prep.holdout, prep.encoding
-    hyper, spec = prep.recipe.hyper, prep.spec
-    epochs, encoder_epochs, config = prep.recipe.epochs, prep.recipe.encoder_epochs, dict(prep.config)
-    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": epochs, **asdict(hyper),
-                                                       "kind": data.kind, "rows": len(train.labels)})
-    config["mlflow_run_id"] = run_id
+    data, train, holdout = prep.data, prep.train, prep.holdout
+    hyper, recipe = prep.recipe.hyper, prep.recipe
+    refit = job.refit if job.refit is not None else data.kind == "table"
+    run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": recipe.epochs,
+                                                       **asdict(hyper), "kind": data.kind,
+                                                       "rows": len(train.labels)})
     log(
-        f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows, "
-        f"{len(train.label_names)} labels"
+        f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows"
+        + (f" (then every one of the {len(data.labels)} rows)" if refit else "")
+        + f", {len(train.label_names)} labels"
         + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")
-        + f"; loss={hyper.loss}, epochs={epochs} + {encoder_epochs} encoder, workers={job.num_workers}; "
-        f"MLflow run {run_id}"
+        + f"; loss={hyper.loss}, epochs={recipe.epochs} + {recipe.encoder_epochs} encoder, "
+        f"workers={job.num_workers}; MLflow run {run_id}"
         + (" (resumed)" if resumed else "")
     )
     try:
         ensure_ray()
-        gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
-        state = fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
-        generator, discriminator, encoder = _restore(spec, hyper, state)
-        train_seconds = time.time() - started
-        card = card_for(train, spec, encoding, model_name=job.model_name, dataset=data.name,
-                        loss=hyper.loss, variant=prep.recipe.variant, epochs=epochs,
-                        encoder_epochs=encoder_epochs, seed=job.seed, mlflow_run_id=run_id,
-                        **_selected(state))
-        scales = _residual_scales(encoder, generator, discriminator, encoding, train)
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = Path(tmp) / "model"
-            parity = export_bundle(generator, discriminator, encoder, scales, encoding, card, bundle)
-            model = OnnxModel(bundle)  # what ships: evaluated, calibrated and sampled as served
-            metrics = evaluate_bundle(model, train, holdout, job.seed, report=Path(tmp) / "report.html")
+            tmp = Path(tmp)
+            first, model, parity = _fit_and_export(job, prep, job.run_name, run_id, tmp / "model")
+            train_seconds = time.time() - started
+            metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
             detection = calibrate_bundle(model, train, holdout, job.fpr, job.seed)
-            write_card(bundle, ModelCard.model_validate(
-                {**model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump()}))
-            if (Path(tmp) / "report.html").exists():  # tables with a label to compare (not one-class)
-                registry.log_artifact(run_id, Path(tmp) / "report.html")
-            if data.kind == "image":
-                grid = Path(tmp) / "final_samples.png"
-                save_sample_grid(generator, spec.noise_dim, spec.n_labels, grid)
-                registry.log_artifact(run_id, grid)
-                _log_class_grids(model, run_id, Path(tmp) / "classes", job.seed)
-                if metrics.get("mode_collapse"):
-                    log(
-                        "[train] WARNING: possible mode collapse in class(es) "
-                        f"{', '.join(metrics['mode_collapse'])}: "
-                        "their samples are far less diverse than the real ones (see diversity_ratio_*)"
-                    )
+            _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
+            shipped, bundle = first, tmp / "model"
+            if refit:  # the split measured the model; now every row trains the one that ships
+                every = prepare(job, holdout_fraction=0.0)
+                check_resumable(every.config, job.refit_run_name, settings.ray_storage())
+                log(f"[train] refit on every row: {len(every.train.labels)} rows, the same settings")
+                shipped, refitted, parity = _fit_and_export(job, every, job.refit_run_name, run_id,
+                                                            tmp / "refit", metric_prefix="every_row_")
+                detection = transfer_calibration(detection, model, train, refitted, every.train)
+                model, bundle = refitted, tmp / "refit"
+            write_card(bundle, ModelCard.model_validate({
+                **model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump(),
+                "rows_given": len(data.labels), "rows_trained": shipped["rows"],
+                "report_rows": len(holdout.labels)}))
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
-                                          **_selected(state),
+                                          **_selected(shipped["state"]),
                                           **{f"onnx_parity_{k}": v for k, v in parity.items()}})
-            veto = champion_veto(metrics, _selected(state))
+            veto = champion_veto(metrics, _selected(shipped["state"]))
             if veto and job.alias:
                 log(f"[train] WARNING: registering without @{job.alias}: {veto}")
             ref = registry.register(run_id, bundle, job.model_name, None if veto else job.alias,
                                     description=f"conditional GAN on {data.name} ({data.kind})",
-                                    epochs=(epochs, encoder_epochs), again=job.register_again)
+                                    epochs=(recipe.epochs, recipe.encoder_epochs), again=job.register_again)
         registry.finish_run(run_id)
     except BaseException:
         registry.finish_run(run_id, failed=True)
@@ -259,10 +259,47 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         "metrics": metrics,
         "anomaly": detection.model_dump(exclude_none=True),
         "parity": parity,
-        "epochs": epochs,
+        "epochs": recipe.epochs,
+        "rows_trained": shipped["rows"],
         "seconds": time.time() - started,
         **({"champion_veto": veto} if veto else {}),
     }
+
+
+def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, out: Path,
+                    metric_prefix: str = "") -> tuple[dict, OnnxModel, dict]:
+    """Train `prep` on Ray as `run_name` and export it to `out`: (the fit's networks and state, the
+    exported model, its parity figures)."""
+    recipe, spec = prep.recipe, prep.spec
+    config = {**prep.config, "mlflow_run_id": run_id, "metric_prefix": metric_prefix}
+    gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
+    state = fit(config, run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
+    generator, discriminator, encoder = _restore(spec, recipe.hyper, state)
+    card = card_for(prep.train, spec, prep.encoding, model_name=job.model_name, dataset=prep.data.name,
+                    loss=recipe.hyper.loss, variant=recipe.variant, epochs=recipe.epochs,
+                    encoder_epochs=recipe.encoder_epochs, seed=job.seed, mlflow_run_id=run_id,
+                    **_selected(state))
+    scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train)
+    parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out)
+    fitted = {"generator": generator, "state": state, "rows": len(prep.train.labels)}
+    return fitted, OnnxModel(out), parity  # what ships: evaluated, calibrated and sampled as served
+
+
+def _log_artifacts(job: TrainJob, kind: str, fitted: dict, model: OnnxModel, metrics: dict, run_id: str,
+                   tmp: Path, log) -> None:
+    """The first fit's report (tables with a label) or sample grids (images) into the MLflow run."""
+    if (tmp / "report.html").exists():
+        registry.log_artifact(run_id, tmp / "report.html")
+    if kind != "image":
+        return
+    spec = model.card
+    save_sample_grid(fitted["generator"], spec.noise_dim, spec.n_labels, tmp / "final_samples.png")
+    registry.log_artifact(run_id, tmp / "final_samples.png")
+    _log_class_grids(model, run_id, tmp / "classes", job.seed)
+    if metrics.get("mode_collapse"):
+        log("[train] WARNING: possible mode collapse in class(es) "
+            f"{', '.join(metrics['mode_collapse'])}: "
+            "their samples are far less diverse than the real ones (see diversity_ratio_*)")
 
 
 # What a non-finite figure usually means, and what to change.

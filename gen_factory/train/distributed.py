@@ -44,6 +44,7 @@ RESUMABLE_SETTINGS = (
     "epochs",
     "encoder_epochs",
     "report_every",
+    "metric_prefix",
     "patience",
     "mlflow_run_id",
     "mlflow_tracking_uri",
@@ -361,6 +362,7 @@ class _MlflowLogger:
         self.client = MlflowClient(config["mlflow_tracking_uri"])
         self.run_id = config["mlflow_run_id"]
         self.grid_every = config.get("grid_every", 1)
+        self.prefix = config.get("metric_prefix", "")  # the refit on every row logs beside the first fit
 
     def log(
         self, metrics: dict, step: int, trainer: GANTrainer | None, spec: ModelSpec, n_labels: int
@@ -369,9 +371,9 @@ class _MlflowLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
-                                                    if k != "epoch"])
-        if trainer and spec.kind == "image" and step % self.grid_every == 0:
+        self.client.log_batch(self.run_id, metrics=[Metric(self.prefix + k, float(v), now, step)
+                                                    for k, v in metrics.items() if k != "epoch"])
+        if trainer and spec.kind == "image" and step % self.grid_every == 0 and not self.prefix:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"epoch_{step:04d}.png"
                 save_sample_grid(trainer.g_ema, spec.noise_dim, n_labels, path)

@@ -2,7 +2,7 @@
 
 Ray Train's controller already gathers every worker's report; a UserCallback there (ReportRelay)
 hands rank 0's metrics to a zero-CPU actor without waiting on it, and a driver thread polls that
-actor and shows epoch, selection figure and ETA through `gen_factory.services.progress`. Kept apart
+actor and shows epoch, selection figure and ETA through `gen_factory.progress`. Kept apart
 from the worker code so the controller unpickles the callback without importing torch.
 """
 
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import ray
 from ray.train import UserCallback
 
-from gen_factory.services.progress import Progress, mode, progress
+from gen_factory.progress import Progress, mode, progress
 
 POLL_S = 0.5
 
