@@ -42,8 +42,8 @@ DRAWS = 5
 def run_gen_factory(
     train, tmp: Path, epochs: int, seed: int = 0, critic=None
 ) -> tuple[list[pd.DataFrame], dict]:
-    """DRAWS synthetic tables from an in-process model, and its fit seconds and sampling rows/s;
-    `critic(spec)` replaces the discriminator (bench/pacgan.py)."""
+    """DRAWS synthetic tables from an in-process model, and its fit seconds and sampling rows/s (and
+    the exported model, under "model"); `critic(spec)` replaces the discriminator (bench/pacgan.py)."""
     import torch
 
     from gen_factory.export.bundle import card_for, export_bundle
@@ -73,7 +73,7 @@ def run_gen_factory(
     started = time.perf_counter()
     generate_table(model, [per_label] * len(train.label_names), seed + DRAWS)
     return synth, {"fit_seconds": fit_seconds, "rows_per_second": per_label * len(train.label_names)
-                   / (time.perf_counter() - started)}
+                   / (time.perf_counter() - started), "model": model}
 
 
 def run_sdv(
@@ -111,6 +111,53 @@ def sdmetrics_check(real: pd.DataFrame, synth: pd.DataFrame, kinds: dict, tmp: P
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def roundtrip(name: str, train, model, seed: int = 0) -> dict:
+    """Is what comes out the table that went in? The schema of `generate_table` (what sample, pull,
+    generate and the API return) against the user's frame as loaded; and, on SAMPLE_ROWS rows in the
+    training proportions, each column's value set, missing-value rate and range against the training
+    rows (evaluate.shapes)."""
+    import pyarrow as pa
+
+    from gen_factory.data.datasets import bundled_frame
+    from gen_factory.data.schema import to_pandas
+    from gen_factory.evaluate.shapes import column_shapes, summary
+    from gen_factory.runtime.sampling import generate_arrays, generate_table
+
+    given = bundled_frame(name)[0]
+    table = generate_table(model, [50] * len(train.label_names), seed)
+    schema_equal = table.schema.equals(pa.Schema.from_pandas(given, preserve_index=False)) and bool(
+        to_pandas(table).dtypes.equals(given.dtypes))
+    counts = np.round(SAMPLE_ROWS * np.bincount(train.labels) / len(train.labels)).astype(int).tolist()
+    values, labels = generate_arrays(model, counts, seed + 1)
+    synthetic = frame_from_codes(values, labels, train.columns, train.categories, train.label_names,
+                                 train.label_column)
+    shapes = column_shapes(train.frame().drop(columns=[train.label_column]),
+                           synthetic.drop(columns=[train.label_column]))
+    has = [s for s in shapes if s.range_coverage is not None]
+    worst = {"nan": max(shapes, key=lambda c: c.nan_rate_err_pts).column,
+             "range": min(has, key=lambda c: c.range_coverage).column if has else None}
+    return {"schema_equal": schema_equal, **summary(shapes), "worst": worst}
+
+
+def rows_used_pct(name: str, tmp: Path, epochs: int | None) -> float:
+    """The share of a user's table that trained the model `genfactory train` ships (Ray Train path,
+    defaults): the table is the bench's training split, written as the user would hold it."""
+    from gen_factory import registry
+    from gen_factory.data.datasets import bundled_frame, split_indices
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.services.pipeline import TrainJob, train_and_register
+
+    given, label, _ = bundled_frame(name)
+    train_idx, _ = split_indices(load_dataset(name).labels, 0.3, 0)
+    path = tmp / f"{name}-train.parquet"
+    given.iloc[train_idx].to_parquet(path, index=False)
+    summary = train_and_register(TrainJob(dataset=str(path), label_column=label, epochs=epochs, num_workers=1,
+                                          run_name=f"bench-rows-{name}-{time.time():.0f}"),
+                                 log=lambda *_: None)
+    card = OnnxModel(registry.download(summary["ref"])).card
+    return 100.0 * card.rows_trained / card.rows_given
+
+
 def ray_path_seconds(dataset: str, epochs: int | None) -> float:
     from gen_factory.services.pipeline import TrainJob, train_and_register
 
@@ -133,12 +180,15 @@ def main() -> None:
         "--epochs", type=int, default=None, help="gen_factory epochs (default: the pipeline's)"
     )
     parser.add_argument("--ray", action="store_true", help="also time the Ray Train + MLflow path once")
+    parser.add_argument("--rows-used", action="store_true",
+                        help="also train each table through `train_and_register` (Ray Train, defaults) and "
+                             "read from its card how many of the given rows trained the shipped model")
     args = parser.parse_args()
     from gen_factory.train.hyper import resolve_hyper
 
     if not BENCH_PYTHON.exists():
         sys.exit(f"{BENCH_PYTHON} is missing: run `make bench-venv` (SDV lives in its own venv)")
-    rows, checks = [], []
+    rows, checks, trips, used = [], [], {}, {}
     for name in args.tables:
         train, holdout = split(load_dataset(name), 0.3, 0)
         epochs = resolve_hyper("table", len(train.labels), epochs=args.epochs).epochs
@@ -150,6 +200,9 @@ def main() -> None:
             for kind, label in (("ctgan", "SDV CTGAN"), ("copula", "SDV GaussianCopula")):
                 systems[label] = run_sdv(kind, real, train.label_column, tmp)
             checks.append((name, sdmetrics_check(real, systems["gen_factory"][0][0], kinds, tmp)))
+            trips[name] = roundtrip(name, train, systems["gen_factory"][1].pop("model"))
+            if args.rows_used:
+                used[name] = rows_used_pct(name, tmp, args.epochs)
         for system, (draws, timing) in systems.items():
             results = [evaluate_table(real, synth, hold, train.label_column) for synth in draws]
             heads = pd.DataFrame([headline(r) for r in results])
@@ -196,9 +249,35 @@ def main() -> None:
             f"{ours['column_shapes']:.4f} "
             f"{ours['column_pair_trends']:.4f}"
         )
+    print_results(frame, trips, used)
     if args.ray:
         print(f"\nRay Train path (1 worker, train + export + evaluate + register), {args.tables[0]}: "
               f"{ray_path_seconds(args.tables[0], args.epochs):.1f} s")
+
+
+def print_results(frame: pd.DataFrame, trips: dict, used: dict) -> None:
+    """The issue-16 figures: per table against the best SDV peer, and the round trip over all tables."""
+    print("\nround trip (generate_table vs the user's frame; per-column shapes on "
+          f"{SAMPLE_ROWS} rows vs the training rows):")
+    for name, trip in trips.items():
+        print(f"  {name}: schema_equal={trip['schema_equal']} "
+              f"discrete_on_grid={trip['discrete_on_grid']:.4f} "
+              f"nan_rate_max_err_pts={trip['nan_rate_max_err_pts']:.3f} "
+              f"min_range_coverage={trip['min_range_coverage']:.3f} inside={trip['all_inside_range']:.0f} "
+              f"(worst columns: {trip['worst']})")
+    for name, group in frame.groupby("table", sort=False):
+        ours = group[group["system"] == "gen_factory"].iloc[0]
+        peers = group[group["system"] != "gen_factory"]
+        print(f"RESULT tabular table={name} quality={ours['quality']:.4f} "
+              f"tstr_f1={ours['tstr_macro_f1']:.4f} best_peer_quality={peers['quality'].max():.4f} "
+              f"best_peer_tstr_f1={peers['tstr_macro_f1'].max():.4f} "
+              f"rows_used_pct={used.get(name, float('nan')):.1f}")
+    trip = list(trips.values())
+    on_grid = [t["discrete_on_grid"] for t in trip if not np.isnan(t["discrete_on_grid"])]
+    print(f"RESULT roundtrip tables={len(trip)} schema_equal={sum(t['schema_equal'] for t in trip)} "
+          f"discrete_on_grid={min(on_grid, default=float('nan')):.4f} "
+          f"nan_rate_max_err_pts={max(t['nan_rate_max_err_pts'] for t in trip):.3f} "
+          f"min_range_coverage={min(t['min_range_coverage'] for t in trip):.3f}")
 
 
 if __name__ == "__main__":

@@ -132,12 +132,9 @@ def test_api_generates_labelled_parquet_that_reproduces(api_url):
         assert first.headers["content-type"] == "application/vnd.apache.parquet"
         table = pq.read_table(io.BytesIO(first.content))
         assert table.num_rows == 20 * n_labels
-        labels = table.column("label").to_pandas()
+        labels = table.column("label").to_pandas().astype(str)  # images: categories; tables: as given
         assert labels.value_counts().tolist() == [20] * n_labels
-        assert (
-            list(labels.cat.categories)
-            == __import__("json").loads(table.schema.metadata[b"gen_factory"])["label_names"]
-        )
+        assert set(labels) == set(__import__("json").loads(table.schema.metadata[b"gen_factory"])["label_names"])
         again = _post(url, json={"rows_per_label": 20, "seed": 3})
         other = _post(url, json={"rows_per_label": 20, "seed": 4})
         assert first.content == again.content and first.content != other.content
@@ -378,7 +375,7 @@ def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, ap
 @pytest.mark.parametrize("mutate, column", [
     (lambda df: df.assign(income=np.nan), "income"),
     (lambda df: pd.concat([df, df.iloc[:1].assign(churn="maybe")]), "churn"),
-    (lambda df: df.assign(signup=pd.Timestamp("2024-01-01")), "signup"),
+    (lambda df: df.assign(took=pd.to_timedelta(np.arange(len(df)), unit="s")), "took"),  # durations
 ])
 def test_synthesizer_refuses_bad_tables_naming_the_column(mutate, column):
     with pytest.raises(DataValidationError) as err:

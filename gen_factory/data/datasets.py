@@ -280,15 +280,21 @@ def images_from_arrays(images: np.ndarray, labels: np.ndarray, label_names: list
 
 def split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Deterministic stratified split: the same data and seed give the same rows on every node."""
+    train_idx, test_idx = split_indices(data.labels, test_fraction, seed)
+    return data.subset(train_idx), data.subset(test_idx)
+
+
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row numbers (sorted) `split` keeps for training and holds out: to cut the user's own frame."""
     rng = np.random.default_rng(seed)
     train_idx, test_idx = [], []
-    for label in range(len(data.label_names)):
-        idx = np.flatnonzero(data.labels == label)
+    for label in range(int(labels.max()) + 1 if len(labels) else 0):
+        idx = np.flatnonzero(labels == label)
         rng.shuffle(idx)
         n_test = _n_test(len(idx), test_fraction)
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
-    return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
 
 
 def values_of(data: Dataset) -> np.ndarray:
