@@ -134,7 +134,8 @@ def test_api_generates_labelled_parquet_that_reproduces(api_url):
         assert table.num_rows == 20 * n_labels
         labels = table.column("label").to_pandas().astype(str)  # images: categories; tables: as given
         assert labels.value_counts().tolist() == [20] * n_labels
-        assert set(labels) == set(__import__("json").loads(table.schema.metadata[b"gen_factory"])["label_names"])
+        names = __import__("json").loads(table.schema.metadata[b"gen_factory"])["label_names"]
+        assert set(labels) == set(names)
         again = _post(url, json={"rows_per_label": 20, "seed": 3})
         other = _post(url, json={"rows_per_label": 20, "seed": 4})
         assert first.content == again.content and first.content != other.content
