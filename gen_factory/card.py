@@ -77,6 +77,9 @@ class ModelCard(BaseModel):
     shape: list[int]  # one encoded row / image: [width] or [C, H, W]
     n_labels: int
     noise_dim: int
+    # Noise columns past noise_dim that sample the missing-value flags (one per continuous column with
+    # missing values); the generator's noise input is noise_dim + flag_noise wide.
+    flag_noise: int = 0
     encoding: EncodingSpec
     label_counts: list[int] | None = None  # training rows per label
     loss: str

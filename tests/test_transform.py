@@ -133,3 +133,23 @@ def test_quantile_maps_find_the_exact_segment_of_every_value():
         got = bank(torch.from_numpy(x)).numpy()
         for j, i in enumerate(cols):
             np.testing.assert_array_equal(got[:, j], _segment_reference(x[:, j], *maps[i]))
+
+
+def test_missing_flags_are_sampled_at_their_generated_rate_and_discrete_columns_stay_on_their_values():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    x[rng.random(400) < 0.03] = np.nan  # a rare missing value
+    frame = pd.DataFrame({"x": x, "k": rng.choice([1, 2, 3, 5, 8, 13], 400), "label": ["a", "b"] * 200})
+    enc = fit_encoding(table_from_frame(frame, "label"))
+    decoder = enc.decoder()
+    assert decoder.n_flags == 1
+    e = torch.randn(20_000, enc.width)
+    at = 1  # column x: its value (linear), then the [present, missing] flag
+    e[:, at:at + 2] = torch.tensor([0.9, 0.1])  # a generator that says "missing" with probability 0.1
+    flags = torch.from_numpy(rng.random((20_000, 1), dtype=np.float32))
+    sampled, argmax = decoder(e, flags).numpy(), decoder(e).numpy()
+    assert abs(np.isnan(sampled[:, 0]).mean() - 0.1) < 0.01  # as the Gumbel-softmax trained it
+    assert not np.isnan(argmax[:, 0]).any()  # the likelier side always wins: the rare value vanishes
+    assert set(np.unique(sampled[:, 1])) <= {1, 2, 3, 5, 8, 13}  # not 245 values in between

@@ -8,6 +8,7 @@ and a JSON model card says everything a consumer needs: schema, label names, noi
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORER_FILE, BundleFiles, ModelCard, write_card
 from gen_factory.data.conditions import FREE, cond_blocks, one_hot
-from gen_factory.data.table_transformer import TableEncoding
+from gen_factory.data.table_transformer import TableEncoding, missing_flags
 from gen_factory.data.transform import encoding_spec
 from gen_factory.models.encoder import residuals
 
@@ -26,23 +27,31 @@ FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category share
 
 
 class GeneratorGraph(nn.Module):
-    """(noise [B, z] float32, labels [B] int64[, cond [B, c] float32]) -> decoded values [B, ...] float32.
+    """(noise [B, z + f] float32, labels [B] int64[, cond [B, c] float32]) -> decoded values [B, ...].
 
     `cond` exists only with a `forcer` (tables with categorical columns): a graph without one keeps
     the two inputs of images, of tables without categories and of models exported before conditions.
     A set cond block forces its column's value (exact counts); a zero one leaves the column free.
+    The noise's last f = `decoder.n_flags` columns (tables with missing numbers; the card's
+    `flag_noise`) are not the generator's: as uniforms they sample the missing-value flags.
     """
 
-    def __init__(self, generator: nn.Module, decoder: nn.Module, forcer: nn.Module | None = None):
+    def __init__(self, generator: nn.Module, decoder: nn.Module, forcer: nn.Module | None = None,
+                 noise_dim: int = 0):
         super().__init__()
-        self.generator, self.decoder, self.forcer = generator, decoder, forcer
+        self.generator, self.decoder, self.forcer, self.noise_dim = generator, decoder, forcer, noise_dim
+        self.n_flags = getattr(decoder, "n_flags", 0)
 
     def forward(
         self, noise: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
+        extra = {}
+        if self.n_flags:
+            noise, tail = noise[:, :self.noise_dim], noise[:, self.noise_dim:]
+            extra["flags"] = 0.5 * (1.0 + torch.erf(tail / math.sqrt(2.0)))  # standard normal -> uniform
         if self.forcer is None:
-            return self.decoder(self.generator(noise, labels))
-        return self.decoder(self.forcer(self.generator(noise, labels, cond), cond))
+            return self.decoder(self.generator(noise, labels), **extra)
+        return self.decoder(self.forcer(self.generator(noise, labels, cond), cond), **extra)
 
 
 class ScoreGraph(nn.Module):
@@ -143,13 +152,15 @@ def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tup
 
 def _generator_graph(generator: nn.Module, encoding, noise_dim: int, labels: torch.Tensor) -> tuple:
     """(graph, example inputs, input names): with the cond input only where the generator takes one."""
+    decoder = encoding.decoder()
+    width = noise_dim + getattr(decoder, "n_flags", 0)
     if not getattr(generator, "cond_dim", 0):
-        return GeneratorGraph(generator, encoding.decoder()), (torch.randn(len(labels), noise_dim), labels), \
-            ["noise", "labels"]
+        return GeneratorGraph(generator, decoder, noise_dim=noise_dim), (torch.randn(len(labels), width),
+                                                                         labels), ["noise", "labels"]
     conds = example_conds(encoding.columns)
     labels = torch.arange(len(conds)) % (int(labels.max()) + 1)
-    return (GeneratorGraph(generator, encoding.decoder(), encoding.forcer()),
-            (torch.randn(len(conds), noise_dim), labels, conds), ["noise", "labels", "cond"])
+    return (GeneratorGraph(generator, decoder, encoding.forcer(), noise_dim),
+            (torch.randn(len(conds), width), labels, conds), ["noise", "labels", "cond"])
 
 
 def example_conds(columns: list) -> torch.Tensor:
@@ -189,7 +200,8 @@ def card_for(train, spec, encoding, **training) -> ModelCard:
         columns=getattr(train, "columns", None), shape=spec.shape, n_labels=spec.n_labels,
         noise_dim=spec.noise_dim, encoding=encoding_spec(encoding),
         label_counts=np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
-        table_schema=getattr(train, "schema", None), **training,
+        table_schema=getattr(train, "schema", None),
+        flag_noise=missing_flags(encoding.columns) if train.kind == "table" else 0, **training,
     )
 
 

@@ -102,9 +102,11 @@ def _run_generator(
     parts = []
     for start in range(0, len(labels), CHUNK_ROWS):
         chunk = labels[start:start + CHUNK_ROWS]
-        noise = rng.standard_normal((len(chunk), model.card.noise_dim), dtype=np.float32)
-        if centres is not None:
-            noise = centres[start:start + CHUNK_ROWS] + np.float32(spread) * noise
+        noise = rng.standard_normal((len(chunk), model.card.noise_dim + model.card.flag_noise),
+                                    dtype=np.float32)
+        if centres is not None:  # the flag columns stay free noise: the encoder gives only the generator's
+            centre = centres[start:start + CHUNK_ROWS]
+            noise[:, :centre.shape[1]] = centre + np.float32(spread) * noise[:, :centre.shape[1]]
         cond = one_hot(codes[start:start + CHUNK_ROWS], blocks) if codes is not None else None
         parts.append(model.generate_raw(noise, chunk, cond))
     values = np.concatenate(parts)
