@@ -338,6 +338,8 @@ def download(ref: ModelRef) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     source = client().get_model_version_download_uri(ref.name, ref.version)
+    # A bundle is a few small files: MLflow's per-file tqdm bar would only print noise into logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # The version's artifact folder lands as a folder of its own inside `tmp`.
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
                                                      tracking_uri=settings.tracking_uri()))
