@@ -153,3 +153,18 @@ def test_missing_flags_are_sampled_at_their_generated_rate_and_discrete_columns_
     assert abs(np.isnan(sampled[:, 0]).mean() - 0.1) < 0.01  # as the Gumbel-softmax trained it
     assert not np.isnan(argmax[:, 0]).any()  # the likelier side always wins: the rare value vanishes
     assert set(np.unique(sampled[:, 1])) <= {1, 2, 3, 5, 8, 13}  # not 245 values in between
+
+
+def test_a_value_holding_a_share_of_a_continuous_column_keeps_that_share():
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    amount = np.where(rng.random(2000) < 0.3, 0.0, np.round(rng.lognormal(3, 1, 2000), 2))  # 30 % zeros
+    frame = pd.DataFrame({"amount": amount, "label": ["a", "b"] * 1000})
+    enc = fit_encoding(table_from_frame(frame, "label"))
+    (column,) = enc.columns
+    assert column.cuts is None and [s[2] for s in column.spikes] == [0.0]
+    decoded = enc.decoder()(torch.randn(50_000, enc.width)).numpy()[:, 0]  # scores as the data has them
+    assert abs((decoded == 0.0).mean() - (amount == 0.0).mean()) < 0.01  # not smeared over (0, 0.8)
+    encoded = torch.from_numpy(enc.encode(amount[:, None].astype(np.float32)))
+    np.testing.assert_allclose(enc.decoder()(encoded).numpy()[:, 0], amount, rtol=1e-5, atol=1e-3)

@@ -60,6 +60,9 @@ class ContinuousColumn(BaseModel):
     # A discrete column (few distinct values, all of them knots): where decoded values are cut between
     # consecutive `values`, so every generated value is one the column holds (None: not discrete).
     cuts: list[float] | None = None
+    # [low, high, value] per value holding >= 1 % of the rows of a non-discrete column: decoded values
+    # in (low, high) become `value`, keeping a 0 or a list price at its rate (None: no such value).
+    spikes: list[list[float]] | None = None
     means: list[float] | None = None
     stds: list[float] | None = None
     weights: list[float] | None = None

@@ -35,6 +35,7 @@ MIN_MODE_WEIGHT = 0.005
 ALPHA_SCALE = 4.0
 MAX_DECIMALS = 6
 TAIL_SCORE, TAIL_PULL = 2.0, 0.5  # see _pull_in_tails
+SPIKE_SHARE, SPIKE_ROWS = 0.01, 10  # a value with this share and this many rows keeps its rate (_spikes)
 GRID_CELLS = 1024  # per quantile map: 1-4 knots to compare per value (_PiecewiseLinearBank)
 MAX_REACH = 4  # a map whose grid cells would hold more compares with every knot (_quantile_banks)
 METHODS = ("quantile", "modes")
@@ -116,6 +117,8 @@ def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int
         fitted = dict(zip(("values", "scores"), _knots(v, pull_tails=not discrete), strict=True))
         if discrete:
             fitted["cuts"] = _cuts(v, fitted["values"], fitted["scores"])
+        else:
+            fitted["spikes"] = _spikes(v, fitted["values"], fitted["scores"]) or None
     else:
         fitted = dict(zip(("means", "stds", "weights"), _modes(v, seed), strict=True))
     return ContinuousColumn(name=name, method=method, low=float(v.min()), high=float(v.max()),
@@ -129,13 +132,37 @@ def _knots(v: np.ndarray, pull_tails: bool = True) -> tuple[list[float], list[fl
 
     values, counts = np.unique(v, return_counts=True)
     mid = (np.cumsum(counts) - 0.5 * counts) / len(v)
-    if len(values) > MAX_KNOTS:
-        pick = np.unique(np.round(np.linspace(0, len(values) - 1, MAX_KNOTS)).astype(int))
+    if len(values) > MAX_KNOTS:  # evenly over the distinct values, and every spike with its neighbours,
+        pick = np.round(np.linspace(0, len(values) - 1, MAX_KNOTS)).astype(int)  # so no other value
+        spikes = np.flatnonzero(_is_spike(counts, len(v)))  # falls in a spike's interval (`_spikes`)
+        near = np.clip(np.concatenate([spikes - 1, spikes, spikes + 1]), 0, len(values) - 1)
+        pick = np.union1d(pick, near)
         values, mid = values[pick], mid[pick]
     if len(values) == 1:  # a constant column: any score maps to the value
         return [float(values[0]), float(values[0]) + 1.0], [0.0, 1.0]
     scores = norm.ppf(mid)
     return values.tolist(), (_pull_in_tails(scores) if pull_tails else scores).tolist()
+
+
+def _spikes(v: np.ndarray, values: list[float], scores: list[float]) -> list[list[float]]:
+    """[low, high, value] for each value of a continuous column that holds at least SPIKE_SHARE of the
+    rows and SPIKE_ROWS rows (a 0 or -1 among amounts, a list price): decoded values between low and
+    high (its share of the CDF, through the decoder's own map) become that value, so its rate is
+    kept instead of smeared over its neighbours (issue 16's mixed columns)."""
+    from scipy.stats import norm
+
+    distinct, counts = np.unique(v, return_counts=True)
+    cum = np.concatenate([[0], np.cumsum(counts)]) / len(v)
+    out = []
+    for i in np.flatnonzero(_is_spike(counts, len(v))):
+        edges = _pull_in_tails(norm.ppf(np.clip(cum[i:i + 2], 1e-9, 1 - 1e-9)))
+        low, high = np.interp(edges, scores, values)
+        out.append([float(low), float(high), float(distinct[i])])
+    return out
+
+
+def _is_spike(counts: np.ndarray, n: int) -> np.ndarray:
+    return (counts >= SPIKE_SHARE * n) & (counts >= SPIKE_ROWS)
 
 
 def _pull_in_tails(scores: np.ndarray) -> np.ndarray:
@@ -375,6 +402,7 @@ class _Decoder(nn.Module):
                                             for c, r in zip(columns, self.rounded, strict=True)]))
         self.register_buffer("round_mask", torch.tensor(self.rounded))
         _register_snaps(self, columns)
+        _register_spikes(self, columns)
         self.missing = [i for i, c in enumerate(columns) if c.missing]
         spread = np.zeros((len(self.missing), len(columns)), np.float32)  # missing column j -> output column
         spread[np.arange(len(self.missing)), self.missing] = 1.0
@@ -417,6 +445,10 @@ class _Decoder(nn.Module):
             step = (v[:, self.snap_at].unsqueeze(2) > self.snap_cuts).sum(dim=2)
             snapped = F.embedding(step + self.snap_row, self.snap_values).squeeze(2)
             v = torch.where(self.snap_mask, snapped @ self.snap_spread, v)
+        if self.spike_at is not None:  # a decoded value inside a spike's share of the CDF is the spike
+            at = v[:, self.spike_at]
+            hit = ((at > self.spike_low) & (at < self.spike_high)).to(v.dtype)
+            v = v + (hit * (self.spike_value - at)) @ self.spike_spread
         if any(self.rounded):
             v = torch.where(self.round_mask, torch.round(v * self.scale) / self.scale, v)
         if absent:
@@ -428,6 +460,21 @@ class _Decoder(nn.Module):
 def missing_flags(columns: list) -> int:
     """Continuous columns with a missing-value flag: each takes one uniform when sampled (`_Decoder`)."""
     return sum(c.kind == "continuous" and c.missing for c in columns)
+
+
+def _register_spikes(module: nn.Module, columns: list) -> None:
+    """Every spike of every continuous column as one row of flat buffers (`spike_at` its column)."""
+    rows = [(i, *spike) for i, c in enumerate(columns) if c.kind == "continuous" and c.spikes
+            for spike in c.spikes]
+    at = torch.tensor([r[0] for r in rows], dtype=torch.int64) if rows else None
+    module.register_buffer("spike_at", at)
+    if not rows:
+        return
+    for k, name in enumerate(("spike_low", "spike_high", "spike_value"), start=1):
+        module.register_buffer(name, _f32([r[k] for r in rows]))
+    spread = np.zeros((len(rows), len(columns)), np.float32)
+    spread[np.arange(len(rows)), [r[0] for r in rows]] = 1.0
+    module.register_buffer("spike_spread", torch.from_numpy(spread))
 
 
 def _register_snaps(module: nn.Module, columns: list) -> None:
