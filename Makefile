@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv clean-data
+.PHONY: demo test test-random test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The default run in a shuffled order (pytest-randomly, off in `make test`), to find tests that depend
+# on another's leftovers; prints its seed: `make test-random SEED=n` replays that order.
+test-random: $(STAMP)
+	@seed=$(SEED); seed=$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "test order: --randomly-seed=$$seed (make test-random SEED=$$seed replays it)"; \
+	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$$seed
 
 # Also the extended end-to-end checks (about 3 minutes more).
 test-all: $(STAMP)

@@ -74,13 +74,17 @@ def _post(url: str, headers: dict | None = None, **kwargs) -> requests.Response:
 def test_training_registers_an_aliased_version_with_onnx_artifacts(trained):
     c = registry.client()
     for name, summary in (("e2e-digits", trained["digits"]), ("e2e-table", trained["table"])):
-        mv = c.get_model_version_by_alias(name, "champion")
-        assert str(mv.version) == summary["ref"].version
+        assert summary["ref"].alias == "champion"
+        mv = c.get_model_version(name, summary["ref"].version)
+        champion = c.get_model_version_by_alias(name, "champion")  # this version, or one the resume test
+        assert champion.run_id == mv.run_id and int(champion.version) >= int(mv.version)  # trained on from it
         files = {a.path.split("/")[-1] for a in c.list_artifacts(mv.run_id, "model")}
         assert {"model.onnx", "discriminator.onnx", "card.json", "MLmodel"} <= files
         assert_signature_matches_generator(registry.download(summary["ref"]))
         assert max(summary["parity"].values()) <= 1e-4
-        history = c.get_metric_history(mv.run_id, "d_loss")
+        # The run's history as it stood at registration (the resume test may have logged epochs 5-6 since).
+        history = [m for m in c.get_metric_history(mv.run_id, "d_loss")
+                   if m.timestamp <= mv.creation_timestamp]
         assert sorted(m.step for m in history) == list(range(1, summary_epochs(name) + 1))
     samples = {a.path for a in c.list_artifacts(trained["digits"]["run_id"], "samples")}
     assert samples == {"samples/epoch_0001.png", "samples/epoch_0002.png"}
@@ -103,7 +107,19 @@ def summary_epochs(name):
     return {"e2e-digits": 2, "e2e-table": 4}[name]
 
 
-def test_same_run_name_resumes_from_the_latest_checkpoint(trained, capfd):
+def _until_served(url: str, ref: str, version: str) -> None:
+    """Wait until every API replica serves `ref` as `version` (8 answers in a row): each keeps its last
+    answer for the alias TTL, and answers once more from it while it refreshes."""
+    deadline, streak = time.monotonic() + settings.alias_ttl_s() + 20, 0
+    while streak < 8:
+        assert time.monotonic() < deadline, f"{ref} was not served as version {version}"
+        resp = _post(f"{url}/v1/models/{ref}/generate", json={"rows_per_label": 1})
+        assert resp.status_code == 200, resp.text
+        streak = streak + 1 if resp.headers["X-Model-Version"] == version else 0
+        time.sleep(0.05)
+
+
+def test_same_run_name_resumes_from_the_latest_checkpoint(trained, api_url, capfd):
     resumed = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, num_workers=2,
                                           refit=False))
     assert "(4 GAN epochs done)" in capfd.readouterr().out  # then the encoder's 2; GAN epochs 5-6 go on
@@ -112,6 +128,9 @@ def test_same_run_name_resumes_from_the_latest_checkpoint(trained, capfd):
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # epochs 5 and 6 only were trained now
     assert int(resumed["ref"].version) == int(trained["table"]["ref"].version) + 1
     assert registry.resolve("e2e-table@champion").version == resumed["ref"].version
+    # The API follows the new champion; waiting for it also means that the tests after this one, in any
+    # order, never see the answer change between two of their requests.
+    _until_served(api_url, "e2e-table@champion", resumed["ref"].version)
     with pytest.raises(DataValidationError, match="hyper.loss"):
         train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, loss="hinge"))
 
@@ -244,26 +263,19 @@ def test_bulk_generation_is_partitioned_manifested_and_independent_of_workers(tr
     assert bulk.verify(tmp_path / "two") == [one["files"][0]["path"]]
 
 
-def test_moving_an_alias_is_served_without_a_restart(api_url):
+def test_moving_an_alias_is_served_without_a_restart(trained, api_url):
+    """`e2e-moved`: the table's files registered twice (nothing trained), @champion moved from one
+    version to the other and back while the API runs."""
     c = registry.client()
-    latest = max(int(v.version) for v in c.search_model_versions("name = 'e2e-table'"))
-    assert latest >= 2  # the resume test registered a second version
-    url = f"{api_url}/v1/models/e2e-table@champion/generate"
-    try:
-        for version in ("1", str(latest)):
-            c.set_registered_model_alias("e2e-table", "champion", version)
-            deadline = (
-                time.monotonic() + settings.alias_ttl_s() + 10
-            )  # the API may keep the old answer for the TTL
-            while True:
-                resp = _post(url, json={"rows_per_label": 2})
-                assert resp.status_code == 200
-                if resp.headers["X-Model-Version"] == version or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert resp.headers["X-Model-Version"] == version
-    finally:
-        c.set_registered_model_alias("e2e-table", "champion", str(latest))
+    table = c.get_model_version("e2e-table", trained["table"]["ref"].version)
+    c.create_registered_model("e2e-moved")
+    for _ in range(2):
+        c.create_model_version("e2e-moved", source=table.source, run_id=table.run_id)
+    c.set_registered_model_alias("e2e-moved", "champion", "1")
+    _until_served(api_url, "e2e-moved@champion", "1")
+    for version in ("2", "1"):
+        c.set_registered_model_alias("e2e-moved", "champion", version)
+        _until_served(api_url, "e2e-moved@champion", version)  # within the TTL, no restart
 
 
 def test_concurrent_scores_are_batched_without_mixing_requests(api_url):

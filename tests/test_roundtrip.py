@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gen_factory.data.datasets import table_from_frame
@@ -67,10 +67,21 @@ def frames(draw) -> pd.DataFrame:
     return pd.DataFrame(dict(items))
 
 
+def _every_kind(n: int = 48) -> pd.DataFrame:
+    """A column of every kind, each with missing values where its dtype holds them, the label among
+    them: whatever hypothesis draws besides, every kind goes through once."""
+    rng = np.random.default_rng(0)
+    items = [(f"c{i}_{kind}", _column(kind, n, rng, True)) for i, kind in enumerate(KINDS)]
+    items.insert(4, ("target", pd.Series(np.where(np.arange(n) % 2 == 0, "yes", "no"), dtype=object)))
+    return pd.DataFrame(dict(items))
+
+
+# Each example fits and exports a model (seconds each): 6 drawn ones plus the every-kind frame.
 @pytest.mark.slow
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(frame=frames())
+@example(frame=_every_kind())
 def test_generated_rows_come_back_in_the_input_schema(frame, tmp_path_factory):
     data = table_from_frame(frame, "target")
     generator, discriminator, encoding, spec, hyper = train_table(data, epochs=1)
