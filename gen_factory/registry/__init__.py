@@ -343,6 +343,11 @@ def download(ref: ModelRef) -> Path:
     # The version's artifact folder lands as a folder of its own inside `tmp`.
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
                                                      tracking_uri=settings.tracking_uri()))
+    if not (local / "card.json").exists():  # registered by hand, not by `genfactory train`
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelNotFound(f"{ref.name} version {ref.version} has no gen_factory model in its files (no "
+                            "card.json) -- fix: register versions with `genfactory train`, or ask for "
+                            "another version")
     shutil.rmtree(target, ignore_errors=True)
     local.rename(target)  # atomic: a half-downloaded model is never picked up
     shutil.rmtree(tmp, ignore_errors=True)
