@@ -49,23 +49,30 @@ def transfer_calibration(calibration: AnomalyCalibration, first: OnnxModel, firs
     rows (lower: rows a model trained on score as more normal); the refit's threshold is exceeded by
     that same share of its training rows. So the false-positive rate on new rows stays what the
     held-out rows measured, while every row trains the model that ships."""
+    given_a, best_a = _training_scores(first, first_train)
+    given_b, best_b = _training_scores(refit, refit_train)
     thresholds = {}
-    for model, data in ((first, first_train), (refit, refit_train)):
-        names = np.asarray(data.label_names)[data.labels]
-        normal = np.isin(names, model.label_names)
-        ids = np.array([model.label_names.index(n) for n in names[normal]], dtype=np.int64)
-        values = values_of(data)[normal]
-        thresholds[model is refit] = (scoring.score_matrix(model, values, ids),
-                                      scoring.score_matrix(model, values))
-    out = {}
     for k, method in enumerate(first.card.score_methods):
         held = calibration.thresholds[method]
-        out[method] = {}
-        for j, (kind, threshold) in enumerate((("given_label", held.given_label),
-                                               ("best_label", held.best_label))):
-            share = float(np.mean(thresholds[False][j][:, k] > threshold))
-            out[method][kind] = float(np.quantile(thresholds[True][j][:, k], 1.0 - share, method="higher"))
-    return calibration.model_copy(update={"thresholds": {m: Thresholds(**t) for m, t in out.items()}})
+        thresholds[method] = Thresholds(
+            given_label=_same_share(held.given_label, given_a[:, k], given_b[:, k]),
+            best_label=_same_share(held.best_label, best_a[:, k], best_b[:, k]))
+    return calibration.model_copy(update={"thresholds": thresholds})
+
+
+def _training_scores(model: OnnxModel, data) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the model's own (normal-label) training rows: against their label, and the best label."""
+    names = np.asarray(data.label_names)[data.labels]
+    normal = np.isin(names, model.label_names)
+    ids = np.array([model.label_names.index(n) for n in names[normal]], dtype=np.int64)
+    values = values_of(data)[normal]
+    return scoring.score_matrix(model, values, ids), scoring.score_matrix(model, values)
+
+
+def _same_share(threshold: float, before: np.ndarray, after: np.ndarray) -> float:
+    """The value of `after` exceeded by the share of `before` that exceeds `threshold`."""
+    share = float(np.mean(before > threshold))
+    return float(np.quantile(after, 1.0 - share, method="higher"))
 
 
 def flat_metrics(info: AnomalyCalibration) -> dict[str, float]:

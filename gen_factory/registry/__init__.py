@@ -12,12 +12,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from gen_factory import settings
+from gen_factory.logs import held_to
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and no need for it
 EXPERIMENT = "gen_factory"
@@ -85,7 +84,9 @@ def _create_store_once(uri: str) -> None:
             with exclusive(path.with_name(f"{path.name}.init.lock")):
                 if not path.exists():
                     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                    with _quiet_db_init():
+                    # MLflow logs INFO "Creating initial MLflow database tables..." when it builds a
+                    # store: here the expected first use of a data directory.
+                    with held_to("mlflow.store.db.utils", logging.WARNING):
                         c = MlflowClient(f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
                         c.search_experiments(max_results=1)  # the tracking store's tables
                         c.search_registered_models(max_results=1)  # the registry's (its own store object)
@@ -93,20 +94,6 @@ def _create_store_once(uri: str) -> None:
         except Exception:  # noqa: BLE001 - an unwritable directory, a full disk: MLflow will say which
             return
     _ready.add(uri)
-
-
-@contextmanager
-def _quiet_db_init() -> Iterator[None]:
-    """MLflow logs INFO "Creating initial MLflow database tables... / Updating database tables" (its
-    mlflow.store.db.utils) when it builds a store; here that is the expected first use of a data
-    directory, so that module alone is held to warnings while we build it."""
-    db_logger = logging.getLogger("mlflow.store.db.utils")
-    level = db_logger.level
-    db_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        db_logger.setLevel(level)
 
 
 def experiment_id() -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from gen_factory import settings
+from gen_factory.logs import held_to
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
@@ -50,7 +49,11 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         before = os.environ.get("RAY_API_SERVER_ADDRESS")
         os.environ.update(api)
         try:
-            with _quiet_auth_notice():
+            # A new local cluster gets token authentication, and Ray logs a WARNING saying so on every
+            # start unless RAY_AUTH_MODE is set. Setting it is no cure: Ray reads the mode when first
+            # imported, and a mode set later skips the refresh its default does (the GCS then refuses
+            # our own token). So only that module's logger is held to errors, only for init.
+            with held_to("ray._private.authentication.authentication_token_setup", logging.ERROR):
                 ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
                          include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                          runtime_env={"env_vars": {**env, **api, **_local_train_env()}},
@@ -60,21 +63,6 @@ def ensure_ray(num_cpus: int | None = None) -> None:
                 os.environ.pop("RAY_API_SERVER_ADDRESS", None)
             else:
                 os.environ["RAY_API_SERVER_ADDRESS"] = before
-
-
-@contextmanager
-def _quiet_auth_notice() -> Iterator[None]:
-    """A new local cluster gets Ray's default, token authentication, and Ray logs a WARNING saying so
-    on every start unless RAY_AUTH_MODE is set. Setting it is no cure here: Ray reads the mode into its
-    config when first imported, and an explicit mode set later skips the refresh its default does (the
-    GCS then refuses our own token). So only that module's logger is held to errors, only for init."""
-    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    level = notice.level
-    notice.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        notice.setLevel(level)
 
 
 def _local_train_env() -> dict[str, str]:

@@ -124,11 +124,22 @@ class Prepared:
     config: dict
 
 
-def prepare(job: TrainJob, holdout_fraction: float | None = None) -> Prepared:
+@dataclass
+class Fitted:
+    """One Ray Train fit, restored: the generator (for sample grids), the final state (for the selection
+    figures) and how many rows trained it."""
+
+    generator: torch.nn.Module
+    state: dict
+    rows: int
+
+
+def prepare(job: TrainJob, holdout_fraction: float | None = None, data=None) -> Prepared:
     """Load and validate the data, split it and settle the settings; all input errors surface here.
-    `holdout_fraction` 0 prepares the refit on every row (the job's own fraction otherwise)."""
+    `holdout_fraction` 0 prepares the refit on every row (the job's own fraction otherwise); `data`,
+    already loaded for this job, is not read again."""
     categorical = sorted(job.column_types or {})
-    data = load_dataset(job.dataset, job.label_column, categorical)
+    data = data if data is not None else load_dataset(job.dataset, job.label_column, categorical)
     fraction = job.holdout if holdout_fraction is None else holdout_fraction
     train, holdout = training_split(data, fraction, job.seed, job.normal_labels)
     encoding = fit_encoding(train)
@@ -226,7 +237,7 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
             _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
             shipped, bundle = first, tmp / "model"
             if refit:  # the split measured the model; now every row trains the one that ships
-                every = prepare(job, holdout_fraction=0.0)
+                every = prepare(job, holdout_fraction=0.0, data=data)
                 check_resumable(every.config, job.refit_run_name, settings.ray_storage())
                 log(f"[train] refit on every row: {len(every.train.labels)} rows, the same settings")
                 shipped, refitted, parity = _fit_and_export(job, every, job.refit_run_name, run_id,
@@ -235,13 +246,13 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
                 model, bundle = refitted, tmp / "refit"
             write_card(bundle, ModelCard.model_validate({
                 **model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump(),
-                "rows_given": len(data.labels), "rows_trained": shipped["rows"],
+                "rows_given": len(data.labels), "rows_trained": shipped.rows,
                 "report_rows": len(holdout.labels)}))
             flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
-                                          **_selected(shipped["state"]),
+                                          **_selected(shipped.state),
                                           **{f"onnx_parity_{k}": v for k, v in parity.items()}})
-            veto = champion_veto(metrics, _selected(shipped["state"]))
+            veto = champion_veto(metrics, _selected(shipped.state))
             if veto and job.alias:
                 log(f"[train] WARNING: registering without @{job.alias}: {veto}")
             ref = registry.register(run_id, bundle, job.model_name, None if veto else job.alias,
@@ -260,14 +271,14 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         "anomaly": detection.model_dump(exclude_none=True),
         "parity": parity,
         "epochs": recipe.epochs,
-        "rows_trained": shipped["rows"],
+        "rows_trained": shipped.rows,
         "seconds": time.time() - started,
         **({"champion_veto": veto} if veto else {}),
     }
 
 
 def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, out: Path,
-                    metric_prefix: str = "") -> tuple[dict, OnnxModel, dict]:
+                    metric_prefix: str = "") -> tuple[Fitted, OnnxModel, dict]:
     """Train `prep` on Ray as `run_name` and export it to `out`: (the fit's networks and state, the
     exported model, its parity figures)."""
     recipe, spec = prep.recipe, prep.spec
@@ -281,11 +292,11 @@ def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, o
                     **_selected(state))
     scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train)
     parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out)
-    fitted = {"generator": generator, "state": state, "rows": len(prep.train.labels)}
-    return fitted, OnnxModel(out), parity  # what ships: evaluated, calibrated and sampled as served
+    # What ships is evaluated, calibrated and sampled as served: through the exported graphs.
+    return Fitted(generator, state, len(prep.train.labels)), OnnxModel(out), parity
 
 
-def _log_artifacts(job: TrainJob, kind: str, fitted: dict, model: OnnxModel, metrics: dict, run_id: str,
+def _log_artifacts(job: TrainJob, kind: str, fitted: Fitted, model: OnnxModel, metrics: dict, run_id: str,
                    tmp: Path, log) -> None:
     """The first fit's report (tables with a label) or sample grids (images) into the MLflow run."""
     if (tmp / "report.html").exists():
@@ -293,7 +304,7 @@ def _log_artifacts(job: TrainJob, kind: str, fitted: dict, model: OnnxModel, met
     if kind != "image":
         return
     spec = model.card
-    save_sample_grid(fitted["generator"], spec.noise_dim, spec.n_labels, tmp / "final_samples.png")
+    save_sample_grid(fitted.generator, spec.noise_dim, spec.n_labels, tmp / "final_samples.png")
     registry.log_artifact(run_id, tmp / "final_samples.png")
     _log_class_grids(model, run_id, tmp / "classes", job.seed)
     if metrics.get("mode_collapse"):
