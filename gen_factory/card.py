@@ -22,6 +22,9 @@ GENERATOR_FILE = "model.onnx"  # the name MLflow's ONNX flavour expects for the 
 SCORER_FILE = "discriminator.onnx"
 ENCODER_FILE = "encoder.onnx"  # values -> noise (the f-AnoGAN encoder): variations of real rows
 CARD_FILE = "card.json"
+# Generator precisions a bundle may carry: fp32 (`files.generator`, always) and the opt-in reduced ones
+# that export/precision.py writes beside it (`files.precisions`).
+PRECISIONS = ("fp32", "int8")
 # The columns of the scorer graph's output, in order; `fanogan` is the default (bench/RESULTS.md).
 SCORE_METHODS = ("critic", "fanogan")
 DEFAULT_SCORE_METHOD = "fanogan"
@@ -37,6 +40,8 @@ class BundleFiles(BaseModel):
     generator: str = GENERATOR_FILE
     scorer: str = SCORER_FILE
     encoder: str | None = None  # None: exported before encoders shipped (no variations)
+    # Reduced-precision generator graphs by precision ({"int8": "generator.int8.onnx"}); None: fp32 only
+    precisions: dict[Literal["int8"], str] | None = None
 
 
 class Thresholds(BaseModel):

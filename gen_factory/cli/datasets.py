@@ -34,7 +34,8 @@ def generate(args) -> int:
     try:
         manifest = generate_dataset(args.model, args.out, rows=args.rows, counts=parse_counts(args.count),
                                     seed=args.seed, workers=args.workers, block_rows=args.block_rows,
-                                    overwrite=args.overwrite, conditions=parse_conditions(args.condition))
+                                    overwrite=args.overwrite, conditions=parse_conditions(args.condition),
+                                    precision=args.precision)
     except OutputError as err:  # another run, or something that appeared at DIR: not a usage error
         print(f"error: {err}", file=sys.stderr)
         return 1

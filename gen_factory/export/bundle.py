@@ -20,6 +20,7 @@ from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORER_FILE, BundleFi
 from gen_factory.data.conditions import FREE, cond_blocks, one_hot
 from gen_factory.data.table_transformer import TableEncoding, missing_flags
 from gen_factory.data.transform import encoding_spec
+from gen_factory.export.precision import add_precision
 from gen_factory.models.encoder import residuals
 
 PARITY_TOLERANCE = 1e-4
@@ -213,9 +214,11 @@ def export_bundle(
     encoding,
     card: ModelCard,
     out_dir: Path,
+    precisions: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and `card` (with the files,
     parity figures and free shares filled in) into `out_dir`; return the parity figures.
+    `precisions` (opt-in, e.g. ("int8",)) adds reduced-precision generators (`export.precision`).
 
     Raises if any graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
     export is wrong must never reach the registry.
@@ -242,4 +245,6 @@ def export_bundle(
     write_card(out_dir, card.model_copy(update={
         "files": BundleFiles(generator=GENERATOR_FILE, scorer=SCORER_FILE, encoder=ENCODER_FILE),
         "parity_max_abs_diff": diffs, "free_shares": free_shares(generator, encoding, n_labels, noise_dim)}))
+    for precision in precisions:
+        add_precision(out_dir, precision)
     return diffs

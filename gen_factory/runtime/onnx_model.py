@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_factory.card import ModelCard, read_card
+from gen_factory.card import PRECISIONS, ModelCard, read_card
+from gen_factory.data.validate import DataValidationError
 
 
 def providers() -> list[str]:
@@ -22,21 +23,34 @@ def providers() -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+def generator_file(card: ModelCard, precision: str = "fp32") -> str:
+    """The bundle's generator graph in `precision`; a precision it does not carry is a usage error."""
+    carried = {"fp32": card.files.generator, **(card.files.precisions or {})}
+    if precision not in carried:
+        raise DataValidationError("--precision", precision,
+                                  f"this model carries {', '.join(carried)}; choose one of those, or export "
+                                  f"it with export.precision.add_precision (one of {', '.join(PRECISIONS)})")
+    return carried[precision]
+
+
 class OnnxModel:
     """Loads `model.onnx` (generator), `discriminator.onnx` (scorer) and `encoder.onnx` from an
-    export bundle."""
+    export bundle; `precision` picks a reduced-precision generator the bundle carries (int8), for
+    generation only: scoring and encoding stay fp32."""
 
-    def __init__(self, bundle_dir: Path, threads: int | None = None):
+    def __init__(self, bundle_dir: Path, threads: int | None = None, precision: str = "fp32"):
         import onnxruntime as ort
 
         self.dir = Path(bundle_dir)
         self.card: ModelCard = read_card(self.dir)
+        self.precision = precision
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
         files = self.card.files
-        self.generator = ort.InferenceSession(str(self.dir / files.generator), options, providers=providers())
+        self.generator = ort.InferenceSession(str(self.dir / generator_file(self.card, precision)), options,
+                                              providers=providers())
         self.scorer = ort.InferenceSession(str(self.dir / files.scorer), options, providers=providers())
         self._options, self._encoder = options, None  # opened on first use: serving and bulk never need it
 

@@ -101,12 +101,12 @@ def partition_path(label_column: str, label: str, index: int) -> str:
 class ShardWriter:
     """Ray Data actor: one ONNX Runtime session per actor, one Parquet file per shard."""
 
-    def __init__(self, name: str, version: str, root: str, seed: int, env: dict):
+    def __init__(self, name: str, version: str, root: str, seed: int, env: dict, precision: str = "fp32"):
         os.environ.update(env)  # the driver's data directory and tracking URI
         from gen_factory.runtime.onnx_model import OnnxModel
 
         self.ref = registry.ModelRef(name, version)
-        self.model = OnnxModel(registry.download(self.ref), threads=1)
+        self.model = OnnxModel(registry.download(self.ref), threads=1, precision=precision)
         self.fs, self.root = filesystem(root)
         self.seed = seed
 
@@ -124,7 +124,7 @@ class ShardWriter:
             name = names[int(label)]
             table = generate_table(self.model, counts, [self.seed, int(label), int(index)],
                                    {"model": self.ref.name, "version": self.ref.version,
-                                    "partition": {label_column: name}},
+                                    "partition": {label_column: name}, **_precision(self.model.precision)},
                                    json.loads(shard_conditions) if shard_conditions else None,
                                    drop=(label_column,))  # the folder name carries it
             data = to_parquet_bytes(table)
@@ -144,11 +144,13 @@ class ShardWriter:
 def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
                      counts: dict[str, int] | None = None, seed: int = 0, workers: int = 2,
                      block_rows: int = DEFAULT_BLOCK_ROWS, overwrite: bool = False,
-                     conditions: dict | None = None) -> dict:
+                     conditions: dict | None = None, precision: str = "fp32") -> dict:
     """Write the dataset to `out` (a directory or an object-store URI) and return its manifest.
 
     `conditions` ({column: {category: rows}}) are exact over the whole dataset: the driver spreads
     them over the shards (`split_conditions`, seeded by `seed`), each shard forces its share.
+    `precision` picks a reduced-precision generator the model carries (`int8`); the manifest and
+    each file's metadata then name it (other bytes than fp32's for the same seed).
     Raises `OutputBusy` if another run writes to `out`, `DataValidationError` if `out` exists
     without `overwrite` (or is not a dataset), `OutputExists` if it appeared meanwhile.
     """
@@ -158,7 +160,7 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
     fs, final = filesystem(str(out))
     if fs.type_name != "local":
         return _generate_to_store(ref_text, str(out), fs, final, rows, counts, seed, workers, block_rows,
-                                  overwrite, conditions)
+                                  overwrite, conditions, precision)
     final_path = Path(final)
     with output_lock(final_path):
         clean_stale(final_path)  # first: it may put back a dataset an interrupted overwrite had moved
@@ -166,7 +168,8 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
         staging = _sibling(final_path, "tmp")
         staging.mkdir()
         try:
-            manifest = _write(ref_text, str(staging), rows, counts, seed, workers, block_rows, conditions)
+            manifest = _write(ref_text, str(staging), rows, counts, seed, workers, block_rows, conditions,
+                              precision)
             _commit(staging, final_path, overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already after a commit
@@ -174,17 +177,17 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
 
 
 def _generate_to_store(ref_text, out, fs, final, rows, counts, seed, workers, block_rows, overwrite,
-                       conditions):
+                       conditions, precision):
     """Object stores: no rename, no lock; the manifest, written last, is the commit marker."""
     if fs.get_file_info(final).type != FileType.NotFound:
         if not overwrite:
             raise DataValidationError("--out", out, _NEW_OR_OVERWRITE)
         fs.delete_dir(final)
     fs.create_dir(final, recursive=True)
-    return _write(ref_text, out, rows, counts, seed, workers, block_rows, conditions)
+    return _write(ref_text, out, rows, counts, seed, workers, block_rows, conditions, precision)
 
 
-def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -> dict:
+def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions, precision) -> dict:
     """Every shard through the actor pool into `uri`, then the manifest; returns the manifest."""
     import ray
 
@@ -194,7 +197,7 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
     from gen_factory.services.cluster import ensure_ray
 
     ref = registry.resolve(ref_text)
-    model = OnnxModel(registry.download(ref))
+    model = OnnxModel(registry.download(ref), precision=precision)  # refuses one the model lacks, early
     label_names = model.label_names
     per_label = _counts(label_names, rows, counts)
     shards = plan_shards(per_label, block_rows)
@@ -211,7 +214,7 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
     dataset = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
                .map_batches(ShardWriter, batch_size=1, concurrency=workers, num_cpus=1,
                             fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": uri,
-                                                   "seed": seed, "env": env}))
+                                                   "seed": seed, "env": env, "precision": precision}))
     written = []
     with progress(sum(per_label), "rows", "generate") as bar:  # one update per written file
         for row in dataset.iter_rows():
@@ -225,12 +228,18 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions) -
         "block_rows": block_rows,
         "partitioning": "hive", "label_column": model.card.label_column,
         **({"conditions": conditions} if conditions else {}),
+        **_precision(precision),
         "files": files,
     }
     fs, root = filesystem(uri)
     with fs.open_output_stream(f"{root}/{MANIFEST}") as fh:  # last: on object stores the manifest commits
         fh.write(json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def _precision(precision: str) -> dict:
+    """What the manifest and file metadata add for a reduced-precision run; fp32 runs stay as before."""
+    return {} if precision == "fp32" else {"precision": precision}
 
 
 # --- local output: lock, temporaries, commit -------------------------------------------------------------
