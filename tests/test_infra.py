@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gen_factory.cli.parser import build_parser as _parser
-from gen_factory.services.jobs import entrypoint, load_spec
+from gen_factory.services.jobs import entrypoint, load_spec, train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBERAY = sorted((ROOT / "infra" / "kuberay").glob("*.yaml"))
@@ -70,20 +70,26 @@ def test_rayservice_serves_the_same_application_as_serving_config():
 
 def test_rayjob_and_job_specs_are_valid_genfactory_commands():
     rayjob = yaml.safe_load((ROOT / "infra/kuberay/rayjob.yaml").read_text())
-    commands = [rayjob["spec"]["entrypoint"]] + [
-        entrypoint(load_spec(p)) for p in sorted((ROOT / "jobs").glob("*.yaml"))
-    ]
-    for command in commands:
-        argv = shlex.split(command)
-        assert argv[:2] == ["genfactory", "train"]
-        args = _parser().parse_args(argv[1:])  # exits (fails the test) on any unknown flag
+    entry = shlex.split(rayjob["spec"]["entrypoint"])
+    assert entry[0] == "genfactory"  # the image installs it on PATH
+    commands = [entry[1:]] + [train_args(load_spec(p)) for p in sorted((ROOT / "jobs").glob("*.yaml"))]
+    for argv in commands:
+        assert argv[0] == "train"
+        args = _parser().parse_args(argv)  # exits (fails the test) on any unknown flag
         assert args.dataset and args.model_name
-    one_class = _parser().parse_args(
-        shlex.split(entrypoint(load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml")))[1:]
-    )
+    one_class = _parser().parse_args(train_args(load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml")))
     assert one_class.normal_labels == ["benign"] and one_class.fpr == 0.05
-    patient = {**load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml"), "model": {"patience": 5}}
-    assert _parser().parse_args(shlex.split(entrypoint(patient))[1:]).patience == 5
+    patient = {**load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml"),
+               "model": {"patience": 5, "refit": False}}
+    parsed = _parser().parse_args(train_args(patient))
+    assert parsed.patience == 5 and parsed.refit is False
+
+
+def test_job_entrypoint_runs_the_module_with_the_clusters_python_not_path():
+    """A head started as `.venv/bin/ray start` has no `genfactory` on PATH (issue 17)."""
+    command = entrypoint(load_spec(ROOT / "jobs/digits.yaml"))
+    assert 'exec "$py" -m gen_factory.cli train digits' in command
+    assert not command.startswith("genfactory")
 
 
 def test_mlflow_stack_publishes_the_port_the_cluster_uses():

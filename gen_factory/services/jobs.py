@@ -1,6 +1,7 @@
 """Declarative training jobs (YAML) sent to a Ray cluster through the Ray Jobs API.
 
-A spec becomes one `genfactory train …` entrypoint run by the cluster's job driver; the runtime
+A spec becomes one `train …` command run by the cluster's job driver with the cluster's own Python
+(`entrypoint`), so it works whether or not the node's PATH has gen_factory on it; the runtime
 environment carries where to track (an MLflow server) and where to keep checkpoints (storage
 every node can reach). The driver connects to the cluster through the RAY_ADDRESS that the Jobs
 API sets, so the training spreads over the cluster's nodes.
@@ -18,7 +19,7 @@ import yaml
 from gen_factory.data.validate import DataValidationError
 
 SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "anomaly", "seed", "env"}
-MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size", "patience"}
+MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size", "patience", "refit"}
 ANOMALY_KEYS = {"normal_labels", "fpr"}
 RESOURCE_KEYS = {"workers", "gpus_per_worker"}
 
@@ -54,11 +55,27 @@ def load_spec(path: Path) -> dict:
     return spec
 
 
+# The job's shell is a child of the job supervisor, a Ray worker, whose parent is the head's raylet: the
+# raylet starts every Python worker with `--python_worker_command=<the cluster's Python> ...`. Running the
+# module with that interpreter makes the job independent of the node's and the submitter's PATH (a head
+# started as `.venv/bin/ray start` has no `genfactory` on it). `python3` only where /proc is missing.
+CLUSTER_PYTHON = (
+    'raylet=$(sed -n "s/^PPid:[[:space:]]*//p" /proc/$PPID/status 2>/dev/null); '
+    'py=$(tr "\\0" "\\n" </proc/$raylet/cmdline 2>/dev/null '
+    '| sed -n "s/^--python_worker_command=\\([^ ]*\\).*/\\1/p"); [ -x "$py" ] || py=python3; '
+)
+
+
 def entrypoint(spec: dict) -> str:
-    """The shell command the job driver runs."""
+    """The shell command the job driver runs: `train_args` by the cluster's own Python."""
+    return f'{CLUSTER_PYTHON}exec "$py" -m gen_factory.cli {shlex.join(train_args(spec))}'
+
+
+def train_args(spec: dict) -> list[str]:
+    """The `genfactory` arguments (from `train` on) that the spec stands for."""
     model, res, reg = spec.get("model") or {}, spec.get("resources") or {}, spec.get("registry") or {}
     anomaly = spec.get("anomaly") or {}
-    args = ["genfactory", "train", str(spec["dataset"]), "--name", spec["name"],
+    args = ["train", str(spec["dataset"]), "--name", spec["name"],
             "--label-column", spec.get("label_column", "label"), "--seed", str(spec.get("seed", 0))]
     for flag, value in (("--loss", model.get("loss")), ("--variant", model.get("variant")),
                         ("--epochs", model.get("epochs")), ("--encoder-epochs", model.get("encoder_epochs")),
@@ -68,9 +85,11 @@ def entrypoint(spec: dict) -> str:
                         ("--fpr", anomaly.get("fpr"))):
         if value is not None:
             args += [flag, str(value)]
+    if model.get("refit") is not None:
+        args.append("--refit" if model["refit"] else "--no-refit")
     for label in anomaly.get("normal_labels") or []:  # a one-class anomaly model of these labels
         args += ["--normal-label", str(label)]
-    return shlex.join(args)
+    return args
 
 
 def runtime_env(spec: dict) -> dict:
