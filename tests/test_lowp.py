@@ -96,3 +96,26 @@ def test_generate_takes_a_precision_flag():
     assert parse(["generate", "m", "--out", "o", "--rows", "10", "--precision", "int8"]).precision == "int8"
     with pytest.raises(SystemExit):
         parse(["generate", "m", "--out", "o", "--rows", "10", "--precision", "fp16"])
+
+
+def test_bulk_shards_come_from_the_int8_graph_and_name_it(bundle, tmp_path):
+    """The bulk actor's own code (`ShardWriter`, what Ray Data runs), called without Ray: a registered
+    int8 bundle writes Parquet whose metadata names the precision; a fp32-only one is refused up front."""
+    import pyarrow.parquet as pq
+
+    from gen_factory import registry
+    from gen_factory.runtime.sampling import read_metadata
+    from gen_factory.services import bulk
+
+    run_id, _ = registry.start_run("lowp-bulk", {})
+    ref = registry.register(run_id, bundle, "lowp-bulk", "champion")
+    (tmp_path / "out").mkdir()
+    writer = bulk.ShardWriter(ref.name, ref.version, str(tmp_path / "out"), 0, {}, precision="int8")
+    done = writer({"label": [1], "index": [0], "rows": [50]})
+    table = pq.read_table(tmp_path / "out" / str(done["path"][0]))
+    assert table.num_rows == 50 and read_metadata(table)["precision"] == "int8"
+    done = bulk.ShardWriter(ref.name, ref.version, str(tmp_path / "out"), 0, {})(
+        {"label": [1], "index": [1], "rows": [50]})
+    assert "precision" not in read_metadata(pq.read_table(tmp_path / "out" / str(done["path"][0])))
+    with pytest.raises(DataValidationError, match="carries fp32, int8"):  # before any Ray work
+        bulk.generate_dataset(f"{ref.name}@champion", tmp_path / "x", rows=10, precision="fp16")
