@@ -100,7 +100,7 @@ def test_generate_takes_a_precision_flag():
 
 def test_bulk_shards_come_from_the_int8_graph_and_name_it(bundle, tmp_path):
     """The bulk actor's own code (`ShardWriter`, what Ray Data runs), called without Ray: a registered
-    int8 bundle writes Parquet whose metadata names the precision; a fp32-only one is refused up front."""
+    int8 bundle writes Parquet whose metadata names the precision; fp32 shards stay as before."""
     import pyarrow.parquet as pq
 
     from gen_factory import registry
