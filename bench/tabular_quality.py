@@ -1,13 +1,16 @@
 """gen_factory vs SDV (CTGAN, GaussianCopula) on the same 70/30 stratified split (seed 0).
 
     python bench/tabular_quality.py [--tables breast_cancer customers wine] [--ray]
+                                    [--draws N] [--peer-cache DIR]
 
 gen_factory trains in-process (the same encoding, networks and GANTrainer a Ray worker runs;
 `--ray` also times the full Ray Train + MLflow path once) and samples through its exported ONNX
 graph. Every system draws DRAWS samples of as many rows as the training split; the scores are
 their means (with the spread of quality and TSTR macro-F1), since one draw of a few hundred rows
 moves them by several hundredths. SDV runs in its own venv (.venv-bench, `make bench-venv`)
-through bench/sdv_runner.py.
+through bench/sdv_runner.py; `--peer-cache DIR` keeps its draws there, keyed by the training rows,
+seed, draws and runner, so iterating on gen_factory does not refit SDV (`--draws` fewer while iterating;
+report figures from the default five).
 Every system is scored by gen_factory.evaluate with SDMetrics' definitions; the SDMetrics
 QualityReport itself scores gen_factory's rows too, as a check of those definitions.
 """
@@ -15,6 +18,7 @@ QualityReport itself scores gen_factory's rows too, as a check of those definiti
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -77,19 +81,26 @@ def run_gen_factory(
 
 
 def run_sdv(
-    kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0
+    kind: str, train_frame: pd.DataFrame, label: str, tmp: Path, seed: int = 0, cache: Path | None = None
 ) -> tuple[list[pd.DataFrame], dict]:
-    train_csv, out = tmp / "train.csv", tmp / kind
+    """DRAWS samples of SDV's `kind` fitted to `train_frame`, and its timings; from `cache` when that
+    directory already holds them for the same rows, seed, draws and runner (SDV is not what changes)."""
+    train_csv = tmp / "train.csv"
     train_frame.to_csv(train_csv, index=False)
-    done = subprocess.run(
-        [str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out), str(seed), str(DRAWS)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return [pd.read_csv(f"{out}_{draw}.csv") for draw in range(DRAWS)], json.loads(
-        done.stdout.strip().splitlines()[-1]
-    )
+    key = hashlib.sha256(train_csv.read_bytes() + RUNNER.read_bytes() + f"{kind} {seed} {DRAWS}".encode())
+    out = (cache or tmp) / f"{kind}-{key.hexdigest()[:16]}"
+    timing = Path(f"{out}.json")
+    if cache is None or not timing.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [str(BENCH_PYTHON), str(RUNNER), "fit", kind, str(train_csv), label, str(out), str(seed),
+             str(DRAWS)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        timing.write_text(done.stdout.strip().splitlines()[-1])
+    return [pd.read_csv(f"{out}_{draw}.csv") for draw in range(DRAWS)], json.loads(timing.read_text())
 
 
 def sdmetrics_check(real: pd.DataFrame, synth: pd.DataFrame, kinds: dict, tmp: Path) -> dict:
@@ -172,6 +183,7 @@ def ray_path_seconds(dataset: str, epochs: int | None) -> float:
 
 
 def main() -> None:
+    global DRAWS
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -183,7 +195,12 @@ def main() -> None:
     parser.add_argument("--rows-used", action="store_true",
                         help="also train each table through `train_and_register` (Ray Train, defaults) and "
                              "read from its card how many of the given rows trained the shipped model")
+    parser.add_argument("--draws", type=int, default=DRAWS,
+                        help="synthetic draws per system (fewer while iterating)")
+    parser.add_argument("--peer-cache", type=Path, default=None,
+                        help="keep SDV's draws in this directory and reuse them on the next run")
     args = parser.parse_args()
+    DRAWS = args.draws
     from gen_factory.train.hyper import resolve_hyper
 
     if not BENCH_PYTHON.exists():
@@ -198,7 +215,7 @@ def main() -> None:
             tmp = Path(tmp)
             systems = {"gen_factory": run_gen_factory(train, tmp, epochs)}
             for kind, label in (("ctgan", "SDV CTGAN"), ("copula", "SDV GaussianCopula")):
-                systems[label] = run_sdv(kind, real, train.label_column, tmp)
+                systems[label] = run_sdv(kind, real, train.label_column, tmp, cache=args.peer_cache)
             checks.append((name, sdmetrics_check(real, systems["gen_factory"][0][0], kinds, tmp)))
             trips[name] = roundtrip(name, train, systems["gen_factory"][1].pop("model"))
             if args.rows_used:

@@ -144,7 +144,7 @@ def test_missing_flags_are_sampled_at_their_generated_rate_and_discrete_columns_
     frame = pd.DataFrame({"x": x, "k": rng.choice([1, 2, 3, 5, 8, 13], 400), "label": ["a", "b"] * 200})
     enc = fit_encoding(table_from_frame(frame, "label"))
     decoder = enc.decoder()
-    assert decoder.n_flags == 1
+    assert decoder.n_uniforms == 1
     e = torch.randn(20_000, enc.width)
     at = 1  # column x: its value (linear), then the [present, missing] flag
     e[:, at:at + 2] = torch.tensor([0.9, 0.1])  # a generator that says "missing" with probability 0.1
@@ -153,6 +153,26 @@ def test_missing_flags_are_sampled_at_their_generated_rate_and_discrete_columns_
     assert abs(np.isnan(sampled[:, 0]).mean() - 0.1) < 0.01  # as the Gumbel-softmax trained it
     assert not np.isnan(argmax[:, 0]).any()  # the likelier side always wins: the rare value vanishes
     assert set(np.unique(sampled[:, 1])) <= {1, 2, 3, 5, 8, 13}  # not 245 values in between
+
+
+def test_categories_are_sampled_at_their_generated_shares_and_a_forced_one_stays():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    city = rng.choice(["paris", "rome", "oslo"], 400, p=[0.7, 0.25, 0.05]).astype(object)
+    city[::40] = None  # the missing slot comes last
+    enc = fit_encoding(table_from_frame(pd.DataFrame({"city": city, "label": ["a", "b"] * 200}), "label"))
+    decoder = enc.decoder()
+    assert decoder.n_uniforms == 1 and enc.width == 4
+    shares = torch.tensor([0.6, 0.25, 0.1, 0.05])  # a generator's softmax: the Gumbel-softmax trained on it
+    e = shares.repeat(40_000, 1)
+    uniforms = torch.from_numpy(rng.random((40_000, 1), dtype=np.float32))
+    got = decoder(e, uniforms).numpy()[:, 0]
+    codes = np.nan_to_num(got, nan=3).astype(int)
+    np.testing.assert_allclose(np.bincount(codes, minlength=4) / len(codes), shares.numpy(), atol=0.01)
+    assert (decoder(e).numpy()[:, 0] == 0).all()  # the likeliest always wins: rome, oslo and missing vanish
+    forced = torch.tensor([[0.0, 0.0, 1.0, 0.0]]).repeat(3, 1)  # a condition: exactly oslo, whatever u
+    assert (decoder(forced, torch.tensor([[0.0], [0.5], [1.0]])).numpy()[:, 0] == 2).all()
 
 
 def test_a_value_holding_a_share_of_a_continuous_column_keeps_that_share():
@@ -168,3 +188,25 @@ def test_a_value_holding_a_share_of_a_continuous_column_keeps_that_share():
     assert abs((decoded == 0.0).mean() - (amount == 0.0).mean()) < 0.01  # not smeared over (0, 0.8)
     encoded = torch.from_numpy(enc.encode(amount[:, None].astype(np.float32)))
     np.testing.assert_allclose(enc.decoder()(encoded).numpy()[:, 0], amount, rtol=1e-5, atol=1e-3)
+
+
+def test_calibrated_decoder_maps_a_narrow_generator_onto_the_training_marginal_and_its_extremes():
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    x = np.round(rng.gamma(2.0, 10.0, 125), 2)
+    frame = pd.DataFrame({"x": x, "n": rng.choice([0, 0, 0, 1, 2, 5], 125), "label": ["a", "b"] * 62 + ["a"]})
+    enc = fit_encoding(table_from_frame(frame, "label"))
+    narrow = torch.from_numpy(0.4 * rng.standard_normal((50_000, enc.width), dtype=np.float32) + 0.2)
+    before = enc.decoder()(narrow).numpy()
+    assert before[:, 0].max() < x.max() - 0.05 * np.ptp(x)  # a GAN's short tails: the range not covered
+    encoder_scores = list(enc.columns[0].scores)
+    enc.calibrate(narrow.numpy(), before)
+    assert enc.columns[0].scores == encoder_scores  # the encoder is what the networks were trained on
+    fresh = torch.from_numpy(0.4 * rng.standard_normal((50_000, enc.width), dtype=np.float32) + 0.2)
+    after = enc.decoder()(fresh).numpy()
+    assert after[:, 0].min() == np.float32(x.min()) and after[:, 0].max() == np.float32(x.max())
+    np.testing.assert_allclose(np.quantile(after[:, 0], [0.1, 0.5, 0.9]), np.quantile(x, [0.1, 0.5, 0.9]),
+                               rtol=0.1)
+    shares = [np.mean(frame["n"] == v) for v in (0, 1, 2, 5)]  # a discrete column keeps its value shares
+    np.testing.assert_allclose([np.mean(after[:, 1] == v) for v in (0, 1, 2, 5)], shares, atol=0.02)

@@ -63,6 +63,10 @@ class ContinuousColumn(BaseModel):
     # [low, high, value] per value holding >= 1 % of the rows of a non-discrete column: decoded values
     # in (low, high) become `value`, keeping a 0 or a list price at its rate (None: no such value).
     spikes: list[list[float]] | None = None
+    # The decoder's scores for `values` (None: `scores`): set at export to the trained generator's own
+    # quantiles at each knot's training share, so a generator whose scores come out narrower or
+    # shifted still gives the training marginal and reaches the extremes (`TableEncoding.calibrate`).
+    decode_scores: list[float] | None = None
     means: list[float] | None = None
     stds: list[float] | None = None
     weights: list[float] | None = None

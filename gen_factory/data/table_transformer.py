@@ -39,6 +39,8 @@ SPIKE_SHARE, SPIKE_ROWS = 0.01, 10  # a value with this share and this many rows
 GRID_CELLS = 1024  # per quantile map: 1-4 knots to compare per value (_PiecewiseLinearBank)
 MAX_REACH = 4  # a map whose grid cells would hold more compares with every knot (_quantile_banks)
 METHODS = ("quantile", "modes")
+MIN_CALIBRATION_ROWS = 1000  # generated rows a column's decoder knots are re-placed from (`calibrate`)
+MIN_SCORE_STEP = 1e-4  # between re-placed knots: float32 keeps them apart
 
 
 @dataclass
@@ -85,6 +87,22 @@ class TableEncoding:
     def forcer(self) -> nn.Module:
         """(encoded rows, cond vectors) -> encoded rows whose conditioned columns hold their condition."""
         return _Force(cond_blocks(self.columns))
+
+    def calibrate(self, encoded: np.ndarray, decoded: np.ndarray) -> None:
+        """Re-place each quantile column's decoder knots at the generated scores' quantiles of the
+        knots' training shares, from rows a trained generator made (`encoded`, and `decoded` by this
+        encoding: NaN = missing). The decoder then maps the generator's own score distribution onto the
+        training marginal: a GAN draws its tails short (wine's 125-row alcohol: 7 % of the range never
+        generated) and its shares a little off, and this undoes both without touching what it learned
+        of the rows' joint structure (the map is monotone). The encoder keeps the training scores. In
+        place, so that whoever holds this encoding decodes as the shipped graph does."""
+        starts = np.cumsum([0] + [width(c) for c in self.columns])[:-1]
+        for i, c in enumerate(self.columns):
+            if c.kind != "continuous" or c.method != "quantile" or c.low == c.high:
+                continue
+            present = encoded[~np.isnan(decoded[:, i]), starts[i]]
+            if len(present) >= MIN_CALIBRATION_ROWS:
+                self.columns[i] = c.model_copy(update={"decode_scores": _calibrated_scores(c, present)})
 
     def unit(self) -> np.ndarray:
         """Size of one encoded unit in raw values, per output column (parity is judged in these)."""
@@ -176,6 +194,27 @@ def _pull_in_tails(scores: np.ndarray) -> np.ndarray:
     far = np.abs(scores) > TAIL_SCORE
     out[far] = np.sign(scores[far]) * (TAIL_SCORE + (np.abs(scores[far]) - TAIL_SCORE) * TAIL_PULL)
     return out
+
+
+def _unpull(scores: np.ndarray) -> np.ndarray:
+    """The inverse of `_pull_in_tails`."""
+    out = scores.copy()
+    far = np.abs(scores) > TAIL_SCORE
+    out[far] = np.sign(scores[far]) * (TAIL_SCORE + (np.abs(scores[far]) - TAIL_SCORE) / TAIL_PULL)
+    return out
+
+
+def _calibrated_scores(column: ContinuousColumn, generated: np.ndarray) -> list[float]:
+    """The generated scores' quantiles at each knot's share of the training rows (`_knots`: the normal
+    CDF of its score, tails unpulled for the columns whose tails were pulled), kept strictly
+    increasing so every segment of the decoder's map has a slope."""
+    from scipy.stats import norm
+
+    scores = np.asarray(column.scores, np.float64)
+    shares = norm.cdf(scores if column.cuts is not None else _unpull(scores))
+    q = np.quantile(generated.astype(np.float64), shares)
+    steps = MIN_SCORE_STEP * np.arange(len(q))
+    return (np.maximum.accumulate(q - steps) + steps).tolist()
 
 
 def _cuts(v: np.ndarray, values: list[float], scores: list[float]) -> list[float]:
@@ -302,8 +341,8 @@ def _quantile_banks(columns: list, inverse: bool) -> list[tuple[list[int], _Piec
     knot for maps whose grid cells would hold more than MAX_REACH knots - an outlier squeezes the
     other values into a few cells of a value -> score map, and the bank's reach is its largest."""
     index = [i for i, c in enumerate(columns) if c.kind == "continuous" and c.method == "quantile"]
-    maps = {i: (columns[i].scores, columns[i].values) if inverse else (columns[i].values, columns[i].scores)
-            for i in index}
+    maps = {i: (columns[i].decode_scores or columns[i].scores, columns[i].values) if inverse
+            else (columns[i].values, columns[i].scores) for i in index}
     fits = {i: _grid(np.asarray(maps[i][0], np.float64), GRID_CELLS)[4] <= MAX_REACH for i in index}
     groups = (([i for i in index if fits[i]], GRID_CELLS), ([i for i in index if not fits[i]], 1))
     return [(cols, _PiecewiseLinearBank([maps[i] for i in cols], cells)) for cols, cells in groups if cols]
@@ -407,23 +446,26 @@ class _Decoder(nn.Module):
         spread = np.zeros((len(self.missing), len(columns)), np.float32)  # missing column j -> output column
         spread[np.arange(len(self.missing)), self.missing] = 1.0
         self.register_buffer("spread", torch.from_numpy(spread))
-        self.n_flags = missing_flags(columns)
+        self.n_uniforms = sampling_uniforms(columns)
 
-    def forward(self, e: torch.Tensor, flags: torch.Tensor | None = None) -> torch.Tensor:
-        """`flags` [B, n_flags] uniforms decide the continuous columns' missing values as training did
-        (the Gumbel-softmax samples the flag: a value is missing with the generated probability);
-        without them the likelier side wins, which loses rare missing values (issue 16)."""
+    def forward(self, e: torch.Tensor, uniforms: torch.Tensor | None = None) -> torch.Tensor:
+        """`uniforms` [B, n_uniforms], one per categorical column and per continuous column with missing
+        values in column order, sample each category and missing flag as training did (the
+        Gumbel-softmax samples the block: a category comes out with its generated probability);
+        without them the likeliest slot wins, which loses rare missing values and moves rows to
+        each column's commonest categories (issue 16)."""
         decoded = [bank(e[:, getattr(self, f"at{g}")]) for g, bank in enumerate(self.banks)]
-        flag = 0
+        u = 0
         absent = []
         for i, c in enumerate(self.columns):
             at = self.starts[i]
             if c.kind == "categorical":
-                n = len(c.categories)
-                k = torch.argmax(e[:, at:at + width(c)], dim=1).to(e.dtype)
-                decoded.append(k.unsqueeze(1))
+                block = e[:, at:at + width(c)]
+                k = torch.argmax(block, dim=1) if uniforms is None else _draw(block, uniforms[:, u])
+                u += uniforms is not None
+                decoded.append(k.to(e.dtype).unsqueeze(1))
                 if c.missing:
-                    absent.append(k == n)
+                    absent.append(k == len(c.categories))
                 continue
             value = 1  # the value's own span; the missing flag's two slots follow it
             if c.method == "modes":
@@ -432,11 +474,11 @@ class _Decoder(nn.Module):
                 mu, sd = getattr(self, f"mu{i}"), getattr(self, f"sd{i}")
                 decoded.append((e[:, at] * ALPHA_SCALE * sd[k] + mu[k]).unsqueeze(1))
             if c.missing:
-                if flags is None:
+                if uniforms is None:
                     absent.append(e[:, at + value + 1] > e[:, at + value])
                 else:  # the block is a softmax: its second slot is the probability of missing
-                    absent.append(flags[:, flag] < e[:, at + value + 1])
-                    flag += 1
+                    absent.append(uniforms[:, u] < e[:, at + value + 1])
+                    u += 1
         v = torch.cat(decoded, dim=1)
         if self.order is not None:
             v = v[:, self.order]
@@ -453,13 +495,22 @@ class _Decoder(nn.Module):
             v = torch.where(self.round_mask, torch.round(v * self.scale) / self.scale, v)
         if absent:
             hit = torch.stack(absent, dim=1).to(e.dtype) @ self.spread
-            v = torch.where(hit > 0, torch.tensor(float("nan"), dtype=e.dtype, device=e.device), v)
+            v = torch.where(hit > 0, torch.full_like(v, float("nan")), v)
         return v
 
 
-def missing_flags(columns: list) -> int:
-    """Continuous columns with a missing-value flag: each takes one uniform when sampled (`_Decoder`)."""
-    return sum(c.kind == "continuous" and c.missing for c in columns)
+def sampling_uniforms(columns: list) -> int:
+    """Uniforms one sampled row takes (`_Decoder`): one per categorical column, one per continuous
+    column with a missing-value flag."""
+    return sum(c.kind == "categorical" or c.missing for c in columns)
+
+
+def _draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The slot of each row of `probs` [B, n] that uniform `u` [B] falls in (inverse CDF). A one-hot
+    row (a forced condition) gives its slot for any u, since u is kept off 0 and 1; the total is
+    taken from the row, so float rounding of a softmax never points past the last slot."""
+    u = torch.clamp(u, 1e-6, 1.0 - 1e-6) * probs.sum(dim=1)
+    return (torch.cumsum(probs[:, :-1], dim=1) < u.unsqueeze(1)).sum(dim=1)
 
 
 def _register_spikes(module: nn.Module, columns: list) -> None:
@@ -502,7 +553,8 @@ def _register_snaps(module: nn.Module, columns: list) -> None:
 
 class _Force(nn.Module):
     """Exact conditions: where a row's cond block is set, the column's one-hot span becomes that
-    block, so the decoder's argmax returns the requested category whatever the generator made."""
+    block, so the decoder returns the requested category whatever the generator made (a one-hot
+    block samples to its own slot)."""
 
     def __init__(self, blocks):
         super().__init__()

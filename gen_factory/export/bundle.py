@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORER_FILE, BundleFiles, ModelCard, write_card
-from gen_factory.data.conditions import FREE, cond_blocks, one_hot
-from gen_factory.data.table_transformer import TableEncoding, missing_flags
+from gen_factory.data.conditions import FREE, cond_blocks, implicit_codes, one_hot
+from gen_factory.data.table_transformer import TableEncoding, sampling_uniforms
 from gen_factory.data.transform import encoding_spec
 from gen_factory.export.precision import add_precision
 from gen_factory.models.encoder import residuals
@@ -27,6 +27,7 @@ from gen_factory.models.encoder import residuals
 PARITY_TOLERANCE = 1e-4
 OPSET = 20  # the opset torch.export's exporter wrote before (models in the registry are on it too)
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
+CALIBRATION_ROWS = 50_000  # rows generated to place a table decoder's knots (`calibrate_decoder`)
 
 
 class GeneratorGraph(nn.Module):
@@ -35,26 +36,33 @@ class GeneratorGraph(nn.Module):
     `cond` exists only with a `forcer` (tables with categorical columns): a graph without one keeps
     the two inputs of images, of tables without categories and of models exported before conditions.
     A set cond block forces its column's value (exact counts); a zero one leaves the column free.
-    The noise's last f = `decoder.n_flags` columns (tables with missing numbers; the card's
-    `flag_noise`) are not the generator's: as uniforms they sample the missing-value flags.
+    The noise's last f = `decoder.n_uniforms` columns (tables with categories or missing numbers; the
+    card's `flag_noise`) are not the generator's: as uniforms they sample each categorical column's
+    category and each missing-value flag from the generated probabilities, so the graph stays a
+    deterministic function of its inputs (same seed, same rows).
     """
 
     def __init__(self, generator: nn.Module, decoder: nn.Module, forcer: nn.Module | None = None,
                  noise_dim: int = 0):
         super().__init__()
         self.generator, self.decoder, self.forcer, self.noise_dim = generator, decoder, forcer, noise_dim
-        self.n_flags = getattr(decoder, "n_flags", 0)
+        self.n_uniforms = getattr(decoder, "n_uniforms", 0)
 
     def forward(
         self, noise: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
         extra = {}
-        if self.n_flags:
+        if self.n_uniforms:
             noise, tail = noise[:, :self.noise_dim], noise[:, self.noise_dim:]
-            extra["flags"] = 0.5 * (1.0 + torch.erf(tail / math.sqrt(2.0)))  # standard normal -> uniform
+            extra["uniforms"] = normal_to_uniform(tail)
         if self.forcer is None:
             return self.decoder(self.generator(noise, labels), **extra)
         return self.decoder(self.forcer(self.generator(noise, labels, cond), cond), **extra)
+
+
+def normal_to_uniform(z: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise columns -> uniforms on (0, 1) (the normal CDF)."""
+    return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
 
 
 class ScoreGraph(nn.Module):
@@ -91,15 +99,19 @@ class ScoreGraph(nn.Module):
 
 
 class EncodeGraph(nn.Module):
-    """(values [B, ...] float32) -> noise [B, z]: where the generator puts each real row, so that
-    G(E(x) + small noise, y) gives variations of x (`sampling.generate_variations`)."""
+    """(values [B, ...] float32) -> noise [B, z + f]: where the generator puts each real row, so that
+    G(E(x) + small noise, y) gives variations of x (`sampling.generate_variations`). The f uniform
+    columns (`GeneratorGraph`) come out 0, a uniform of one half: at spread 0 a variation keeps each
+    category and missing flag the rebuilt row gives more than half its probability, and a growing
+    spread samples them more freely."""
 
-    def __init__(self, encoder: nn.Module, value_encoder: nn.Module):
+    def __init__(self, encoder: nn.Module, value_encoder: nn.Module, n_uniforms: int = 0):
         super().__init__()
-        self.encoder, self.value_encoder = encoder, value_encoder
+        self.encoder, self.value_encoder, self.n_uniforms = encoder, value_encoder, n_uniforms
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.value_encoder(values))
+        z = self.encoder(self.value_encoder(values))
+        return torch.cat([z, z.new_zeros(z.shape[0], self.n_uniforms)], dim=1) if self.n_uniforms else z
 
 
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
@@ -183,7 +195,7 @@ def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tup
 def _generator_graph(generator: nn.Module, encoding, noise_dim: int, labels: torch.Tensor) -> tuple:
     """(graph, example inputs, input names): with the cond input only where the generator takes one."""
     decoder = encoding.decoder()
-    width = noise_dim + getattr(decoder, "n_flags", 0)
+    width = noise_dim + getattr(decoder, "n_uniforms", 0)
     if not getattr(generator, "cond_dim", 0):
         return GeneratorGraph(generator, decoder, noise_dim=noise_dim), (torch.randn(len(labels), width),
                                                                          labels), ["noise", "labels"]
@@ -213,13 +225,39 @@ def free_shares(generator: nn.Module, encoding, n_labels: int, noise_dim: int) -
         return None
     gen = torch.Generator().manual_seed(0)
     decoder, shares = encoding.decoder(), [[] for _ in blocks]
-    for label in range(n_labels):
-        noise = torch.randn(FREE_SHARE_ROWS, noise_dim, generator=gen)
-        raw = decoder(generator(noise, torch.full((FREE_SHARE_ROWS,), label, dtype=torch.long))).numpy()
+    for label in range(n_labels):  # decoded as the graph decodes: categories sampled from the uniforms
+        noise = torch.randn(FREE_SHARE_ROWS, noise_dim + decoder.n_uniforms, generator=gen)
+        rows = generator(noise[:, :noise_dim], torch.full((FREE_SHARE_ROWS,), label, dtype=torch.long))
+        raw = decoder(rows, normal_to_uniform(noise[:, noise_dim:])).numpy()
         for k, b in enumerate(blocks):
             codes = np.nan_to_num(raw[:, b.column], nan=len(b.categories)).astype(np.int64)
             shares[k].append((np.bincount(codes, minlength=b.width) / FREE_SHARE_ROWS).tolist())
     return shares
+
+
+@torch.no_grad()
+def calibrate_decoder(generator: nn.Module, encoding, label_counts: list[int] | None, noise_dim: int,
+                      shares: list | None) -> None:
+    """Re-place a table encoding's decoder knots (`TableEncoding.calibrate`, in place) from
+    CALIBRATION_ROWS rows of the trained `generator` drawn as the runtime draws unconditioned rows:
+    labels in their training shares, categories conditioned by `implicit_codes` from the free `shares`,
+    categories and missing flags sampled from uniforms. Images are left as they are."""
+    if not isinstance(encoding, TableEncoding):
+        return
+    counts = np.asarray(label_counts or [1] * generator.embed.num_embeddings, np.float64)
+    labels = np.repeat(np.arange(len(counts)), np.round(CALIBRATION_ROWS * counts / counts.sum()).astype(int))
+    decoder, y = encoding.decoder(), torch.from_numpy(labels)
+    gen = torch.Generator().manual_seed(1)
+    noise = torch.randn(len(labels), noise_dim + decoder.n_uniforms, generator=gen)
+    codes = implicit_codes(encoding.columns, labels, np.random.default_rng(1), shares) \
+        if getattr(generator, "cond_dim", 0) else None
+    if codes is None:
+        rows = generator(noise[:, :noise_dim], y)
+    else:
+        cond = torch.from_numpy(one_hot(codes, cond_blocks(encoding.columns)))
+        rows = encoding.forcer()(generator(noise[:, :noise_dim], y, cond), cond)
+    decoded = decoder(rows, normal_to_uniform(noise[:, noise_dim:]) if decoder.n_uniforms else None)
+    encoding.calibrate(rows.numpy(), decoded.numpy())
 
 
 def card_for(train, spec, encoding, **training) -> ModelCard:
@@ -231,7 +269,7 @@ def card_for(train, spec, encoding, **training) -> ModelCard:
         noise_dim=spec.noise_dim, encoding=encoding_spec(encoding),
         label_counts=np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
         table_schema=getattr(train, "schema", None),
-        flag_noise=missing_flags(encoding.columns) if train.kind == "table" else 0, **training,
+        flag_noise=sampling_uniforms(encoding.columns) if train.kind == "table" else 0, **training,
     )
 
 
@@ -246,7 +284,9 @@ def export_bundle(
     precisions: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and `card` (with the files,
-    parity figures and free shares filled in) into `out_dir`; return the parity figures.
+    parity figures, free shares and the calibrated encoding filled in) into `out_dir`; return the
+    parity figures. A table `encoding`'s decoder is calibrated to `generator` first, in place
+    (`calibrate_decoder`).
     `precisions` (opt-in, e.g. ("int8",)) adds reduced-precision generators (`export.precision`).
 
     Raises if any graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
@@ -254,6 +294,8 @@ def export_bundle(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     n_labels, noise_dim, shape = card.n_labels, card.noise_dim, card.shape
+    shares = free_shares(generator.eval(), encoding, n_labels, noise_dim)  # categories: not the knots'
+    calibrate_decoder(generator, encoding, card.label_counts, noise_dim, shares)
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
@@ -262,9 +304,8 @@ def export_bundle(
     value_encoder = encoding.encoder()  # both graphs start from raw values
     scorer = ScoreGraph(discriminator, generator, encoder.eval(), value_encoder, scales)
     d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
-    e_diff = export_onnx(
-        EncodeGraph(encoder, value_encoder), (raw,), out_dir / ENCODER_FILE, ["values"], "noise"
-    )
+    e_graph = EncodeGraph(encoder, value_encoder, card.flag_noise)  # noise as the generator takes it
+    e_diff = export_onnx(e_graph, (raw,), out_dir / ENCODER_FILE, ["values"], "noise")
     diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}
     for what, diff in diffs.items():
         if not diff <= PARITY_TOLERANCE:
@@ -273,7 +314,7 @@ def export_bundle(
             )
     write_card(out_dir, card.model_copy(update={
         "files": BundleFiles(generator=GENERATOR_FILE, scorer=SCORER_FILE, encoder=ENCODER_FILE),
-        "parity_max_abs_diff": diffs, "free_shares": free_shares(generator, encoding, n_labels, noise_dim)}))
+        "parity_max_abs_diff": diffs, "free_shares": shares, "encoding": encoding_spec(encoding)}))
     for precision in precisions:
         add_precision(out_dir, precision)
     return diffs
