@@ -1,6 +1,6 @@
 """int8 vs fp32 generators: bulk rows/s against the fp32 FLOP bound, and what int8 costs in quality.
 
-    python bench/bulk_lowp.py [--tables breast_cancer customers wine loans] [--draws 5] [--reps 5]
+    python bench/bulk_lowp.py [--tables breast_cancer customers wine loans] [--draws 12] [--reps 5]
 
 Per bundled table: train in-process at the default settings (tabular_quality's split, seed 0),
 export with the opt-in int8 generator (`export_bundle(..., precisions=("int8",))`), then through
@@ -198,7 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", nargs="+", default=list(TABLES))
-    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--draws", type=int, default=12)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     print(f"# bench/bulk_lowp.py {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
