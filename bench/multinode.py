@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +55,8 @@ def say(text: str) -> None:
 BUCKET = "gen-factory"
 STORAGE = f"s3://{BUCKET}/ray-results"
 BULK = f"s3://{BUCKET}/bulk"
+MAKE_BUCKET = f"import pyarrow.fs as f; f.FileSystem.from_uri('s3://{BUCKET}?allow_bucket_creation=true')" \
+    f"[0].create_dir('{BUCKET}')"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -182,17 +185,16 @@ def node_env(net: Net, s3: str, head: bool) -> dict[str, str]:
 
 
 def start_s3(run: Run, net: Net) -> str:
-    """moto's S3 server on the head's address (both nodes reach it) and the bucket."""
-    import pyarrow.fs
-
+    """moto's S3 server on the head's address, where both nodes reach it; returns its endpoint."""
     port = free_port(net.head_ip)
     run.spawn("s3", [str(BIN / "moto_server"), "-H", net.head_ip, "-p", str(port)], dict(os.environ))
-    endpoint = f"http://{net.head_ip}:{port}"
-    wait_for(lambda: requests.get(endpoint, timeout=2).ok, "the S3 server", 30)
-    fs = pyarrow.fs.S3FileSystem(endpoint_override=endpoint, access_key=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                                 secret_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"], allow_bucket_creation=True)
-    fs.create_dir(BUCKET)
-    return endpoint
+    return f"http://{net.head_ip}:{port}"
+
+
+def make_bucket(run: Run, endpoint: str) -> None:
+    """The bucket of checkpoints and bulk output, once the server answers (endpoint and keys: AWS_*)."""
+    wait_for(lambda: requests.get(endpoint, timeout=2).ok, "the S3 server", 60)
+    run.sh([sys.executable, "-c", MAKE_BUCKET])
 
 
 def start_head(run: Run, net: Net, s3: str) -> tuple[str, str]:
@@ -205,11 +207,14 @@ def start_head(run: Run, net: Net, s3: str) -> tuple[str, str]:
     return f"{net.head_ip}:{gcs}", f"http://{net.head_ip}:{dash}"
 
 
-def start_node(run: Run, net: Net, s3: str, gcs: str) -> None:
-    """`ray start --address` on the second node's network."""
-    run.spawn("node2", [*net.prefix, str(BIN / "ray"), "start", f"--address={gcs}",
-                        f"--node-ip-address={net.node_ip}", *node_flags(run.root / "node2")],
+def start_node(run: Run, net: Net, s3: str, gcs: str, life: int = 1) -> str:
+    """`ray start --address` on the second node's network; each `life` has a temp dir of its own, so a
+    restarted node never meets the sockets of the one it replaces. Returns that dir."""
+    temp_dir = run.root / f"node2-{life}"
+    run.spawn(f"node2-{life}", [*net.prefix, str(BIN / "ray"), "start", f"--address={gcs}",
+                                f"--node-ip-address={net.node_ip}", *node_flags(temp_dir)],
               node_env(net, s3, head=False))
+    return str(temp_dir)
 
 
 def node_flags(temp_dir: Path) -> list[str]:
@@ -245,9 +250,9 @@ def alive_nodes(dash: str) -> dict[str, str]:
     return {n["node_id"]: n["node_ip"] for n in nodes if n["state"] == "ALIVE"}
 
 
-def kill_raylet(run: Run) -> int:
-    """SIGKILL the second node's raylet (found by its own temp dir); returns its pid."""
-    marker = str(run.root / "node2")
+def kill_raylet(temp_dir: str) -> int:
+    """SIGKILL the raylet of the node with this temp dir; returns its pid."""
+    marker = f"{temp_dir}/"
     pids = [p for p in own_pids(marker) if Path(f"/proc/{p}/exe").resolve().name == "raylet"
             and marker in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
     if not pids:
@@ -293,13 +298,11 @@ def train_with_a_node_loss(run: Run, net: Net, s3: str, gcs: str, dash: str, epo
     job_id = re.search(r"submitted (\S+)", out).group(1)
     wait_for(lambda: checkpoints(name), "the first checkpoint on S3", 120)
     say(f"first checkpoint on S3: {checkpoints(name)}")
-    kill_raylet(run)
-    run.procs["node2"].wait(timeout=30)  # `ray start --block` ends the node's other processes and exits
-    del run.procs["node2"]
-    time.sleep(1.0)
-    start_node(run, net, s3, gcs)
+    kill_raylet(str(run.root / "node2-1"))
+    start_node(run, net, s3, gcs, life=2)  # the lost node's `ray start --block` ends its other processes
     status = jobs.wait(dash, job_id, timeout_s=600, poll_s=0.5)
     logs = jobs.client(dash).get_job_logs(job_id)
+    (run.root / "logs" / "job.log").write_text(logs)
     resumed = "resuming from the checkpoint" in logs
     attempts = placements(dash, name)
     for i, (state, ranks) in enumerate(attempts, 1):
@@ -323,7 +326,7 @@ def bulk(run: Run, gcs: str, dash: str, rows: int) -> int:
     ips = alive_nodes(dash)
     actors = get(f"{dash}/api/v0/actors?limit=1000&detail=1")["data"]["result"]["result"]
     writers = sorted({ips.get(a["node_id"], a["node_id"][:8]) for a in actors
-                      if "ShardWriter" in a["class_name"]})
+                      if "ShardWriter" in a["class_name"] and a.get("node_id")})  # placed ones
     say(f"bulk writers ran on: {', '.join(writers)}")
     check = subprocess.run([str(BIN / "genfactory"), "verify", BULK], env=env, text=True, capture_output=True)
     say(f"$ genfactory verify {BULK}\n{check.stdout.strip()}")
@@ -341,12 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40, help="GAN epochs of the job (default: 40)")
     parser.add_argument("--rows", type=int, default=200_000, help="rows to bulk-generate (default: 200000)")
+    parser.add_argument("--keep", type=Path, help="copy the processes' logs (and the job's) into this folder")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="gfmn-", dir="/tmp"))  # short: Ray's socket paths are limited
     (root / "logs").mkdir()
     say(f"cluster files under {root}")
     os.environ.update(GENFACTORY_HOME=str(root / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
-                      GENFACTORY_RAY_STORAGE=STORAGE, GENFACTORY_PROGRESS="none", RAY_AUTH_MODE="token",
+                      GENFACTORY_RAY_STORAGE=STORAGE, GENFACTORY_PROGRESS="off", RAY_AUTH_MODE="token",
                       **S3_KEYS)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` cleans up
     run = Run(root)
@@ -357,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AWS_ENDPOINT_URL"] = s3
         gcs, dash = start_head(run, net, s3)
         start_node(run, net, s3, gcs)  # at once: it waits for the head's GCS itself
+        make_bucket(run, s3)
         wait_for(lambda: len(alive_nodes(dash)) == 2, "the second node", 90)
         say(f"nodes: {sorted(alive_nodes(dash).values())}")
         nodes, survived = train_with_a_node_loss(run, net, s3, gcs, dash, args.epochs)
@@ -366,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         run.close()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+        if args.keep:
+            shutil.copytree(root / "logs", args.keep, dirs_exist_ok=True)
+        shutil.rmtree(root, ignore_errors=True)
     print(f"RESULT multinode nodes={nodes} node_kill_survived={survived} bulk_manifest_ok={bulk_ok}")
     return 0 if (nodes, survived, bulk_ok) == (2, 1, 1) else 1
 
