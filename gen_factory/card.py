@@ -25,13 +25,19 @@ CARD_FILE = "card.json"
 # Generator precisions a bundle may carry: fp32 (`files.generator`, always) and the opt-in reduced ones
 # that export/precision.py writes beside it (`files.precisions`).
 PRECISIONS = ("fp32", "int8")
-# The columns of the scorer graph's output, in order; `fanogan` is the default (bench/RESULTS.md).
-SCORE_METHODS = ("critic", "fanogan")
-DEFAULT_SCORE_METHOD = "fanogan"
+# The columns of the scorer graph's output, in order (models exported before the forest: the first two);
+# `ensemble` (f-AnoGAN + isolation forest) is the default (bench/anomaly_broad.py, bench/RESULTS.md).
+SCORE_METHODS = ("critic", "fanogan", "iforest", "ensemble")
+DEFAULT_SCORE_METHOD = "ensemble"
 CARD_VERSION = 2
 
 # A figure of the evaluation: a score, the classes that collapsed, or a score per column.
 Metric = float | list[str] | dict[str, float]
+
+
+def default_method(methods: list[str]) -> str:
+    """A model's default score: DEFAULT_SCORE_METHOD, or for an older model its last (newest) method."""
+    return DEFAULT_SCORE_METHOD if DEFAULT_SCORE_METHOD in methods else methods[-1]
 
 
 class BundleFiles(BaseModel):

@@ -7,8 +7,9 @@ import torch
 
 from gen_factory.data import DataValidationError, load_dataset, training_split
 from gen_factory.data.datasets import table_from_frame, values_of
-from gen_factory.export.bundle import card_for, export_bundle
+from gen_factory.export.bundle import PARITY_TOLERANCE, card_for, export_bundle
 from gen_factory.export.calibrate import calibrate_bundle
+from gen_factory.export.forest import fit_isolation_forest
 from gen_factory.models import ModelSpec, build_models
 from gen_factory.models.encoder import build_encoder, residuals
 from gen_factory.runtime import scoring
@@ -79,8 +80,11 @@ def one_class_bundle(tmp_path_factory):
 def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_class_bundle):
     path, train, holdout = one_class_bundle
     info = calibrate_bundle(OnnxModel(path), train, holdout, fpr=0.1)
-    assert info.anomaly_labels == ["odd"] and info.default_method == "fanogan"
-    assert info.holdout["fanogan"]["auroc"] > 0.8  # off the learned diagonal (overlap near 0; noise: 0.5)
+    assert info.anomaly_labels == ["odd"] and info.default_method == "ensemble"
+    for method in ("fanogan", "ensemble"):  # off the learned diagonal (overlap near 0; noise: 0.5)
+        assert info.holdout[method]["auroc"] > 0.75  # the axis-parallel forest sees little of it
+    # the graph's forest is the one PyOD fits on the same rows (same seed; decoded training values)
+    assert info.holdout["iforest"]["auroc"] == pytest.approx(info.baseline["iforest"]["real"], abs=0.01)
     assert set(info.baseline) == {"iforest", "ecod", "knn"}
     for r in info.baseline.values():
         assert 0 <= r["synthetic"] <= 1 and r["loss"] == pytest.approx(r["real"] - r["synthetic"])
@@ -89,13 +93,37 @@ def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_cl
     model.card = model.card.model_copy(update={"anomaly": info})
     values = values_of(holdout)
     normal = holdout.labels == holdout.label_names.index("ok")
+    assert model.card.score_methods == ["critic", "fanogan", "iforest", "ensemble"]
+    assert model.card.parity_max_abs_diff["scorer"] <= PARITY_TOLERANCE  # the forest and ensemble too
     scores = scoring.score(model, values[normal])
-    threshold, flags = scoring.verdict(model, scores, "fanogan", by_label=False)
-    assert threshold == info.thresholds["fanogan"].best_label
+    threshold, flags = scoring.verdict(model, scores, None, by_label=False)
+    assert threshold == info.thresholds["ensemble"].best_label
     assert np.mean(flags) <= 0.1 + 1e-9  # at most the chosen false-positive rate on the calibration rows
     np.testing.assert_array_equal(scoring.score(model, values[normal]), scores)  # deterministic
-    body = scoring.respond(model, scoring.score_matrix(model, values[~normal]), "fanogan", by_label=False)
+    body = scoring.respond(model, scoring.score_matrix(model, values[~normal]), "ensemble", by_label=False)
     assert body["threshold"] == threshold and np.mean(body["is_anomaly"]) > 0.5
+
+
+def test_forest_graph_scores_as_scikit_learn_and_keeps_no_training_row():
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 5))
+    train[::7, 2] = np.nan  # missing: the column's training mean, as the classic detectors' inputs
+    test = 2 * rng.normal(size=(60, 5))
+    graph = fit_isolation_forest(train, seed=0)
+    filled = np.where(np.isnan(train), np.nanmean(train, axis=0), train)
+    expected = -IsolationForest(random_state=0, max_samples=256).fit(filled).score_samples(test)
+    got = graph(torch.tensor(test, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    kept = np.concatenate([b.numpy().ravel() for b in graph.buffers() if b.is_floating_point()])
+    assert not np.isin(filled.astype(np.float32), kept).all(axis=1).any()  # no whole row in the graph
+
+
+def test_default_method_of_models_from_before_the_forest():
+    assert scoring.default_method(["critic", "fanogan", "iforest", "ensemble"]) == "ensemble"
+    assert scoring.default_method(["critic", "fanogan"]) == "fanogan"
+    assert scoring.default_method(["critic"]) == "critic"
 
 
 def test_baseline_counts_are_exact_and_checked():

@@ -22,16 +22,23 @@ def detection_metrics(scores: np.ndarray, is_anomaly: np.ndarray) -> dict[str, f
     }
 
 
-def detectors(seed: int = 0) -> dict:
-    """The classic detectors at their PyOD defaults (IsolationForest seeded)."""
+def detectors(seed: int = 0, deep: bool = False) -> dict:
+    """The classic detectors at their PyOD defaults (IsolationForest seeded); `deep` adds PyOD's
+    AutoEncoder (seeded, quiet), the deep baseline of bench/anomaly_broad.py."""
     from pyod.models.ecod import ECOD
     from pyod.models.iforest import IForest
     from pyod.models.knn import KNN
 
-    return {"iforest": IForest(random_state=seed), "ecod": ECOD(), "knn": KNN()}
+    found = {"iforest": IForest(random_state=seed), "ecod": ECOD(), "knn": KNN()}
+    if deep:
+        from pyod.models.auto_encoder import AutoEncoder
+
+        found["autoencoder"] = AutoEncoder(random_state=seed, verbose=0, device="cpu")
+    return found
 
 
-def detector_scores(train_normal: np.ndarray, test: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+def detector_scores(train_normal: np.ndarray, test: np.ndarray, seed: int = 0,
+                    deep: bool = False) -> dict[str, np.ndarray]:
     """Each detector fitted on `train_normal` (standardised by its own statistics), scoring `test`."""
     train, test = _flat(train_normal), _flat(test)
     with warnings.catch_warnings():  # a column missing in every training row: its mean is NaN, then 0
@@ -47,7 +54,7 @@ def detector_scores(train_normal: np.ndarray, test: np.ndarray, seed: int = 0) -
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, detector in detectors(seed).items():
+        for name, detector in detectors(seed, deep).items():
             out[name] = detector.fit(train).decision_function(test)
     return out
 

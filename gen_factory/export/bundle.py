@@ -17,14 +17,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from gen_factory.card import ENCODER_FILE, GENERATOR_FILE, SCORER_FILE, BundleFiles, ModelCard, write_card
+from gen_factory.card import (
+    ENCODER_FILE,
+    GENERATOR_FILE,
+    SCORE_METHODS,
+    SCORER_FILE,
+    BundleFiles,
+    ModelCard,
+    write_card,
+)
 from gen_factory.data.conditions import FREE, cond_blocks, implicit_codes, one_hot
 from gen_factory.data.table_transformer import TableEncoding, sampling_uniforms
 from gen_factory.data.transform import encoding_spec
+from gen_factory.export.forest import IsolationForestGraph, fit_isolation_forest
 from gen_factory.export.precision import add_precision
 from gen_factory.models.encoder import residuals
+from gen_factory.train.encoder import ScoreScales
 
 PARITY_TOLERANCE = 1e-4
+GRID_POINTS = 257  # quantiles of each score on normal training data that the ensemble compares against
 OPSET = 20  # the opset torch.export's exporter wrote before (models in the registry are on it too)
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
 CALIBRATION_ROWS = 50_000  # rows generated to place a table decoder's knots (`calibrate_decoder`)
@@ -66,36 +77,68 @@ def normal_to_uniform(z: torch.Tensor) -> torch.Tensor:
 
 
 class ScoreGraph(nn.Module):
-    """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(SCORE_METHODS)];
+    """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(self.methods)];
     higher = stranger.
 
     `critic`: the negated discriminator output. `fanogan`: the f-AnoGAN residual of x against
     G(E(x), label) - values plus discriminator features, each divided by its mean on the normal
-    training data (`scales`), so a typical normal input scores about 2.
+    training data (`scales`), so a typical normal input scores about 2. With a `forest` (what
+    `scorer_for` fits on the normal training values): `iforest`, its isolation score of the raw values,
+    and `ensemble`, the default: the sum of both scores' `extended_cdf` against their quantiles on the
+    normal training data (`grids` [2, GRID_POINTS]). On a common scale neither swamps the other among
+    normal rows, while an outlier far past the training scores of either keeps its distance
+    (bench/anomaly_broad.py: z-scores let an overfit f-AnoGAN drown the forest).
     """
 
-    def __init__(
-        self,
-        discriminator: nn.Module,
-        generator: nn.Module,
-        encoder: nn.Module,
-        value_encoder: nn.Module,
-        scales: tuple[float, float],
-    ):
+    def __init__(self, discriminator: nn.Module, generator: nn.Module, encoder: nn.Module,
+                 value_encoder: nn.Module, scales: tuple[float, float],
+                 forest: IsolationForestGraph | None = None, grids: torch.Tensor | None = None):
         super().__init__()
-        self.discriminator, self.generator, self.encoder, self.value_encoder = (
-            discriminator,
-            generator,
-            encoder,
-            value_encoder,
-        )
+        self.discriminator, self.generator, self.encoder = discriminator, generator, encoder
+        self.value_encoder, self.forest = value_encoder, forest
+        self.methods = list(SCORE_METHODS if forest is not None else SCORE_METHODS[:2])
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
+        self.register_buffer("grids", torch.zeros(2, GRID_POINTS) if grids is None else grids.float())
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = self.value_encoder(values)
         reconstruction, features = residuals(self.encoder, self.generator, self.discriminator, x, labels)
         fanogan = reconstruction / self.scales[0] + features / self.scales[1]
-        return torch.stack([-self.discriminator(x, labels), fanogan], dim=1)
+        scores = [-self.discriminator(x, labels), fanogan]
+        if self.forest is not None:
+            iforest = self.forest(values)
+            ensemble = extended_cdf(fanogan, self.grids[0]) + extended_cdf(iforest, self.grids[1])
+            scores += [iforest, ensemble]
+        return torch.stack(scores, dim=1)
+
+
+@torch.no_grad()
+def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Module, encoding,
+               scales: ScoreScales | tuple[float, float]) -> ScoreGraph:
+    """The scorer graph. With `ScoreScales` (the normal training inputs at hand) it also gets the
+    isolation forest, fitted on those inputs decoded to raw values, and the quantiles of both scores
+    on them (f-AnoGAN against each input's own label); bare (reconstruction, features) scales give the
+    f-AnoGAN and critic scores alone."""
+    value_encoder = encoding.encoder()
+    if not isinstance(scales, ScoreScales):
+        return ScoreGraph(discriminator, generator, encoder, value_encoder, scales)
+    residual = (scales.reconstruction, scales.features)
+    values = encoding.decoder()(scales.x)
+    forest = fit_isolation_forest(values.numpy())
+    plain = ScoreGraph(discriminator, generator, encoder, value_encoder, residual).eval()
+    fanogan, iforest = plain(values, scales.labels)[:, 1], forest(values)
+    points = torch.linspace(0.0, 1.0, GRID_POINTS, dtype=torch.float64)
+    grids = torch.stack([torch.quantile(s.double(), points) for s in (fanogan, iforest)])
+    return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids)
+
+
+def extended_cdf(scores: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """The share of the `grid` quantiles (normal training scores) at or below each score, in [0, 1];
+    past the largest, 1 plus the distance beyond it in units of (largest - median), so outliers keep
+    their order instead of all tying at 1."""
+    top, median = grid[-1], grid[GRID_POINTS // 2]
+    share = (scores.unsqueeze(1) >= grid).float().mean(dim=1)
+    return torch.where(scores > top, 1.0 + (scores - top) / (top - median).clamp_min(1e-8), share)
 
 
 class EncodeGraph(nn.Module):
@@ -277,7 +320,7 @@ def export_bundle(
     generator: nn.Module,
     discriminator: nn.Module,
     encoder: nn.Module,
-    scales: tuple[float, float],
+    scales: ScoreScales | tuple[float, float],
     encoding,
     card: ModelCard,
     out_dir: Path,
@@ -295,16 +338,16 @@ def export_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     n_labels, noise_dim, shape = card.n_labels, card.noise_dim, card.shape
     shares = free_shares(generator.eval(), encoding, n_labels, noise_dim)  # categories: not the knots'
+    # The scorer decodes the training rows (its forest's inputs): before the decoder is calibrated.
+    scorer = scorer_for(discriminator, generator, encoder.eval(), encoding, scales)  # from raw values
     calibrate_decoder(generator, encoding, card.label_counts, noise_dim, shares)
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
-    value_encoder = encoding.encoder()  # both graphs start from raw values
-    scorer = ScoreGraph(discriminator, generator, encoder.eval(), value_encoder, scales)
     d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
-    e_graph = EncodeGraph(encoder, value_encoder, card.flag_noise)  # noise as the generator takes it
+    e_graph = EncodeGraph(encoder, scorer.value_encoder, card.flag_noise)  # noise as the generator takes it
     e_diff = export_onnx(e_graph, (raw,), out_dir / ENCODER_FILE, ["values"], "noise")
     diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}
     for what, diff in diffs.items():
@@ -314,6 +357,7 @@ def export_bundle(
             )
     write_card(out_dir, card.model_copy(update={
         "files": BundleFiles(generator=GENERATOR_FILE, scorer=SCORER_FILE, encoder=ENCODER_FILE),
+        "score_methods": scorer.methods,
         "parity_max_abs_diff": diffs, "free_shares": shares, "encoding": encoding_spec(encoding)}))
     for precision in precisions:
         add_precision(out_dir, precision)

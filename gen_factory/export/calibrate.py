@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen_factory.card import AnomalyCalibration, Thresholds
+from gen_factory.card import AnomalyCalibration, Thresholds, default_method
 from gen_factory.data.datasets import values_of
 from gen_factory.evaluate.anomaly import baseline_report, detection_metrics
 from gen_factory.runtime import scoring
@@ -31,7 +31,8 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
     best = scoring.score_matrix(model, values)  # best over labels: no label is known for an anomaly
     given = scoring.score_matrix(model, values[normal], ids)
-    info = {"fpr": fpr, "thresholds": scoring.thresholds(methods, given, best[normal], fpr),
+    info = {"fpr": fpr, "default_method": default_method(methods),
+            "thresholds": scoring.thresholds(methods, given, best[normal], fpr),
             "anomaly_labels": sorted(set(holdout.label_names) - set(names))}
     if not normal.all():
         is_anomaly = (~normal).astype(int)

@@ -1,17 +1,19 @@
 """Anomaly scores from the exported scorer graph, and their calibration: higher = less like the training data.
 
-The graph returns every method at once (card `score_methods`: the negated critic, and the
-f-AnoGAN residual through the encoder and generator). Without a label, an input is scored against
-every label and keeps its lowest score (its most plausible class), so a normal row of any class
-scores low. A threshold per method, set at a false-positive rate on held-out normal data when the
-model was trained (card `anomaly`), turns a score into an `is_anomaly` flag.
+The graph returns every method at once (card `score_methods`): the negated critic, the f-AnoGAN
+residual through the encoder and generator, the isolation forest's score and their ensemble, the
+default (models exported before the forest have the first two, f-AnoGAN their default). Without a
+label, an input is scored against every label and keeps its lowest score (its most plausible class),
+so a normal row of any class scores low. A threshold per method, set at a false-positive rate on
+held-out normal data when the model was trained (card `anomaly`), turns a score into an
+`is_anomaly` flag.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from gen_factory.card import DEFAULT_SCORE_METHOD
+from gen_factory.card import default_method
 from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
@@ -125,7 +127,7 @@ def prepare(model: OnnxModel, rows: list | None, images, labels: list | None,
         if images is None:
             raise DataValidationError("images", "missing", "send `images` for an image model")
         values = images_to_array(model, images)
-    method = method or DEFAULT_SCORE_METHOD
+    method = method or default_method(model.card.score_methods)
     method_index(model, method)
     return values, label_ids(model, labels, len(values)), method
 
@@ -161,9 +163,9 @@ def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None
 
 
 def method_index(model: OnnxModel, method: str | None) -> int:
-    """Column of `method` (default: the card's default) in the scorer's output."""
+    """Column of `method` (default: the model's default) in the scorer's output."""
     methods = model.card.score_methods
-    method = method or DEFAULT_SCORE_METHOD
+    method = method or default_method(methods)
     if method not in methods:
         raise DataValidationError("method", repr(method), f"use one of: {', '.join(methods)}")
     return methods.index(method)
@@ -197,7 +199,8 @@ def verdict(
 ) -> tuple[float | None, list[bool] | None]:
     """(threshold, is_anomaly per score) from the card's calibration; (None, None) if it has none."""
     anomaly = model.card.anomaly
-    calibration = anomaly.thresholds.get(method or DEFAULT_SCORE_METHOD) if anomaly else None
+    method = method or default_method(model.card.score_methods)
+    calibration = anomaly.thresholds.get(method) if anomaly else None
     if calibration is None:
         return None, None
     threshold = calibration.given_label if by_label else calibration.best_label

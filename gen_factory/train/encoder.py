@@ -8,6 +8,8 @@ discriminator's scale.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -53,11 +55,24 @@ class EncoderTrainer:
         self.opt.load_state_dict(state["opt"])
 
 
+@dataclass(frozen=True)
+class ScoreScales:
+    """What the scorer graph is calibrated with: the mean residuals on normal training data, and those
+    encoded inputs and their labels, on which `export_bundle` fits the isolation forest and
+    standardises each score. The inputs stay in this process: the graph keeps no training row."""
+
+    reconstruction: float
+    features: float
+    x: torch.Tensor
+    labels: torch.Tensor
+
+
 @torch.no_grad()
 def residual_scales(encoder: nn.Module, generator: nn.Module, discriminator: nn.Module, x: torch.Tensor,
-                    labels: torch.Tensor) -> tuple[float, float]:
+                    labels: torch.Tensor) -> ScoreScales:
     """Mean reconstruction and feature residuals on normal training data: the f-AnoGAN score divides
     by them, so both terms count equally and a typical normal input scores about 2."""
     encoder.eval()
     reconstruction, features = residuals(encoder, generator, discriminator, x, labels)
-    return float(reconstruction.mean().clamp_min(1e-8)), float(features.mean().clamp_min(1e-8))
+    return ScoreScales(float(reconstruction.mean().clamp_min(1e-8)), float(features.mean().clamp_min(1e-8)),
+                       x, labels)
