@@ -19,23 +19,27 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/genfactory demo
 
+# Two pytest processes (pytest-xdist): the tests that start Ray run in one, in file order, the unit tests
+# in the other (tests/conftest.py groups them).
+XDIST := -n 2 --dist loadgroup
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 # The default run in a shuffled order (pytest-randomly, off in `make test`), to find tests that depend
 # on another's leftovers; prints its seed: `make test-random SEED=n` replays that order.
 test-random: $(STAMP)
 	@seed=$(SEED); seed=$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
 	echo "test order: --randomly-seed=$$seed (make test-random SEED=$$seed replays it)"; \
-	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$$seed
+	$(BIN)/python -m pytest -q $(XDIST) -p randomly --randomly-seed=$$seed
 
 # Also the extended end-to-end checks (about 3 minutes more).
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "extended or not extended"
+	$(BIN)/python -m pytest -q $(XDIST) -m "extended or not extended"
 
 # Unit tests only: no Ray cluster, no Serve, no Ray Train run (each engine is exercised by `make test`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not ray and not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not ray and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
