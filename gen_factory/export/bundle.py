@@ -176,9 +176,9 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
         # GroupNorm checks its batch size in Python, which the tracer flags as maybe not generalising;
         # the parity check runs the file at another batch size, so a trace that doesn't generalise fails.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        axes = {name: {0: "batch"} for name in [*input_names, output_name]}
         torch.onnx.export(_baked(module), example, str(path), input_names=input_names,
-                          output_names=[output_name], dynamic_axes={name: {0: "batch"} for name in [*input_names, output_name]},
-                          dynamo=False, opset_version=OPSET)
+                          output_names=[output_name], dynamic_axes=axes, dynamo=False, opset_version=OPSET)
     return parity(module, path, _fresh_like(example, seed=7, batch=37), unit)
 
 
