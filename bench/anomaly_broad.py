@@ -179,6 +179,9 @@ def main() -> None:
                         "default 3,8: each trains ~3 min on Ray)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers per digit model")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # small MLPs: on a shared 2-core machine two threads mostly wait on each other
     temp_home("gf-bench-anomaly-broad-")
     chosen = [c for c in table_cases() if not args.cases or c[0] in args.cases.split(",")]
     digits = [d for d in args.digits.split(",") if d]
