@@ -22,9 +22,10 @@ def detection_metrics(scores: np.ndarray, is_anomaly: np.ndarray) -> dict[str, f
     }
 
 
-def detectors(seed: int = 0, deep: bool = False) -> dict:
+def detectors(seed: int = 0, deep: bool = False, rows: int = 32) -> dict:
     """The classic detectors at their PyOD defaults (IsolationForest seeded); `deep` adds PyOD's
-    AutoEncoder (seeded, quiet), the deep baseline of bench/anomaly_broad.py."""
+    AutoEncoder (seeded, quiet), the deep baseline of bench/anomaly_broad.py, in batches of at most
+    `rows` (it drops a last partial batch, so fewer training rows than a batch would train nothing)."""
     from pyod.models.ecod import ECOD
     from pyod.models.iforest import IForest
     from pyod.models.knn import KNN
@@ -33,7 +34,8 @@ def detectors(seed: int = 0, deep: bool = False) -> dict:
     if deep:
         from pyod.models.auto_encoder import AutoEncoder
 
-        found["autoencoder"] = AutoEncoder(random_state=seed, verbose=0, device="cpu")
+        found["autoencoder"] = AutoEncoder(random_state=seed, verbose=0, device="cpu",
+                                           batch_size=min(32, rows))
     return found
 
 
@@ -54,7 +56,7 @@ def detector_scores(train_normal: np.ndarray, test: np.ndarray, seed: int = 0,
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, detector in detectors(seed, deep).items():
+        for name, detector in detectors(seed, deep, len(train)).items():
             out[name] = detector.fit(train).decision_function(test)
     return out
 
