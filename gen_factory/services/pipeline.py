@@ -27,6 +27,7 @@ from gen_factory.models.losses import LOSSES
 from gen_factory.models.variants import VARIANTS
 from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_arrays
+from gen_factory.timing import Phases
 from gen_factory.train.distributed import check_resumable, fit, save_sample_grid
 from gen_factory.train.encoder import residual_scales
 from gen_factory.train.hyper import Hyper, Recipe, resolve_hyper
@@ -169,8 +170,9 @@ def train_and_register(job: TrainJob, log=print) -> dict:
     """
     from gen_factory.registry.runs import run_lock
 
-    started = time.time()
-    prep = prepare(job)  # all input errors surface before the lock, Ray or MLflow
+    started, phases = time.time(), Phases()
+    with phases.phase("prepare"):
+        prep = prepare(job)  # all input errors surface before the lock, Ray or MLflow
     with run_lock(job.run_name):
         check_resumable(prep.config, job.run_name, settings.ray_storage())  # other settings: refused here
         previous = _close_stale_attempt(job.run_name, log)
@@ -179,7 +181,7 @@ def train_and_register(job: TrainJob, log=print) -> dict:
                                         (prep.recipe.epochs, prep.recipe.encoder_epochs), at_least=True)
             if done is not None:
                 return _already_finished(job, previous, done, started, log)
-        return _train_locked(job, prep, started, log)
+        return _train_locked(job, prep, started, phases, log)
 
 
 def _close_stale_attempt(run_name: str, log):
@@ -208,7 +210,7 @@ def _already_finished(job: TrainJob, run, version, started: float, log) -> dict:
             "already_registered": True}
 
 
-def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
+def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases, log) -> dict:
     from gen_factory.services.cluster import ensure_ray
 
     data, train, holdout = prep.data, prep.train, prep.holdout
@@ -227,37 +229,45 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         + (" (resumed)" if resumed else "")
     )
     try:
-        ensure_ray()
+        with phases.phase("ray_start"):
+            ensure_ray()
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            first, model, parity = _fit_and_export(job, prep, job.run_name, run_id, tmp / "model")
+            first, model, parity = _fit_and_export(job, prep, job.run_name, run_id, tmp / "model", phases)
             train_seconds = time.time() - started
-            metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
-            detection = calibrate_bundle(model, train, holdout, job.fpr, job.seed)
-            _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
+            with phases.phase("evaluate"):
+                metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
+            with phases.phase("calibrate"):
+                detection = calibrate_bundle(model, train, holdout, job.fpr, job.seed)
+            with phases.phase("log_artifacts"):
+                _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
             shipped, bundle = first, tmp / "model"
             if refit:  # the split measured the model; now every row trains the one that ships
                 every = prepare(job, holdout_fraction=0.0, data=data)
                 check_resumable(every.config, job.refit_run_name, settings.ray_storage())
                 log(f"[train] refit on every row: {len(every.train.labels)} rows, the same settings")
                 shipped, refitted, parity = _fit_and_export(job, every, job.refit_run_name, run_id,
-                                                            tmp / "refit", metric_prefix="every_row_")
-                detection = transfer_calibration(detection, model, train, refitted, every.train)
+                                                            tmp / "refit", phases, metric_prefix="every_row_")
+                with phases.phase("refit_calibrate"):
+                    detection = transfer_calibration(detection, model, train, refitted, every.train)
                 model, bundle = refitted, tmp / "refit"
             write_card(bundle, ModelCard.model_validate({
                 **model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump(),
                 "rows_given": len(data.labels), "rows_trained": shipped.rows,
                 "report_rows": len(holdout.labels)}))
-            flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-            registry.log_metrics(run_id, {**flat, **flat_metrics(detection), "train_seconds": train_seconds,
-                                          **_selected(shipped.state),
-                                          **{f"onnx_parity_{k}": v for k, v in parity.items()}})
             veto = champion_veto(metrics, _selected(shipped.state))
             if veto and job.alias:
                 log(f"[train] WARNING: registering without @{job.alias}: {veto}")
-            ref = registry.register(run_id, bundle, job.model_name, None if veto else job.alias,
-                                    description=f"conditional GAN on {data.name} ({data.kind})",
-                                    epochs=(recipe.epochs, recipe.encoder_epochs), again=job.register_again)
+            with phases.phase("register"):
+                flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+                registry.log_metrics(run_id, {
+                    **flat, **flat_metrics(detection), "train_seconds": train_seconds,
+                    **_selected(shipped.state), **{f"onnx_parity_{k}": v for k, v in parity.items()}})
+                ref = registry.register(run_id, bundle, job.model_name, None if veto else job.alias,
+                                        description=f"conditional GAN on {data.name} ({data.kind})",
+                                        epochs=(recipe.epochs, recipe.encoder_epochs),
+                                        again=job.register_again)
+        registry.log_metrics(run_id, {f"seconds_{k}": v for k, v in phases.seconds.items()})
         registry.finish_run(run_id)
     except BaseException:
         registry.finish_run(run_id, failed=True)
@@ -273,25 +283,31 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, log) -> dict:
         "epochs": recipe.epochs,
         "rows_trained": shipped.rows,
         "seconds": time.time() - started,
+        "phases": phases.rounded(),
         **({"champion_veto": veto} if veto else {}),
     }
 
 
-def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, out: Path,
+def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, out: Path, phases: Phases,
                     metric_prefix: str = "") -> tuple[Fitted, OnnxModel, dict]:
     """Train `prep` on Ray as `run_name` and export it to `out`: (the fit's networks and state, the
-    exported model, its parity figures)."""
+    exported model, its parity figures). The refit's phases are named `refit_...`."""
     recipe, spec = prep.recipe, prep.spec
     config = {**prep.config, "mlflow_run_id": run_id, "metric_prefix": metric_prefix}
     gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
-    state = fit(config, run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
+    named = "refit_" if metric_prefix else ""
+    with phases.phase(f"{named}fit"):
+        state = fit(config, run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
+    for part, seconds in state.get("seconds", {}).items():  # rank 0's epochs, inside the fit
+        phases.add(f"{named}{part}_epochs", seconds)
     generator, discriminator, encoder = _restore(spec, recipe.hyper, state)
     card = card_for(prep.train, spec, prep.encoding, model_name=job.model_name, dataset=prep.data.name,
                     loss=recipe.hyper.loss, variant=recipe.variant, epochs=recipe.epochs,
                     encoder_epochs=recipe.encoder_epochs, seed=job.seed, mlflow_run_id=run_id,
                     **_selected(state))
-    scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train)
-    parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out)
+    with phases.phase(f"{named}export"):
+        scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train)
+        parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out)
     # What ships is evaluated, calibrated and sampled as served: through the exported graphs.
     return Fitted(generator, state, len(prep.train.labels)), OnnxModel(out), parity
 

@@ -272,6 +272,7 @@ def train_loop_per_worker(config: dict) -> None:
         if logger:
             logger.client.set_tag(logger.run_id, "gen_factory.nodes", str(nodes))
     stopped = False  # the GAN phase ended early: skip its remaining epochs
+    seconds = {"gan": 0.0, "encoder": 0.0}  # this attempt's epoch time per phase (pipeline's timing)
     for epoch in range(start, total):
         if stopped and epoch < gan_epochs:
             continue
@@ -289,6 +290,7 @@ def train_loop_per_worker(config: dict) -> None:
             gan_trained = epoch + 1
         metrics["epoch"] = epoch + 1
         metrics["epoch_seconds"] = time.time() - started
+        seconds["gan" if epoch < gan_epochs else "encoder"] += metrics["epoch_seconds"]
         if (epoch + 1) % report_every and epoch + 1 not in (gan_epochs, total):
             continue  # small epochs: a report (and checkpoint) each time would cost more than the epoch
         if epoch < gan_epochs:
@@ -301,7 +303,7 @@ def train_loop_per_worker(config: dict) -> None:
             if rank == 0:
                 state = {"trainer": trainer.state_dict(), "epoch": epoch, "selection": selector.state_dict(),
                          "gan_epochs": gan_epochs, "gan_epochs_done": gan_trained,
-                         "gan_finished": stopped or epoch + 1 >= gan_epochs}
+                         "gan_finished": stopped or epoch + 1 >= gan_epochs, "seconds": dict(seconds)}
                 if encoder:
                     state["encoder"] = encoder.state_dict()
                 torch.save(state, Path(tmp) / STATE_FILE)
