@@ -60,7 +60,8 @@ TINY_TABLE = {"common": 100, "mid": 55, "rare": 25}  # rows per label: uneven, s
 @pytest.fixture(scope="session")
 def cli_trained_table(tmp_path_factory):
     """One tiny three-label table trained and registered through the CLI, `genfactory train --json`
-    (Ray Train, 1 worker, 1 GAN + 1 encoder epoch, label column `segment`, alias `staging`), once per
+    (Ray Train, 1 worker, 1 GAN + 1 encoder epoch, label column `segment`, alias `staging`, an int8
+    generator beside fp32), once per
     session: the CLI, reference and Synthesizer tests share it. Returns the data file, the command's
     exit code, stdout and stderr; the tests check what it registered."""
     import contextlib
@@ -81,6 +82,6 @@ def cli_trained_table(tmp_path_factory):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli(["train", str(path), "--name", "cli-table", "--label-column", "segment", "--epochs", "1",
                     "--encoder-epochs", "1", "--workers", "1", "--batch-size", "32", "--seed", "3",
-                    "--alias", "staging", "--no-refit", "--json"])
+                    "--alias", "staging", "--no-refit", "--precisions", "int8", "--json"])
     return {"path": path, "frame": frame, "code": code, "out": out.getvalue(), "err": err.getvalue(),
             "name": "cli-table", "alias": "staging", "seed": 3}

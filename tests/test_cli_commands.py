@@ -77,6 +77,20 @@ def test_train_refuses_a_missing_file_naming_it(tmp_path, capsys):
 
 
 @pytest.mark.ray
+def test_train_precisions_ships_an_int8_generator_that_samples_the_same_schema(cli_trained_table):
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.runtime.sampling import generate_table
+
+    assert cli_trained_table["code"] == 0, cli_trained_table["err"][-3000:]
+    bundle = registry.download(registry.resolve("cli-table@staging"))
+    fp32, int8 = OnnxModel(bundle), OnnxModel(bundle, precision="int8")
+    assert fp32.card.files.precisions == {"int8": "generator.int8.onnx"} and int8.precision == "int8"
+    rows = [generate_table(model, [30, 20, 10], seed=1) for model in (fp32, int8)]
+    assert rows[0].schema == rows[1].schema and rows[1].num_rows == 60
+    assert rows[0].column("x").to_pylist() != rows[1].column("x").to_pylist()  # the int8 graph ran
+
+
+@pytest.mark.ray
 @pytest.mark.extended  # Ray Data, ~5 s; bulk generation is in the default run (test_e2e, test_bulk_integrity)
 def test_generate_writes_the_partitioned_dataset_and_manifest_that_verify_accepts(
         cli_trained_table, tmp_path, capsys):

@@ -40,7 +40,7 @@ def generate(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {manifest['rows']} rows in {len(manifest['files'])} files from {manifest['model_uri']} "
-          f"to {args.out} (manifest: {args.out / '_manifest.json'})")
+          f"to {args.out} (manifest: {args.out.rstrip('/')}/_manifest.json)")
     return 0
 
 

@@ -89,9 +89,13 @@ def _train(sub) -> None:
                         "anomaly thresholds), train the model that ships on every row with the same "
                         "settings (default: tables yes, images no; --no-refit ships the split's model, "
                         "in about half the time)")
+    t.add_argument("--precisions", nargs="+", choices=("int8",), default=None, metavar="P",
+                   help="also export the generator in these reduced precisions (int8: for `generate "
+                        "--precision int8`, faster GEMMs on CPUs with VNNI/AMX; fp32 is always exported "
+                        "and stays the default)")
     t.add_argument("--json", action="store_true",
                    help=JSON_HELP + ": model (name, version, alias, uri), run_id, metrics, anomaly, parity, "
-                        "epochs, rows_trained, seconds")
+                        "epochs, rows_trained, seconds, phases (seconds per step of the run)")
     t.set_defaults(func=commands.train)
 
 
@@ -218,8 +222,9 @@ def _generate(sub) -> None:
                     "workers. DIR appears only when complete; files in progress are in a hidden "
                     ".DIR.tmp-* beside it, and a second run into DIR while one runs is refused (exit 1).")
     g.add_argument("model", help="name, name@alias or name/version")
-    g.add_argument("--out", required=True, type=Path,
-                   help="output directory (must not exist unless --overwrite)")
+    g.add_argument("--out", required=True,
+                   help="output directory or object-store URI, e.g. s3://bucket/prefix (must not exist "
+                        "unless --overwrite)")
     _add_counts_and_conditions(g, "rows", "total rows, spread evenly over the labels")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=2, help="ONNX Runtime actors (default: 2)")

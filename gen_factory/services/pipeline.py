@@ -67,6 +67,8 @@ class TrainJob:
     # Tables: after the fit on the split (which measures quality and sets the anomaly thresholds), train
     # the model that ships on every row with the same settings (None: tables yes, images no).
     refit: bool | None = None
+    # Reduced-precision generators exported beside fp32 (opt-in: "int8"; `export.precision`).
+    precisions: list[str] | None = None
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -307,7 +309,8 @@ def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, o
                     **_selected(state))
     with phases.phase(f"{named}export"):
         scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train)
-        parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out)
+        parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out,
+                               precisions=tuple(job.precisions or ()))
     # What ships is evaluated, calibrated and sampled as served: through the exported graphs.
     return Fitted(generator, state, len(prep.train.labels)), OnnxModel(out), parity
 
