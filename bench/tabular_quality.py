@@ -13,6 +13,14 @@ seed, draws and runner, so iterating on gen_factory does not refit SDV (`--draws
 report figures from the default five).
 Every system is scored by gen_factory.evaluate with SDMetrics' definitions; the SDMetrics
 QualityReport itself scores gen_factory's rows too, as a check of those definitions.
+
+That quality compares the synthetic rows with the TRAINING rows, so a generator gains by copying
+the training sample's quirks. The same report is also taken against the HELD-OUT rows (never
+trained on): there a generator that generalises scores well and one that memorises does not gain.
+Two controls per table calibrate both: the held-out rows scored against the training rows (what a
+perfect sampler of the real distribution reaches there, up to sample size), and, for the tables
+with a recipe (gen_factory.data.procedural: customers, loans), fresh recipe rows (one per draw,
+seeds 1..DRAWS, each table split 70/30 as the bench's, its training part) against both.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from gen_factory.data import load_dataset, split  # noqa: E402
 from gen_factory.data.datasets import frame_from_codes  # noqa: E402
-from gen_factory.evaluate.quality import column_kinds  # noqa: E402
+from gen_factory.evaluate.quality import column_kinds, quality_report  # noqa: E402
 from gen_factory.evaluate.tables import evaluate_table, headline  # noqa: E402
 
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
@@ -150,6 +158,41 @@ def roundtrip(name: str, train, model, seed: int = 0) -> dict:
     return {"schema_equal": schema_equal, **summary(shapes), "worst": worst}
 
 
+def recipe_rows(name: str, train, seed: int) -> pd.DataFrame | None:
+    """The training part of a fresh table from `name`'s recipe (seed `seed`, as many rows as the
+    bundled one, split 70/30 as the bench's), in the bench's frame; None where there is no recipe.
+    Times are re-expressed in the bench's encoding (each table counts from its own first stamp)."""
+    from gen_factory.data import procedural
+    from gen_factory.data.datasets import bundled_frame, table_from_frame
+
+    if name not in ("customers", "loans"):
+        return None
+    given, label, _ = bundled_frame(name)
+    fresh = table_from_frame(getattr(procedural, name)(len(given), seed), label, name=name,
+                             label_names=train.label_names)
+    frame = split(fresh, 0.3, 0)[0].frame()
+    ours = {c.name: c.time for c in train.schema.columns if c.time is not None}
+    for c in fresh.schema.columns:
+        if c.name in ours:
+            ns = frame[c.name] * c.time.unit_ns + c.time.offset_ns
+            frame[c.name] = (ns - ours[c.name].offset_ns) / ours[c.name].unit_ns
+    return frame[list(train.frame().columns)]
+
+
+def heldout_controls(name: str, train, real: pd.DataFrame, hold: pd.DataFrame, cats: set[str]) -> dict:
+    """The two controls of the held-out measure: the real held-out rows against the training rows,
+    and fresh recipe rows (DRAWS seeds) against the training and the held-out rows (nan: no recipe)."""
+    oracle = [f for f in (recipe_rows(name, train, seed) for seed in range(1, DRAWS + 1)) if f is not None]
+    vs_train = [quality_report(real, f, cats)["quality"] for f in oracle]
+    vs_hold = [quality_report(hold, f, cats)["quality"] for f in oracle]
+    nan = float("nan")
+    return {"real_heldout_vs_train": quality_report(real, hold, cats)["quality"],
+            "oracle_vs_train": float(np.mean(vs_train)) if oracle else nan,
+            "oracle_vs_train_sd": float(np.std(vs_train, ddof=1)) if len(oracle) > 1 else nan,
+            "oracle_vs_heldout": float(np.mean(vs_hold)) if oracle else nan,
+            "oracle_vs_heldout_sd": float(np.std(vs_hold, ddof=1)) if len(oracle) > 1 else nan}
+
+
 def rows_used_pct(name: str, tmp: Path, epochs: int | None) -> float:
     """The share of a user's table that trained the model `genfactory train` ships (Ray Train path,
     defaults): the table is the bench's training split, written as the user would hold it."""
@@ -205,12 +248,14 @@ def main() -> None:
 
     if not BENCH_PYTHON.exists():
         sys.exit(f"{BENCH_PYTHON} is missing: run `make bench-venv` (SDV lives in its own venv)")
-    rows, checks, trips, used = [], [], {}, {}
+    rows, checks, trips, used, controls = [], [], {}, {}, {}
     for name in args.tables:
         train, holdout = split(load_dataset(name), 0.3, 0)
         epochs = resolve_hyper("table", len(train.labels), epochs=args.epochs).epochs
         real, hold = train.frame(), holdout.frame()
         kinds = column_kinds(real, {train.label_column})
+        cats = {c for c, k in kinds.items() if k == "categorical"}
+        controls[name] = heldout_controls(name, train, real, hold, cats)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             systems = {"gen_factory": run_gen_factory(train, tmp, epochs)}
@@ -223,6 +268,8 @@ def main() -> None:
         for system, (draws, timing) in systems.items():
             results = [evaluate_table(real, synth, hold, train.label_column) for synth in draws]
             heads = pd.DataFrame([headline(r) for r in results])
+            heldout = pd.Series([quality_report(hold, synth[list(real.columns)], cats)["quality"]
+                                 for synth in draws])
             rows.append(
                 {
                     "table": name,
@@ -230,6 +277,8 @@ def main() -> None:
                     **heads.mean().to_dict(),
                     "quality_sd": heads["quality"].std(),
                     "tstr_f1_sd": heads["tstr_macro_f1"].std(),
+                    "quality_heldout": heldout.mean(),
+                    "quality_heldout_sd": heldout.std(),
                     **timing,
                     "epochs": epochs if system == "gen_factory" else None,
                 }
@@ -267,6 +316,7 @@ def main() -> None:
             f"{ours['column_pair_trends']:.4f}"
         )
     print_results(frame, trips, used)
+    print_heldout(frame, controls)
     if args.ray:
         print(f"\nRay Train path (1 worker, train + export + evaluate + register), {args.tables[0]}: "
               f"{ray_path_seconds(args.tables[0], args.epochs):.1f} s")
@@ -295,6 +345,31 @@ def print_results(frame: pd.DataFrame, trips: dict, used: dict) -> None:
           f"discrete_on_grid={min(on_grid, default=float('nan')):.4f} "
           f"nan_rate_max_err_pts={max(t['nan_rate_max_err_pts'] for t in trip):.3f} "
           f"min_range_coverage={min(t['min_range_coverage'] for t in trip):.3f}")
+
+
+def print_heldout(frame: pd.DataFrame, controls: dict) -> None:
+    """The same quality against the held-out rows, with its controls, per table."""
+    fmt = "{:.4f}".format
+    print(f"\nquality vs the HELD-OUT rows (never trained on), mean (sd) over {DRAWS} draws, next to the "
+          "quality vs the training rows; controls: real held-out rows vs the training rows, fresh "
+          "recipe rows (oracle, seeds 1..DRAWS) vs the training / held-out rows")
+    for name, group in frame.groupby("table", sort=False):
+        c = controls[name]
+        print(f"  {name}: real_heldout_vs_train={fmt(c['real_heldout_vs_train'])} "
+              f"oracle_vs_train={fmt(c['oracle_vs_train'])} ({fmt(c['oracle_vs_train_sd'])}) "
+              f"oracle_vs_heldout={fmt(c['oracle_vs_heldout'])} ({fmt(c['oracle_vs_heldout_sd'])})")
+        for _, row in group.iterrows():
+            print(f"    {row['system']:<20} vs_train={fmt(row['quality'])} ({fmt(row['quality_sd'])}) "
+                  f"vs_heldout={fmt(row['quality_heldout'])} ({fmt(row['quality_heldout_sd'])})")
+    for name, group in frame.groupby("table", sort=False):
+        ours = group[group["system"] == "gen_factory"].iloc[0]
+        peers = group[group["system"] != "gen_factory"]
+        c = controls[name]
+        print(f"RESULT tabular_heldout table={name} quality={ours['quality_heldout']:.4f} "
+              f"best_peer_quality={peers['quality_heldout'].max():.4f} "
+              f"real_heldout_vs_train={c['real_heldout_vs_train']:.4f} "
+              f"oracle_vs_train={c['oracle_vs_train']:.4f} "
+              f"oracle_vs_heldout={c['oracle_vs_heldout']:.4f}")
 
 
 if __name__ == "__main__":
