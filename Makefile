@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-random test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv clean-data
+.PHONY: demo test test-random test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv bench-anomaly bench-time clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,7 +66,15 @@ bench-images: $(STAMP)
 	$(BIN)/python bench/image_quality.py
 
 bench-tables: $(STAMP) $(BENCH_VENV)/.installed
-	$(BIN)/python bench/tabular_quality.py --tables breast_cancer customers wine --ray
+	$(BIN)/python bench/tabular_quality.py --tables breast_cancer customers wine loans --ray
+
+# The broad anomaly benchmark (issue 19): statsmodels' bundled tables come with the `bench` extra.
+bench-anomaly: $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
+	cd bench && ../$(BIN)/python anomaly_broad.py
+
+bench-time: $(STAMP) $(BENCH_VENV)/.installed
+	cd bench && ../$(BIN)/python time_to_model.py
 
 bench-ops: $(STAMP)
 	cd bench && ../$(BIN)/python bulk.py && ../$(BIN)/python serve.py && ../$(BIN)/python train_scaling.py

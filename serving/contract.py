@@ -89,9 +89,11 @@ class _ScoreOptions(BaseModel):
     labels: list[StrictStr] = Field(None, max_length=MAX_INPUTS_PER_REQUEST,
                                     description="score against these labels (one per input); omitted: "
                                                 "the best over all labels", json_schema_extra=_no_default)
-    method: Literal["fanogan", "critic"] = Field(
-        None, description="`fanogan` (default: the f-AnoGAN residual) or `critic` (the negated discriminator "
-                          "output)", json_schema_extra=_no_default)
+    method: Literal["ensemble", "fanogan", "iforest", "critic"] = Field(
+        None, description="`ensemble` (default for models that have it: f-AnoGAN and the isolation forest "
+                          "on one scale), `fanogan` (the f-AnoGAN residual; the default of older models), "
+                          "`iforest` (an isolation forest of the normal training values, in the graph) or "
+                          "`critic` (the negated discriminator output)", json_schema_extra=_no_default)
 
 
 class ScoreRows(_ScoreOptions):

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from gen_factory import client, registry, settings
+from gen_factory.card import DEFAULT_SCORE_METHOD, SCORE_METHODS
 from gen_factory.cli import main as cli
 from gen_factory.data import DataValidationError
 from gen_factory.data.procedural import customers
@@ -371,7 +372,7 @@ def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, ap
     assert 0 < mixed.metrics["quality"] <= 1 and 0 <= mixed.metrics["tstr_accuracy"] <= 1
     card = mixed.model.card  # measured on 90 held-out rows by a fit on 210; the shipped refit saw all 300
     assert (card.rows_given, card.rows_trained, card.report_rows) == (300, 300, 90)
-    assert sum(card.label_counts) == 300 and set(card.anomaly.thresholds) == {"critic", "fanogan"}
+    assert sum(card.label_counts) == 300 and set(card.anomaly.thresholds) == set(SCORE_METHODS)
     given = customers(300)
     sampled = mixed.sample(500, seed=1)
     assert list(sampled.columns) == list(given.columns) and sampled.dtypes.equals(given.dtypes)
@@ -398,8 +399,8 @@ def test_synthesizer_refuses_bad_tables_naming_the_column(mutate, column):
 
 def test_one_class_model_is_calibrated_measured_and_logged(trained):
     info = trained["one_class"]["anomaly"]
-    assert info["anomaly_labels"] == ["malignant"] and set(info["thresholds"]) == {"critic", "fanogan"}
-    for method in ("critic", "fanogan"):
+    assert info["anomaly_labels"] == ["malignant"] and set(info["thresholds"]) == set(SCORE_METHODS)
+    for method in SCORE_METHODS:
         assert 0.0 <= info["holdout"][method]["auroc"] <= 1.0
     card = OnnxModel(registry.download(trained["one_class"]["ref"])).card
     assert card.label_names == ["benign"] and card.anomaly.model_dump(exclude_none=True) == info
@@ -453,7 +454,7 @@ def test_score_flags_anomalies_the_same_over_http_and_in_process(api_url, tmp_pa
     frame.to_parquet(tmp_path / "rows.parquet")
     rows = frame.to_dict(orient="records")
     http = client.score(api_url, "e2e-oneclass", rows=rows)
-    assert http["method"] == "fanogan" and len(http["scores"]) == len(rows)
+    assert http["method"] == DEFAULT_SCORE_METHOD and len(http["scores"]) == len(rows)
     assert http["is_anomaly"] == [s > http["threshold"] for s in http["scores"]]
     critic = client.score(api_url, "e2e-oneclass", rows=rows, method="critic")
     assert critic["method"] == "critic" and critic["threshold"] != http["threshold"]

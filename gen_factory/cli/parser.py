@@ -151,8 +151,10 @@ def _score(sub) -> None:
     sc.add_argument("file", type=Path, help=".parquet / .csv (columns as the model's) or .npz with `images`")
     sc.add_argument("--label-column",
                     help="score each row against this column's label (default: best over labels)")
-    sc.add_argument("--method", choices=["fanogan", "critic"],
-                    help="fanogan (default): f-AnoGAN residual through encoder and generator; "
+    sc.add_argument("--method", choices=["ensemble", "fanogan", "iforest", "critic"],
+                    help="ensemble (the default of models that have it): f-AnoGAN and the isolation forest "
+                         "on one scale; fanogan (older models' default): f-AnoGAN residual through encoder "
+                         "and generator; iforest: an isolation forest of the normal training values; "
                          "critic: -discriminator")
     sc.add_argument("--local", action="store_true",
                     help="score in this process with ONNX Runtime (model from the MLflow registry), "
