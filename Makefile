@@ -19,27 +19,26 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/genfactory demo
 
-# Two pytest processes (pytest-xdist): the tests that start Ray run in one, in file order, the unit tests
-# in the other (tests/conftest.py groups them).
-XDIST := -n 2 --dist loadgroup
-
+# Two pytest processes side by side (tests/lanes.sh): the tests that start Ray in one, the unit tests
+# in the other.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST)
+	tests/lanes.sh $(BIN)/python "not extended"
 
 # The default run in a shuffled order (pytest-randomly, off in `make test`), to find tests that depend
 # on another's leftovers; prints its seed: `make test-random SEED=n` replays that order.
 test-random: $(STAMP)
 	@seed=$(SEED); seed=$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
 	echo "test order: --randomly-seed=$$seed (make test-random SEED=$$seed replays it)"; \
-	$(BIN)/python -m pytest -q $(XDIST) -p randomly --randomly-seed=$$seed
+	tests/lanes.sh $(BIN)/python "not extended" -p randomly --randomly-seed=$$seed
 
 # Also the extended end-to-end checks (about 3 minutes more).
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) -m "extended or not extended"
+	tests/lanes.sh $(BIN)/python "extended or not extended"
 
-# Unit tests only: no Ray cluster, no Serve, no Ray Train run (each engine is exercised by `make test`).
+# Unit tests only: no Ray cluster, no Serve, no Ray Train run (each engine is exercised by `make test`);
+# two pytest-xdist processes, each test file in one of them (its module fixtures built once).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) -m "not ray and not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not ray and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,16 +7,6 @@ import os
 import pytest
 
 
-def pytest_collection_modifyitems(items):
-    """Groups for pytest-xdist's `--dist loadgroup` (`make test` runs two processes): every test that
-    starts Ray goes to one process, in file order (they share one local cluster, one Serve app on its
-    port and session fixtures); the unit tests of a file stay together beside them in the other
-    process (a module's fixture, e.g. a model trained in-process, is built once)."""
-    for item in items:
-        group = "ray" if item.get_closest_marker("ray") else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """In-process training on one thread: the small networks of the tests run as fast or faster, the

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The suite as two pytest processes side by side, one per core: the tests that start Ray (they share
+# one local cluster, one Serve app on its port and session fixtures, so they stay in one process, in
+# file order) and the unit tests. pytest-xdist's `--dist loadgroup` would do this, but its groups do
+# not reach the scheduler under pytest 9 (every test went to both workers, each starting a cluster).
+#
+#   tests/lanes.sh PYTHON MARKEXPR [pytest args...]   e.g. tests/lanes.sh .venv/bin/python "not extended"
+#
+# Both lanes get the extra arguments; the unit lane's output is printed after the Ray lane's; the exit
+# status is the first failing lane's.
+set -u
+python=$1
+marks=$2
+shift 2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+"$python" -m pytest -q -m "not ray and ($marks)" "$@" >"$log" 2>&1 &
+unit=$!
+echo "== tests that start Ray (the unit tests run beside them: their output follows) =="
+"$python" -m pytest -q -m "ray and ($marks)" "$@"
+ray_status=$?
+wait "$unit"
+unit_status=$?
+echo "== unit tests =="
+cat "$log"
+[ "$ray_status" -ne 0 ] && exit "$ray_status"
+exit "$unit_status"
