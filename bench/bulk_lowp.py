@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT), str(ROOT.parent)]
 
-from bulk import generator_flops_per_row  # noqa: E402
+from bulk import generator_flops_per_row, matmul_peak_flops  # noqa: E402
 
 TABLES = ("breast_cancer", "customers", "wine", "loans")
 SHARD_ROWS = 262_144
@@ -56,20 +56,6 @@ def trained_bundle(name: str, out: Path):
                     epochs=epochs, seed=0)
     export_bundle(g, d, build_encoder(spec).eval(), (1.0, 1.0), encoding, card, out, precisions=("int8",))
     return train, holdout, out
-
-
-def cpu_peak_flops(n: int = 512, seconds: float = 1.0) -> float:
-    """One core's float32 GEMM FLOP/s (torch, one thread) per CPU second, not per wall second: on a
-    shared machine the process is descheduled, and CPU time leaves that out of both rate and bound."""
-    import torch
-
-    torch.set_num_threads(1)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    done, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        a @ b
-        done += 1
-    return 2 * n**3 * done / (time.process_time() - start)
 
 
 def rates(models: dict, counts: list[int], reps: int) -> dict[str, dict[str, float]]:
@@ -163,7 +149,7 @@ def bench_table(name: str, tmp: Path, draws: int, reps: int) -> dict:
     models = {p: OnnxModel(bundle, threads=1, precision=p) for p in ("fp32", "int8")}
     n_labels = len(train.label_names)
     counts = [SHARD_ROWS // n_labels] * n_labels
-    peak = max(cpu_peak_flops() for _ in range(3))
+    peak = max(matmul_peak_flops(1, seconds=1.0, clock=time.process_time) for _ in range(3))
     bound = peak / generator_flops_per_row(bundle)
     speed = rates(models, counts, reps)
     profile = {p: op_profile(m) for p, m in models.items()}
