@@ -29,6 +29,8 @@ PRECISIONS = ("fp32", "int8")
 # `ensemble` (f-AnoGAN + isolation forest) is the default (bench/anomaly_broad.py, bench/RESULTS.md).
 SCORE_METHODS = ("critic", "fanogan", "iforest", "ensemble")
 DEFAULT_SCORE_METHOD = "ensemble"
+# The scorer graph's second output (bundles exported before attribution have the first alone).
+ATTRIBUTION_OUTPUT = "contributions"
 CARD_VERSION = 2
 
 # A figure of the evaluation: a score, the classes that collapsed, or a score per column.
@@ -73,6 +75,21 @@ class AnomalyCalibration(BaseModel):
     baseline: dict[str, dict[str, float]] | None = None
 
 
+class ScoreAttribution(BaseModel):
+    """What the scorer graph's `output` holds per input: each table column's (`unit` column, in the
+    order of `names`) or each pixel's (`unit` pixel, row-major [H, W]) share of the f-AnoGAN
+    reconstruction residual, divided by that column's or pixel's `quantile` on the normal training
+    data (None: not calibrated, bundles exported without training data). 1 = as large as that
+    quantile of normal rows, so contributions compare across columns."""
+
+    model_config = SPEC
+
+    output: str = ATTRIBUTION_OUTPUT
+    unit: Literal["column", "pixel"]
+    names: list[str] | None = None
+    quantile: float | None = None
+
+
 class ModelCard(BaseModel):
     """Everything a consumer of a bundle needs; `None` marks what models from before a field existed lack."""
 
@@ -115,6 +132,7 @@ class ModelCard(BaseModel):
     rows_given: int | None = None
     rows_trained: int | None = None
     report_rows: int | None = None
+    attribution: ScoreAttribution | None = None  # None: exported before attribution (scores only)
 
 
 def _from_0(card: dict) -> dict:

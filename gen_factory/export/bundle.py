@@ -18,20 +18,22 @@ import torch
 from torch import nn
 
 from gen_factory.card import (
+    ATTRIBUTION_OUTPUT,
     ENCODER_FILE,
     GENERATOR_FILE,
     SCORE_METHODS,
     SCORER_FILE,
     BundleFiles,
     ModelCard,
+    ScoreAttribution,
     write_card,
 )
+from gen_factory.data.columns import width
 from gen_factory.data.conditions import FREE, cond_blocks, implicit_codes, one_hot
 from gen_factory.data.table_transformer import TableEncoding, sampling_uniforms
 from gen_factory.data.transform import encoding_spec
 from gen_factory.export.forest import IsolationForestGraph, fit_isolation_forest
 from gen_factory.export.precision import add_precision
-from gen_factory.models.encoder import residuals
 from gen_factory.train.encoder import ScoreScales
 
 PARITY_TOLERANCE = 1e-4
@@ -39,6 +41,8 @@ GRID_POINTS = 257  # quantiles of each score on normal training data that the en
 OPSET = 20  # the opset torch.export's exporter wrote before (models in the registry are on it too)
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
 CALIBRATION_ROWS = 50_000  # rows generated to place a table decoder's knots (`calibrate_decoder`)
+ATTRIBUTION_QUANTILE = 0.9  # each column's contribution is in units of this quantile on normal rows
+ATTRIBUTION_FLOOR = 0.01  # ... floored at this share of the columns' mean quantile
 
 
 class GeneratorGraph(nn.Module):
@@ -78,7 +82,8 @@ def normal_to_uniform(z: torch.Tensor) -> torch.Tensor:
 
 class ScoreGraph(nn.Module):
     """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(self.methods)];
-    higher = stranger.
+    higher = stranger. With an `attribution`, also each column's (pixel's) calibrated contribution
+    [B, columns or H * W] (`Attribution`): (scores, contributions).
 
     `critic`: the negated discriminator output. `fanogan`: the f-AnoGAN residual of x against
     G(E(x), label) - values plus discriminator features, each divided by its mean on the normal
@@ -92,36 +97,100 @@ class ScoreGraph(nn.Module):
 
     def __init__(self, discriminator: nn.Module, generator: nn.Module, encoder: nn.Module,
                  value_encoder: nn.Module, scales: tuple[float, float],
-                 forest: IsolationForestGraph | None = None, grids: torch.Tensor | None = None):
+                 forest: IsolationForestGraph | None = None, grids: torch.Tensor | None = None,
+                 attribution: Attribution | None = None):
         super().__init__()
         self.discriminator, self.generator, self.encoder = discriminator, generator, encoder
-        self.value_encoder, self.forest = value_encoder, forest
+        self.value_encoder, self.forest, self.attribution = value_encoder, forest, attribution
         self.methods = list(SCORE_METHODS if forest is not None else SCORE_METHODS[:2])
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("grids", torch.zeros(2, GRID_POINTS) if grids is None else grids.float())
 
-    def forward(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, values: torch.Tensor, labels: torch.Tensor):
+        scores, squared = self.scored(values, labels)
+        return scores if self.attribution is None else (scores, self.attribution(squared))
+
+    def scored(self, values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores [B, methods], squared reconstruction residual per encoded feature [B, ...]): the
+        residual as `models.encoder.residuals` takes it, before its mean over the features."""
         x = self.value_encoder(values)
-        reconstruction, features = residuals(self.encoder, self.generator, self.discriminator, x, labels)
+        rebuilt = self.generator(self.encoder(x), labels)
+        squared = (rebuilt - x).pow(2)
+        reconstruction = squared.flatten(1).mean(dim=1)
+        features = (self.discriminator.features(rebuilt) - self.discriminator.features(x)).pow(2).mean(dim=1)
         fanogan = reconstruction / self.scales[0] + features / self.scales[1]
         scores = [-self.discriminator(x, labels), fanogan]
         if self.forest is not None:
             iforest = self.forest(values)
             ensemble = extended_cdf(fanogan, self.grids[0]) + extended_cdf(iforest, self.grids[1])
             scores += [iforest, ensemble]
-        return torch.stack(scores, dim=1)
+        return torch.stack(scores, dim=1), squared
+
+
+class Attribution(nn.Module):
+    """Squared reconstruction residual per encoded feature [B, F] (tables) or [B, C, H, W] (images)
+    -> each column's (pixel's) contribution [B, columns or H * W]: the residual summed over the
+    column's encoded features (its one-hot block, its missing flag) or the pixel's channels, divided
+    by `scale`, that sum's ATTRIBUTION_QUANTILE on the normal training rows (`attribution_for`).
+    Scaled so, a column the generator always rebuilds loosely does not outshout one it rebuilds
+    tightly: 1 is what one normal row in ten exceeds, in every column."""
+
+    def __init__(self, groups: torch.Tensor | None, scale: torch.Tensor, calibrated: bool = False):
+        super().__init__()
+        self.calibrated = calibrated
+        self.grouped = groups is not None  # tables: [F, columns] 0/1; images: sum over channels
+        self.register_buffer("groups", groups if groups is not None else torch.zeros(0))
+        self.register_buffer("scale", scale.float())
+
+    def totals(self, squared: torch.Tensor) -> torch.Tensor:
+        """The uncalibrated residual per column (pixel)."""
+        if self.grouped:
+            return squared @ self.groups
+        return squared.sum(dim=1).flatten(1)
+
+    def forward(self, squared: torch.Tensor) -> torch.Tensor:
+        return self.totals(squared) / self.scale
+
+
+def column_groups(encoding) -> torch.Tensor | None:
+    """[encoded features, columns] 0/1: which column each encoded feature of a table belongs to
+    (`data.columns.width`); None for images (a pixel's features are its channels)."""
+    if not isinstance(encoding, TableEncoding):
+        return None
+    widths = [width(c) for c in encoding.columns]
+    owner = np.repeat(np.arange(len(widths)), widths)
+    return torch.from_numpy(np.eye(len(widths), dtype=np.float32)[owner])
+
+
+@torch.no_grad()
+def attribution_for(plain: ScoreGraph, encoding, values: torch.Tensor | None = None,
+                    labels: torch.Tensor | None = None) -> Attribution:
+    """The attribution of `plain`'s residual, calibrated on normal training `values` and their own
+    `labels`: each column's ATTRIBUTION_QUANTILE, floored at ATTRIBUTION_FLOOR of their mean (a
+    column or border pixel rebuilt exactly on every training row would otherwise divide by ~0).
+    Without values (no training data at hand) every scale is 1: uncalibrated."""
+    raw = Attribution(column_groups(encoding), torch.ones(1))  # one scale of 1 for every column
+    if values is None:
+        return raw
+    groups = raw.groups if raw.grouped else None
+    totals = raw.totals(plain.eval().scored(values, labels)[1]).double()
+    scale = torch.quantile(totals, ATTRIBUTION_QUANTILE, dim=0)
+    return Attribution(groups, scale.clamp_min(max(ATTRIBUTION_FLOOR * float(scale.mean()), 1e-12)), True)
 
 
 @torch.no_grad()
 def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Module, encoding,
                scales: ScoreScales | tuple[float, float]) -> ScoreGraph:
-    """The scorer graph. With `ScoreScales` (the normal training inputs at hand) it also gets the
-    isolation forest, fitted on those inputs decoded to raw values, and the quantiles of both scores
-    on them (f-AnoGAN against each input's own label); bare (reconstruction, features) scales give the
-    f-AnoGAN and critic scores alone."""
+    """The scorer graph, with per-column attribution. With `ScoreScales` (the normal training inputs
+    at hand) it also gets the isolation forest, fitted on those inputs decoded to raw values, the
+    quantiles of both scores on them (f-AnoGAN against each input's own label) and the attribution's
+    calibration; bare (reconstruction, features) scales give the f-AnoGAN and critic scores alone and
+    an uncalibrated attribution."""
     value_encoder = encoding.encoder()
     if not isinstance(scales, ScoreScales):
-        return ScoreGraph(discriminator, generator, encoder, value_encoder, scales)
+        plain = ScoreGraph(discriminator, generator, encoder, value_encoder, scales)
+        plain.attribution = attribution_for(plain, encoding)
+        return plain
     residual = (scales.reconstruction, scales.features)
     values = encoding.decoder()(scales.x)
     forest = fit_isolation_forest(values.numpy())
@@ -129,7 +198,8 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     fanogan, iforest = plain(values, scales.labels)[:, 1], forest(values)
     points = torch.linspace(0.0, 1.0, GRID_POINTS, dtype=torch.float64)
     grids = torch.stack([torch.quantile(s.double(), points) for s in (fanogan, iforest)])
-    return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids)
+    attribution = attribution_for(plain, encoding, values, scales.labels)
+    return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution)
 
 
 def extended_cdf(scores: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -158,8 +228,10 @@ class EncodeGraph(nn.Module):
 
 
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
-                input_names: list[str], output_name: str, unit: np.ndarray | float | None = None) -> float:
-    """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs.
+                input_names: list[str], output_name: str | list[str],
+                unit: np.ndarray | float | None = None) -> float:
+    """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs
+    (over every output, when `output_name` is a list: a module returning a tuple).
 
     The TorchScript exporter, not torch.export's: on these graphs (one small block of ops per column)
     it writes the same model 15-25x faster (breast_cancer's generator 0.8 s vs 12 s, a 200-column
@@ -176,9 +248,10 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
         # GroupNorm checks its batch size in Python, which the tracer flags as maybe not generalising;
         # the parity check runs the file at another batch size, so a trace that doesn't generalise fails.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        axes = {name: {0: "batch"} for name in [*input_names, output_name]}
+        outputs = [output_name] if isinstance(output_name, str) else output_name
+        axes = {name: {0: "batch"} for name in [*input_names, *outputs]}
         torch.onnx.export(_baked(module), example, str(path), input_names=input_names,
-                          output_names=[output_name], dynamic_axes=axes, dynamo=False, opset_version=OPSET)
+                          output_names=outputs, dynamic_axes=axes, dynamo=False, opset_version=OPSET)
     return parity(module, path, _fresh_like(example, seed=7, batch=37), unit)
 
 
@@ -205,14 +278,24 @@ def _baked(module: nn.Module) -> nn.Module:
 
 def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tensor],
            unit: np.ndarray | float | None = None) -> float:
-    """Max abs difference between torch and ONNX Runtime on the same inputs, in `unit`s."""
+    """Max abs difference between torch and ONNX Runtime on the same inputs, in `unit`s; a module
+    with several outputs (the scorer with attribution): the largest over them, each relative to
+    its own largest value (`unit` applies to the first)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     with torch.no_grad():
-        expected = module(*inputs).numpy()
-    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
+        expected = module(*inputs)
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+    if isinstance(expected, torch.Tensor):
+        return _difference(expected.numpy(), got[0], unit)
+    return max(_difference(e.numpy(), g, unit if k == 0 else None)
+               for k, (e, g) in enumerate(zip(expected, got, strict=True)))
+
+
+def _difference(expected: np.ndarray, got: np.ndarray, unit: np.ndarray | float | None) -> float:
+    """Max abs difference of two outputs in `unit`s (None: relative to the largest output, or 1)."""
     missing = np.isnan(expected)
     if not np.array_equal(missing, np.isnan(got)):  # a decoded missing value (NaN) must match exactly
         return float("inf")
@@ -303,6 +386,14 @@ def calibrate_decoder(generator: nn.Module, encoding, label_counts: list[int] | 
     encoding.calibrate(rows.numpy(), decoded.numpy())
 
 
+def attribution_card(scorer: ScoreGraph, card: ModelCard) -> ScoreAttribution:
+    """The card's description of the scorer's attribution output."""
+    quantile = ATTRIBUTION_QUANTILE if scorer.attribution.calibrated else None
+    if card.kind == "table":
+        return ScoreAttribution(unit="column", names=card.columns, quantile=quantile)
+    return ScoreAttribution(unit="pixel", quantile=quantile)
+
+
 def card_for(train, spec, encoding, **training) -> ModelCard:
     """The card of a model of `spec` fitted to `train` with `encoding`: what it takes and returns,
     plus `training`'s ModelCard fields (model_name, dataset, loss, epochs, seed, ...)."""
@@ -346,7 +437,8 @@ def export_bundle(
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
-    d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"], "scores")
+    d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"],
+                         ["scores", ATTRIBUTION_OUTPUT])
     e_graph = EncodeGraph(encoder, scorer.value_encoder, card.flag_noise)  # noise as the generator takes it
     e_diff = export_onnx(e_graph, (raw,), out_dir / ENCODER_FILE, ["values"], "noise")
     diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}
@@ -357,7 +449,7 @@ def export_bundle(
             )
     write_card(out_dir, card.model_copy(update={
         "files": BundleFiles(generator=GENERATOR_FILE, scorer=SCORER_FILE, encoder=ENCODER_FILE),
-        "score_methods": scorer.methods,
+        "score_methods": scorer.methods, "attribution": attribution_card(scorer, card),
         "parity_max_abs_diff": diffs, "free_shares": shares, "encoding": encoding_spec(encoding)}))
     for precision in precisions:
         add_precision(out_dir, precision)

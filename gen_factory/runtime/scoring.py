@@ -7,18 +7,42 @@ label, an input is scored against every label and keeps its lowest score (its mo
 so a normal row of any class scores low. A threshold per method, set at a false-positive rate on
 held-out normal data when the model was trained (card `anomaly`), turns a score into an
 `is_anomaly` flag.
+
+Attribution (bundles exported since the card has `attribution`): the scorer graph's second output
+gives each table column's (each pixel's) calibrated share of the f-AnoGAN reconstruction residual
+(`export.bundle.Attribution`); `score_attributed` returns it beside the scores, against the label
+each input was scored by, and `respond` turns it into the top-k columns or the full vectors/maps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
-from gen_factory.card import default_method
+from gen_factory.card import ATTRIBUTION_OUTPUT, default_method
 from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
 
 MAX_INPUTS_PER_REQUEST = 100_000
+DEFAULT_TOP_K = 3
+AttributionMode = Literal["top_k", "full", "none"]
+NO_ATTRIBUTION = ("this model version was exported before attribution: scores only -- fix: train it "
+                  "again (or re-export it) with this gen_factory to get per-column contributions")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Scores of n inputs, every method ([n, methods], as `score_matrix`); and, where the bundle has
+    attribution, each input's contributions [n, columns or H * W] (card `attribution`) against the
+    label it was scored by (`labels`: the given one, else the one whose f-AnoGAN reconstruction is
+    closest). `contributions` is None for bundles exported before attribution."""
+
+    matrix: np.ndarray
+    contributions: np.ndarray | None
+    labels: np.ndarray
 
 
 def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
@@ -132,27 +156,107 @@ def prepare(model: OnnxModel, rows: list | None, images, labels: list | None,
     return values, label_ids(model, labels, len(values)), method
 
 
-def respond(model: OnnxModel, matrix: np.ndarray, method: str, by_label: bool) -> dict:
-    """The response body for scores [n, methods]: the method's scores, its threshold and the flags."""
+def respond(model: OnnxModel, scored: Scored | np.ndarray, method: str, by_label: bool,
+            attribution: AttributionMode = "top_k", top_k: int = DEFAULT_TOP_K) -> dict:
+    """The response body: the method's scores, its threshold and the flags; with `attribution`
+    `top_k` the k largest contributions per input (`top`), `full` every one (`contributions`: per
+    row in `attribution_columns` order, per image an [H, W] map). A bare score matrix, or a bundle
+    without attribution, answers the scores alone and says why in `attribution_note`."""
+    matrix = scored.matrix if isinstance(scored, Scored) else scored
     scores = matrix[:, method_index(model, method)]
     threshold, flags = verdict(model, scores, method, by_label)
-    return {"method": method, "scores": scores.tolist(), "threshold": threshold, "is_anomaly": flags}
+    body = {"method": method, "scores": scores.tolist(), "threshold": threshold, "is_anomaly": flags}
+    if attribution == "none":
+        return body
+    contributions = scored.contributions if isinstance(scored, Scored) else None
+    if contributions is None:
+        return {**body, "attribution_note": NO_ATTRIBUTION}
+    if attribution == "full":
+        return {**body, **full_contributions(model, contributions)}
+    return {**body, "top": top_contributions(model, contributions, top_k)}
+
+
+def full_contributions(model: OnnxModel, contributions: np.ndarray) -> dict:
+    """Every contribution: tables per row in the card's column order (`attribution_columns`), images
+    as one [H, W] map each."""
+    if model.kind == "table":
+        return {"contributions": contributions.tolist(), "attribution_columns": model.card.columns}
+    _, h, w = model.shape
+    return {"contributions": contributions.reshape(len(contributions), h, w).tolist()}
+
+
+def top_contributions(model: OnnxModel, contributions: np.ndarray, k: int) -> list[list[dict]]:
+    """Per input its k largest contributions, largest first: {column, contribution} for tables,
+    {pixel: [row, col], contribution} for images."""
+    order, top = top_k_indices(contributions, k)
+    names, w = model.card.columns, model.shape[-1]
+
+    def item(j: int, value: float) -> dict:
+        where = {"column": names[j]} if model.kind == "table" else {"pixel": [j // w, j % w]}
+        return {**where, "contribution": float(value)}
+
+    return [[item(int(j), v) for j, v in zip(idx, vals, strict=True)]
+            for idx, vals in zip(order, top, strict=True)]
+
+
+def top_k_indices(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [n, k], values [n, k]) of each row's k largest contributions, largest first (ties:
+    the earlier column): what `genfactory score` writes as columns too."""
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(contributions, order, axis=1)
+
+
+def check_top_k(model: OnnxModel, top_k: int) -> None:
+    """A top_k the model can answer: at most its columns (pixels)."""
+    units = len(model.card.columns or []) if model.kind == "table" else model.shape[1] * model.shape[2]
+    if not 1 <= top_k <= units:
+        what = "columns" if model.kind == "table" else "pixels"
+        raise DataValidationError("top_k", repr(top_k), f"ask for 1 to {units} (this model's {what}), or "
+                                                       "attribution='full' for every contribution")
 
 
 def score_request(
-    model: OnnxModel, rows: list | None, images, labels: list | None, method: str | None
+    model: OnnxModel, rows: list | None, images, labels: list | None, method: str | None,
+    attribution: AttributionMode = "top_k", top_k: int = DEFAULT_TOP_K,
 ) -> dict:
     """A whole score request in this process: checked inputs -> one ONNX call -> the response body."""
     values, label_ids, method = prepare(model, rows, images, labels, method)
-    return respond(model, score_matrix(model, values, label_ids), method, label_ids is not None)
+    if attribution == "top_k":
+        check_top_k(model, top_k)
+    scored = score_attributed(model, values, label_ids)
+    return respond(model, scored, method, label_ids is not None, attribution, top_k)
+
+
+def has_attribution(model: OnnxModel) -> bool:
+    """Whether the bundle's scorer graph has the attribution output (exported since it was added)."""
+    return any(o.name == ATTRIBUTION_OUTPUT for o in model.scorer.get_outputs())
+
+
+def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> Scored:
+    """Scores [n, methods] as `score_matrix`, and each input's contributions where the bundle has
+    them. Without labels every label is tried: scores take each method's minimum (as `score_matrix`),
+    contributions come from the label with the lowest f-AnoGAN score (the reconstruction the row is
+    closest to), which is also the ensemble's."""
+    if not has_attribution(model):
+        matrix = score_matrix(model, values, labels)
+        return Scored(matrix, None, labels if labels is not None else np.zeros(len(values), np.int64))
+    _check_size(values)
+    n_labels = len(model.label_names)
+    given = labels is not None
+    tiled = values if given else np.repeat(values, n_labels, axis=0)
+    ids = labels if given else np.tile(np.arange(n_labels, dtype=np.int64), len(values))
+    scores, contributions = model.scorer.run(["scores", ATTRIBUTION_OUTPUT], {"values": tiled, "labels": ids})
+    if given:
+        return Scored(scores.astype(np.float32), contributions.astype(np.float32), labels)
+    scores = scores.reshape(len(values), n_labels, -1)
+    best = np.argmin(scores[:, :, model.card.score_methods.index("fanogan")], axis=1)
+    chosen = contributions.reshape(len(values), n_labels, -1)[np.arange(len(values)), best]
+    return Scored(scores.min(axis=1).astype(np.float32), chosen.astype(np.float32), best.astype(np.int64))
 
 
 def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """Scores [n, methods]: against each input's label, else the minimum over all labels (per method)."""
-    if len(values) > MAX_INPUTS_PER_REQUEST:
-        raise DataValidationError(
-            "inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request"
-        )
+    _check_size(values)
     if labels is not None:
         return model.score_raw(values, labels).astype(np.float32)
     n_labels = len(model.label_names)
@@ -160,6 +264,13 @@ def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None
     every = np.tile(np.arange(n_labels, dtype=np.int64), len(values))
     scores = model.score_raw(tiled, every)
     return scores.reshape(len(values), n_labels, -1).min(axis=1).astype(np.float32)
+
+
+def _check_size(values: np.ndarray) -> None:
+    if len(values) > MAX_INPUTS_PER_REQUEST:
+        raise DataValidationError(
+            "inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request"
+        )
 
 
 def method_index(model: OnnxModel, method: str | None) -> int:

@@ -1,0 +1,186 @@
+"""Attribution: each column's (pixel's) calibrated share of the f-AnoGAN residual, computed inside the
+exported ONNX scorer, against a torch reference written out here; and how scoring answers it."""
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gen_factory.card import ATTRIBUTION_OUTPUT, CARD_FILE, SCORER_FILE
+from gen_factory.data import DataValidationError, load_dataset
+from gen_factory.data.columns import width
+from gen_factory.data.datasets import table_from_frame, values_of
+from gen_factory.data.transform import fit_encoding
+from gen_factory.export.bundle import (
+    ATTRIBUTION_QUANTILE,
+    PARITY_TOLERANCE,
+    card_for,
+    export_bundle,
+    export_onnx,
+    parity,
+    scorer_for,
+)
+from gen_factory.models import build_models, spec_for
+from gen_factory.models.encoder import build_encoder
+from gen_factory.runtime import scoring
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.train.encoder import residual_scales
+
+
+def _bundle(path, data):
+    """An untrained model of `data` exported with its normal-data calibration (ScoreScales), so the
+    scorer carries the forest and a calibrated attribution."""
+    enc = fit_encoding(data)
+    spec = spec_for(data, enc, spectral_norm=True)
+    torch.manual_seed(0)
+    g, d = build_models(spec)
+    d(torch.randn(2, *spec.shape), torch.tensor([0, 1]))  # one training-mode pass, as after training
+    g, d, encoder = g.eval(), d.eval(), build_encoder(spec).eval()
+    x = torch.from_numpy(enc.encode(values_of(data)))
+    scales = residual_scales(encoder, g, d, x, torch.from_numpy(data.labels))
+    card = card_for(data, spec, enc, model_name="attr", dataset=data.name, loss="hinge", epochs=1, seed=0)
+    scorer = scorer_for(d, g, encoder, enc, scales)  # as export_bundle builds it: before the decoder
+    export_bundle(g, d, encoder, scales, enc, card, path)  # is calibrated (the forest's inputs)
+    return OnnxModel(path), g, encoder, enc, scorer
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 240
+    frame = pd.DataFrame({"x": rng.normal(size=n) * 1000, "y": rng.normal(size=n),
+                          "city": rng.choice(["lima", "oslo", "pune"], n), "count": rng.integers(0, 10, n),
+                          "label": np.repeat(["a", "b"], n // 2)})
+    frame.loc[::7, "y"] = np.nan  # a missing flag: two more encoded features of the column
+    data = table_from_frame(frame, "label")
+    return (*_bundle(tmp_path_factory.mktemp("attr-tab") / "b", data), data)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    data = load_dataset("digits")
+    data.images, data.labels = data.images[:300], data.labels[:300]
+    return (*_bundle(tmp_path_factory.mktemp("attr-img") / "b", data), data)
+
+
+def _reference(g, encoder, enc, model, values, labels, scale):
+    """The contributions written out in torch, independently of the graph: the squared residual of
+    each encoded feature of G(E(x), y) against x, summed per column span (per pixel over channels),
+    over the exported scale."""
+    with torch.no_grad():
+        x = enc.encoder()(torch.from_numpy(values))
+        squared = (g(encoder(x), torch.from_numpy(labels)) - x).pow(2)
+    if model.kind == "image":
+        return (squared.sum(dim=1).flatten(1) / scale).numpy()
+    bounds = np.cumsum([0] + [width(c) for c in model.card.encoding.columns])
+    totals = [squared[:, a:b].sum(dim=1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return (torch.stack(totals, dim=1) / scale).numpy()
+
+
+@pytest.mark.parametrize("which", ["table", "image"])
+def test_onnx_contributions_match_the_torch_reference_and_are_calibrated(request, which):
+    model, g, encoder, enc, scorer, data = request.getfixturevalue(which)
+    card = json.loads((model.dir / CARD_FILE).read_text())
+    assert card["parity_max_abs_diff"]["scorer"] <= PARITY_TOLERANCE  # both outputs, at export
+    assert [o.name for o in model.scorer.get_outputs()] == ["scores", ATTRIBUTION_OUTPUT]
+    attribution = model.card.attribution
+    assert attribution.quantile == ATTRIBUTION_QUANTILE
+    assert attribution.unit == ("column" if which == "table" else "pixel")
+    assert attribution.names == (model.card.columns if which == "table" else None)
+    values, labels = values_of(data), data.labels.astype(np.int64)
+    scale = scorer.attribution.scale
+    scored = scoring.score_attributed(model, values, labels)
+    expected = _reference(g, encoder, enc, model, values, labels, scale)
+    units = len(model.card.columns) if which == "table" else 64
+    assert scored.contributions.shape == (len(values), units)
+    np.testing.assert_allclose(scored.contributions, expected, rtol=1e-4, atol=1e-4 * expected.max())
+    np.testing.assert_allclose(scored.matrix, model.score_raw(values, labels), rtol=1e-6)
+    # calibrated on these (normal) rows: in every column about 1 - quantile of them exceed 1, unless
+    # the column is at the floor (rebuilt exactly: digits' border pixels)
+    share = (scored.contributions > 1.0).mean(axis=0)
+    floored = np.isclose(scale.numpy(), scale.numpy().min())
+    assert np.all(np.abs(share[~floored] - (1 - ATTRIBUTION_QUANTILE)) <= 0.02)
+    # and the graph agrees with torch on fresh inputs of another batch size
+    gen = torch.Generator().manual_seed(3)
+    raw = enc.decoder()(torch.randn(19, *model.shape, generator=gen)).detach()
+    fresh = torch.randint(0, len(model.label_names), (19,), generator=gen)
+    assert parity(scorer, model.dir / SCORER_FILE, (raw, fresh)) <= PARITY_TOLERANCE
+
+
+def test_best_label_contributions_come_from_the_closest_reconstruction(table):
+    model, *_, data = table
+    values = values_of(data)[:40]
+    scored = scoring.score_attributed(model, values)
+    np.testing.assert_array_equal(scored.matrix, scoring.score_matrix(model, values))
+    fanogan = model.card.score_methods.index("fanogan")
+    per_label = [scoring.score_attributed(model, values, np.full(40, k, np.int64)) for k in range(2)]
+    best = np.argmin(np.stack([p.matrix[:, fanogan] for p in per_label], axis=1), axis=1)
+    np.testing.assert_array_equal(scored.labels, best)
+    expected = np.where(best[:, None] == 0, per_label[0].contributions, per_label[1].contributions)
+    np.testing.assert_allclose(scored.contributions, expected, rtol=1e-6)
+
+
+def test_response_top_k_full_and_none(table):
+    model, *_, data = table
+    rows = _rows(model, data, 5)
+    body = scoring.score_request(model, rows, None, None, None, "top_k", 2)
+    assert len(body["top"]) == 5 and all(len(t) == 2 for t in body["top"])
+    full = scoring.score_request(model, rows, None, None, None, "full")
+    assert full["attribution_columns"] == model.card.columns
+    for top, vector in zip(body["top"], full["contributions"], strict=True):
+        order = np.argsort(vector)[::-1][:2]
+        assert [t["column"] for t in top] == [model.card.columns[j] for j in order]
+        assert [t["contribution"] for t in top] == pytest.approx([vector[j] for j in order])
+    assert "top" not in scoring.score_request(model, rows, None, None, None, "none")
+    for bad in (0, 5):
+        with pytest.raises(DataValidationError, match="top_k") as err:
+            scoring.score_request(model, rows, None, None, None, "top_k", bad)
+        assert "1 to 4" in err.value.fix
+
+
+def _rows(model, data, n):
+    """The first n rows as the API takes them: {column: value}, categories as strings, null if missing."""
+    out = []
+    for row in values_of(data)[:n]:
+        item = {}
+        for spec, v in zip(model.card.encoding.columns, row, strict=True):
+            item[spec.name] = None if np.isnan(v) else (spec.categories[int(v)] if spec.kind == "categorical"
+                                                         else float(v))
+        out.append(item)
+    return out
+
+
+def test_image_map_and_pixel_top_k(image):
+    model, *_, data = image
+    images = data.images[:3]
+    full = scoring.score_request(model, None, images, None, None, "full")
+    maps = np.asarray(full["contributions"])
+    assert maps.shape == (3, 8, 8)
+    top = scoring.score_request(model, None, images, None, None, "top_k", 3)["top"]
+    for m, t in zip(maps, top, strict=True):
+        r, c = np.unravel_index(np.argmax(m), m.shape)
+        assert t[0]["pixel"] == [r, c] and t[0]["contribution"] == pytest.approx(m[r, c])
+
+
+def test_a_bundle_without_attribution_still_scores_and_says_so(table, tmp_path):
+    model, *_, scorer, data = table
+    old = tmp_path / "old"
+    shutil.copytree(model.dir, old)
+    scorer = copy.deepcopy(scorer)
+    scorer.attribution = None  # the graph as exported before attribution: one output
+    raw = torch.from_numpy(values_of(data)[:4])
+    export_onnx(scorer, (raw, torch.tensor([0, 1, 0, 1])), old / SCORER_FILE, ["values", "labels"], "scores")
+    card = json.loads((old / CARD_FILE).read_text())
+    del card["attribution"]
+    (old / CARD_FILE).write_text(json.dumps(card))
+    legacy = OnnxModel(old)
+    assert legacy.card.attribution is None and not scoring.has_attribution(legacy)
+    rows = _rows(legacy, data, 3)
+    body = scoring.score_request(legacy, rows, None, None, None)
+    assert "before attribution" in body["attribution_note"] and "top" not in body
+    np.testing.assert_allclose(body["scores"], scoring.score_request(model, rows, None, None, None)["scores"],
+                               rtol=1e-6)
