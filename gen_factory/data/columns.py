@@ -16,11 +16,50 @@ MAX_KNOTS = 100  # knots of a quantile map (value -> normal score)
 # A numeric column stays on its value set when it has at most this many distinct values, or is
 # whole-numbered with at most MAX_KNOTS (counts, ages, terms: issue 16 found 6 values come back as 245).
 DISCRETE_VALUES = 32
+# A string column with more categories keeps its MAX_KEPT_CATEGORIES commonest and folds the rest into one
+# explicit "other" category (`fold_rare`), so a 10,000-value column is 257 one-hot slots, not 10,000. A
+# column whose kept categories hold less than MIN_KEPT_SHARE of its rows is identifier-like: refused.
+MAX_KEPT_CATEGORIES = 256  # above the bundled tables' largest (loans' branch: 237)
+MIN_KEPT_SHARE = 0.5
+OTHER = "__other__"
 
 
 def is_discrete(distinct: int, integer: bool) -> bool:
     """Whether a numeric column of `distinct` values (whole numbers if `integer`) keeps to them."""
     return 1 < distinct <= (MAX_KNOTS if integer else DISCRETE_VALUES)
+
+
+class FoldedCategories(BaseModel):
+    """A column's rare values folded into one category: every value not among the column's other
+    categories was (or, at generation, stands for) `other`; generation never emits a folded value."""
+
+    model_config = SPEC
+
+    other: str  # the category they became (the column's last)
+    values: int  # distinct values folded
+    share: float  # of the rows with a value
+
+
+def fold_rare(values: list[str], counts: list[int], max_kept: int = MAX_KEPT_CATEGORIES,
+              min_share: float = MIN_KEPT_SHARE) -> tuple[list[str], FoldedCategories | None]:
+    """(kept values, fold) of a column's distinct `values` with their row `counts`: the `max_kept`
+    commonest (ties: first in `values`) when there are more, the rest folded into OTHER (underscores
+    added until it is no value of the column); all values and None when there are at most `max_kept`
+    or when the kept ones would hold less than `min_share` of the rows (identifier-like: no fold helps)."""
+    if len(values) <= max_kept:
+        return list(values), None
+    order = sorted(range(len(values)), key=lambda i: -counts[i])  # stable: ties keep the given order
+    keep = set(order[:max_kept])
+    total = float(sum(counts))
+    kept_rows = sum(counts[i] for i in keep)
+    if kept_rows < min_share * total:
+        return list(values), None
+    other, taken = OTHER, set(values)
+    while other in taken:
+        other = f"_{other}_"
+    kept = [v for i, v in enumerate(values) if i in keep]
+    return kept + [other], FoldedCategories(other=other, values=len(values) - max_kept,
+                                            share=round(1.0 - kept_rows / total, 6))
 
 
 class CategoricalColumn(BaseModel):
@@ -35,6 +74,7 @@ class CategoricalColumn(BaseModel):
     # [label][category code, missing last]: training rows, for unconditioned sampling's shares;
     # None in cards from before they were kept.
     label_counts: list[list[int]] | None = None
+    folded: FoldedCategories | None = None  # None: every value of the column is a category
 
     def spans(self) -> list[tuple[str, int]]:
         return [("softmax", len(self.categories) + int(self.missing))]

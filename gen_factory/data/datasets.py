@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gen_factory.data.columns import FoldedCategories, fold_rare
 from gen_factory.data.schema import TableSchema, TimeEncoding, capture, is_time, time_to_numbers
 from gen_factory.data.validate import (
     DataValidationError,
@@ -43,10 +44,13 @@ class TableData:
     kind: str = "table"
     categories: dict[str, list[str]] = field(default_factory=dict)
     schema: TableSchema | None = None  # the user's types, to give generated rows back in them
+    # high-cardinality columns: their rare values, folded into the last category (`columns.fold_rare`)
+    folded: dict[str, FoldedCategories] = field(default_factory=dict)
 
     def subset(self, idx: np.ndarray) -> "TableData":
         return TableData(self.name, self.features[idx], self.labels[idx], self.columns,
-                         self.label_names, self.label_column, categories=self.categories, schema=self.schema)
+                         self.label_names, self.label_column, categories=self.categories, schema=self.schema,
+                         folded=self.folded)
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame with category strings and the label column, as the user gave them."""
@@ -168,12 +172,15 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     columns = [str(c) for c in features.columns]
     values = np.empty(features.shape, dtype=np.float64)
     categories: dict[str, list[str]] = {}
+    folded: dict[str, FoldedCategories] = {}
     times: dict[str, TimeEncoding] = {}
     for i, (col, series) in enumerate(zip(columns, (features[c] for c in features.columns), strict=True)):
         if series.isna().all():
             raise DataValidationError(f"column {col!r}", "missing in every row", "drop the column or fill it")
         if col in (categorical or []) or _is_categorical(series):
-            categories[col], values[:, i] = _codes(col, series)
+            categories[col], values[:, i], fold = _codes(col, series)
+            if fold is not None:
+                folded[col] = fold
         elif is_time(series):
             values[:, i], times[col] = time_to_numbers(col, series)
         elif pd.api.types.is_numeric_dtype(series):
@@ -192,8 +199,9 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64, copy=True)
     check_labels(labels, label_names, field=f"column {label_column!r}")
     check_varies(values, columns)
+    others = {col: fold.other for col, fold in folded.items()}
     return TableData(name, values.astype(np.float32), labels, columns, label_names, label_column,
-                     categories=categories, schema=capture(df, times))
+                     categories=categories, schema=capture(df, times, others), folded=folded)
 
 
 def _check_unique_columns(columns: list[str]) -> None:
@@ -224,20 +232,37 @@ def _is_categorical(series: pd.Series) -> bool:
             or pd.api.types.is_string_dtype(kind))
 
 
-def _codes(col: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
-    """Category strings in sorted order and each row's index into them (NaN where missing)."""
+def _codes(col: str, series: pd.Series) -> tuple[list[str], np.ndarray, FoldedCategories | None]:
+    """Category strings in sorted order, each row's index into them (NaN where missing) and, for a
+    string column of many categories, the fold of its rare values into a last "other" (`fold_rare`)."""
     present = series.notna().to_numpy()
     text = series[present].astype(str)
-    vocab = sorted(text.unique().tolist(), key=_natural_key)
+    counts = text.value_counts(sort=False)
+    vocab = sorted(counts.index.tolist(), key=_natural_key)
+    fold = None
+    if _is_text(series):
+        vocab, fold = fold_rare(vocab, counts[vocab].tolist())
     if len(vocab) > MAX_CATEGORIES:
         raise DataValidationError(
             f"column {col!r}",
             f"{len(vocab)} distinct values",
             f"drop identifier-like columns or group values to at most {MAX_CATEGORIES} categories",
         )
+    index = {v: i for i, v in enumerate(vocab)}
     codes = np.full(len(series), np.nan)
-    codes[present] = text.map({v: i for i, v in enumerate(vocab)}).to_numpy(dtype=np.float64)
-    return vocab, codes
+    other = len(vocab) - 1 if fold is not None else -1
+    codes[present] = text.map(index).fillna(other).to_numpy(dtype=np.float64)
+    return vocab, codes, fold
+
+
+def _is_text(series: pd.Series) -> bool:
+    """A column of strings (plain, or pandas categories of strings): one an "other" category can join."""
+    kind = series.dtype
+    if isinstance(kind, pd.CategoricalDtype):
+        kind = kind.categories.dtype
+    if pd.api.types.is_object_dtype(kind):
+        return all(isinstance(v, str) for v in series.dropna())
+    return pd.api.types.is_string_dtype(kind)
 
 
 def images_from_arrays(images: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None,

@@ -88,8 +88,11 @@ def time_to_numbers(col: str, series: pd.Series) -> tuple[np.ndarray, TimeEncodi
     return out, TimeEncoding(unit_ns=unit, offset_ns=offset)
 
 
-def capture(df: pd.DataFrame, times: dict[str, TimeEncoding]) -> TableSchema:
-    """The frame's Arrow schema (with pandas metadata, without the index) and each column's extras."""
+def capture(df: pd.DataFrame, times: dict[str, TimeEncoding], others: dict[str, str] | None = None
+            ) -> TableSchema:
+    """The frame's Arrow schema (with pandas metadata, without the index) and each column's extras.
+    `others`: the "other" category of each column whose rare values were folded, which a pandas category
+    column gains (last) so generated rows can hold it."""
     schema = pa.Schema.from_pandas(df, preserve_index=False)
     meta = json.loads(schema.metadata[PANDAS_KEY])
     meta["index_columns"], meta["column_indexes"] = [], []
@@ -100,6 +103,8 @@ def capture(df: pd.DataFrame, times: dict[str, TimeEncoding]) -> TableSchema:
         categories = None
         if isinstance(series.dtype, pd.CategoricalDtype):
             categories = [_plain(v) for v in series.cat.categories]
+            if f.name in (others or {}):
+                categories.append(others[f.name])
         columns.append(ColumnSchema(name=f.name, arrow_type=str(f.type), time=times.get(f.name),
                                     categories=categories))
     return TableSchema(columns=columns, arrow=base64.b64encode(schema.serialize().to_pybytes()).decode())

@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_factory.data.columns import MAX_KNOTS, CategoricalColumn, ContinuousColumn, is_discrete, width
+from gen_factory.data.columns import (
+    MAX_KNOTS,
+    CategoricalColumn,
+    ContinuousColumn,
+    FoldedCategories,
+    is_discrete,
+    width,
+)
 from gen_factory.data.conditions import cond_blocks
 
 MAX_MODES = 10
@@ -61,6 +68,7 @@ class TableEncoding:
                     seed,
                     method,
                     labels,
+                    getattr(data, "folded", {}).get(name),
                 )
                 for i, name in enumerate(data.columns)
             ]
@@ -112,7 +120,7 @@ class TableEncoding:
 
 def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int = 0,
                method: str = "quantile", labels: tuple[np.ndarray, int] | None = None,
-               ) -> CategoricalColumn | ContinuousColumn:
+               folded: FoldedCategories | None = None) -> CategoricalColumn | ContinuousColumn:
     """The encoding of one column from its values (codes for categorical columns, NaN = missing).
 
     A categorical column also keeps its training rows per label and category (`label_counts`,
@@ -120,7 +128,7 @@ def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int
     present = ~np.isnan(x)
     missing = bool((~present).any())
     if categories is not None:
-        col = CategoricalColumn(name=name, categories=list(categories), missing=missing)
+        col = CategoricalColumn(name=name, categories=list(categories), missing=missing, folded=folded)
         if labels is None:
             return col
         y, n_labels = labels
