@@ -82,7 +82,7 @@ def _float_column(z_col: np.ndarray, shape: int, scale: float, rng: np.random.Ge
         mode = np.digitize(x, [-0.6, 0.7])
         return scale * (np.array([0.0, 2.5, 6.0])[mode] + 0.3 * rng.normal(0, 1, len(x)))
     if shape == 3:
-        return scale * x * np.exp(0.3 * np.abs(rng.standard_t(3, len(x))))
+        return scale * x * np.exp(0.3 * np.minimum(np.abs(rng.standard_t(3, len(x))), 12.0))  # float32-safe
     return np.where(x < -0.5, 0.0, scale * np.exp(0.5 * x))  # a spike at 0 (no purchase) and amounts
 
 
