@@ -53,11 +53,13 @@ def verify(args) -> int:
     return 0 if result.ok else 1
 
 
-def score(args) -> None:
+def score(args) -> int | None:
     import numpy as np
 
     from gen_factory.data.validate import DataValidationError
 
+    if args.out:
+        return _score_to_dataset(args)
     suffix = args.file.suffix.lower()
     rows = images = labels = None
     if suffix == ".npz":
@@ -92,6 +94,25 @@ def score(args) -> None:
         )
     json.dump(result, sys.stdout)
     print()
+
+
+def _score_to_dataset(args) -> int:
+    """`score --out`: the whole file through Ray Data into a scored dataset (`services.bulk_score`)."""
+    from gen_factory.services.bulk import OutputError
+    from gen_factory.services.bulk_score import score_dataset
+
+    try:
+        manifest = score_dataset(args.model, str(args.file), args.out, method=args.method,
+                                 label_column=args.label_column, workers=args.workers,
+                                 block_rows=args.block_rows, overwrite=args.overwrite)
+    except OutputError as err:  # another run, or something that appeared at DIR: not a usage error
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    flagged = "" if manifest["threshold"] is None else f", {manifest['anomalies']} above the threshold " \
+                                                        f"{manifest['threshold']:.4g}"
+    print(f"scored {manifest['rows']} rows ({manifest['method']}{flagged}) with {manifest['model_uri']} into "
+          f"{len(manifest['files'])} files in {args.out} (manifest: {args.out.rstrip('/')}/_manifest.json)")
+    return 0
 
 
 def augment(args) -> None:

@@ -143,14 +143,24 @@ def _pull(sub) -> None:
 def _score(sub) -> None:
     sc = sub.add_parser(
         "score",
-        help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images",
-        description="Prints JSON: the scores (higher = stranger), the model's calibrated threshold "
-        "and an is_anomaly flag per input - the same over HTTP and with --local.",
+        help="anomaly scores for the rows of a Parquet/CSV file or an NPZ of images; with --out, a whole "
+             "Parquet dataset of any size through Ray Data",
+        description="Without --out: prints JSON - the scores (higher = stranger), the model's calibrated "
+        "threshold and an is_anomaly flag per input - the same over HTTP and with --local. With --out DIR: "
+        "scores a Parquet file (or a directory of them) of any size in this machine's Ray (or RAY_ADDRESS) "
+        "with ONNX Runtime actors and writes DIR/part-NNNNN.parquet - every input row and column, in input "
+        "order, plus `score` (float32) and `is_anomaly` (bool) - and DIR/_manifest.json (rows, anomalies, "
+        "sha256 per file, model version, method, threshold; check it with `genfactory verify DIR`). DIR "
+        "appears only when complete: a bad value anywhere leaves nothing there.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sc.add_argument("model", help="name, name@alias or name/version")
-    sc.add_argument("file", type=Path, help=".parquet / .csv (columns as the model's) or .npz with `images`")
+    sc.add_argument("file", type=Path,
+                    help=".parquet / .csv (columns as the model's) or .npz with `images`; with --out a "
+                         ".parquet file or a directory of them (other columns are kept and not scored)")
     sc.add_argument("--label-column",
-                    help="score each row against this column's label (default: best over labels)")
+                    help="score each row against this column's label (default: best over labels; the "
+                         "model's label column in the file is then kept and ignored)")
     sc.add_argument("--method", choices=["ensemble", "fanogan", "iforest", "critic"],
                     help="ensemble (the default of models that have it): f-AnoGAN and the isolation forest "
                          "on one scale; fanogan (older models' default): f-AnoGAN residual through encoder "
@@ -158,8 +168,17 @@ def _score(sub) -> None:
                          "critic: -discriminator")
     sc.add_argument("--local", action="store_true",
                     help="score in this process with ONNX Runtime (model from the MLflow registry), "
-                         "no API needed")
+                         "no API needed (--out always scores locally, through Ray)")
     sc.add_argument("--url", default=settings.DEFAULT_API_URL, help="API URL when not --local")
+    bulk = sc.add_argument_group("bulk scoring (--out)")
+    bulk.add_argument("--out", help="write the scored rows here as a Parquet dataset (a directory or an "
+                                    "object-store URI; must not exist unless --overwrite)")
+    bulk.add_argument("--overwrite", action="store_true",
+                      help="replace an existing dataset at --out, atomically (never a directory that is "
+                           "not one)")
+    bulk.add_argument("--workers", type=int, default=2, help="ONNX Runtime actors, one CPU each (default: 2)")
+    bulk.add_argument("--block-rows", type=int, default=262_144,
+                      help="rows per output file, in whole input row groups (default: 262144)")
     sc.set_defaults(func=datasets.score)
 
 

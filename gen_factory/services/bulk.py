@@ -49,7 +49,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import quote
 
 import numpy as np
@@ -102,11 +102,7 @@ class ShardWriter:
     """Ray Data actor: one ONNX Runtime session per actor, one Parquet file per shard."""
 
     def __init__(self, name: str, version: str, root: str, seed: int, env: dict, precision: str = "fp32"):
-        os.environ.update(env)  # the driver's data directory and tracking URI
-        from gen_factory.runtime.onnx_model import OnnxModel
-
-        self.ref = registry.ModelRef(name, version)
-        self.model = OnnxModel(registry.download(self.ref), threads=1, precision=precision)
+        self.ref, self.model = actor_model(name, version, env, precision)
         self.fs, self.root = filesystem(root)
         self.seed = seed
 
@@ -154,13 +150,34 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
     Raises `OutputBusy` if another run writes to `out`, `DataValidationError` if `out` exists
     without `overwrite` (or is not a dataset), `OutputExists` if it appeared meanwhile.
     """
+    check_pool(workers, block_rows)
+    return write_output(out, overwrite, lambda uri: _write(ref_text, uri, rows, counts, seed, workers,
+                                                           block_rows, conditions, precision))
+
+
+def check_pool(workers: int, block_rows: int) -> None:
+    """`--workers` and `--block-rows` as whole numbers >= 1, or a usage error naming them."""
     if workers < 1 or block_rows < 1:
         raise DataValidationError("--workers/--block-rows", f"{workers}/{block_rows}",
                                   "use whole numbers >= 1")
+
+
+def write_output(out: str | Path, overwrite: bool, write: Callable[[str], dict]) -> dict:
+    """Run ``write(uri)`` - which writes every file and the manifest under `uri` and returns the
+    manifest - so that a reader of `out` sees the whole result or nothing (the module's docstring).
+
+    Local `out`: under the output lock, into a hidden staging directory renamed into place when
+    `write` returns (`_commit`); an exception from `write` leaves nothing at `out`. Object stores:
+    straight under the prefix, the manifest last (the commit marker).
+    """
     fs, final = filesystem(str(out))
     if fs.type_name != "local":
-        return _generate_to_store(ref_text, str(out), fs, final, rows, counts, seed, workers, block_rows,
-                                  overwrite, conditions, precision)
+        if fs.get_file_info(final).type != FileType.NotFound:
+            if not overwrite:
+                raise DataValidationError("--out", str(out), _NEW_OR_OVERWRITE)
+            fs.delete_dir(final)
+        fs.create_dir(final, recursive=True)
+        return write(str(out))
     final_path = Path(final)
     with output_lock(final_path):
         clean_stale(final_path)  # first: it may put back a dataset an interrupted overwrite had moved
@@ -168,33 +185,68 @@ def generate_dataset(ref_text: str, out: str | Path, *, rows: int | None = None,
         staging = _sibling(final_path, "tmp")
         staging.mkdir()
         try:
-            manifest = _write(ref_text, str(staging), rows, counts, seed, workers, block_rows, conditions,
-                              precision)
+            manifest = write(str(staging))
             _commit(staging, final_path, overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already after a commit
     return manifest
 
 
-def _generate_to_store(ref_text, out, fs, final, rows, counts, seed, workers, block_rows, overwrite,
-                       conditions, precision):
-    """Object stores: no rename, no lock; the manifest, written last, is the commit marker."""
-    if fs.get_file_info(final).type != FileType.NotFound:
-        if not overwrite:
-            raise DataValidationError("--out", out, _NEW_OR_OVERWRITE)
-        fs.delete_dir(final)
-    fs.create_dir(final, recursive=True)
-    return _write(ref_text, out, rows, counts, seed, workers, block_rows, conditions, precision)
+def actor_env() -> dict:
+    """What a Ray Data actor needs from the driver's environment: its data directory and tracking URI."""
+    from gen_factory import settings
+
+    return {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
+
+
+def actor_model(name: str, version: str, env: dict, precision: str = "fp32"):
+    """In a Ray actor: the driver's environment (`actor_env`) set, then (ModelRef, its OnnxModel on one
+    thread - the actor has one CPU)."""
+    os.environ.update(env)
+    from gen_factory.runtime.onnx_model import OnnxModel
+
+    ref = registry.ModelRef(name, version)
+    return ref, OnnxModel(registry.download(ref), threads=1, precision=precision)
+
+
+def run_writers(shards: list[dict], writer: type, kwargs: dict, workers: int, total: int, desc: str
+                ) -> list[dict]:
+    """Every shard through a pool of `workers` `writer` actors (one CPU each, one shard per call, each
+    returning a row per written file with at least `path` and `rows`); the rows as plain values,
+    sorted by path. Progress counts the rows of the written files toward `total`."""
+    import ray
+
+    from gen_factory.progress import progress
+    from gen_factory.services.cluster import ensure_ray
+
+    ensure_ray()
+    dataset = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
+               .map_batches(writer, batch_size=1, concurrency=workers, num_cpus=1,
+                            fn_constructor_kwargs=kwargs))
+    # A writer's DataValidationError (a bad value in a shard) reaches the driver as itself, not
+    # wrapped in Ray Data's UserCodeException, and is raised again without the worker's traceback.
+    dataset.context.raise_original_map_exception = True
+    written = []
+    try:
+        with progress(total, "rows", desc) as bar:  # one update per written file
+            for row in dataset.iter_rows():
+                written.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+                bar.update(int(written[-1]["rows"]))
+    except DataValidationError as err:
+        raise DataValidationError(err.field, err.value, err.fix) from None
+    return sorted(written, key=lambda f: f["path"])
+
+
+def write_manifest(uri: str, manifest: dict) -> None:
+    """`_manifest.json` under `uri`; call it last: on object stores the manifest commits the dataset."""
+    fs, root = filesystem(uri)
+    with fs.open_output_stream(f"{root}/{MANIFEST}") as fh:
+        fh.write(json.dumps(manifest, indent=2).encode())
 
 
 def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions, precision) -> dict:
     """Every shard through the actor pool into `uri`, then the manifest; returns the manifest."""
-    import ray
-
-    from gen_factory import settings
-    from gen_factory.progress import progress
     from gen_factory.runtime.onnx_model import OnnxModel
-    from gen_factory.services.cluster import ensure_ray
 
     ref = registry.resolve(ref_text)
     model = OnnxModel(registry.download(ref), precision=precision)  # refuses one the model lacks, early
@@ -209,19 +261,9 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions, p
         parts = split_conditions(model.card.encoding.columns, conditions, [s["rows"] for s in shards],
                                  placement)
         shards = [{**s, "conditions": json.dumps(part)} for s, part in zip(shards, parts, strict=True)]
-    ensure_ray()
-    env = {"GENFACTORY_HOME": str(settings.data_dir()), "MLFLOW_TRACKING_URI": settings.tracking_uri()}
-    dataset = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
-               .map_batches(ShardWriter, batch_size=1, concurrency=workers, num_cpus=1,
-                            fn_constructor_kwargs={"name": ref.name, "version": ref.version, "root": uri,
-                                                   "seed": seed, "env": env, "precision": precision}))
-    written = []
-    with progress(sum(per_label), "rows", "generate") as bar:  # one update per written file
-        for row in dataset.iter_rows():
-            written.append(row)
-            bar.update(int(row["rows"]))
-    files = sorted(({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in written),
-                   key=lambda f: f["path"])
+    kwargs = {"name": ref.name, "version": ref.version, "root": uri, "seed": seed, "env": actor_env(),
+              "precision": precision}
+    files = run_writers(shards, ShardWriter, kwargs, workers, sum(per_label), "generate")
     manifest = {
         "model": ref.name, "version": ref.version, "model_uri": ref.uri, "seed": seed,
         "rows": sum(per_label), "counts": dict(zip(label_names, per_label, strict=True)),
@@ -231,9 +273,7 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions, p
         **_precision(precision),
         "files": files,
     }
-    fs, root = filesystem(uri)
-    with fs.open_output_stream(f"{root}/{MANIFEST}") as fh:  # last: on object stores the manifest commits
-        fh.write(json.dumps(manifest, indent=2).encode())
+    write_manifest(uri, manifest)
     return manifest
 
 
@@ -428,7 +468,7 @@ def check_dataset(out: str | Path) -> DatasetCheck:
     root = root.rstrip("/")
     if fs.get_file_info(root).type == FileType.NotFound:
         raise DataValidationError("PATH", str(out), "give the directory (or URI) that `genfactory generate` "
-                                  "wrote")
+                                  "or `genfactory score --out` wrote")
     try:
         with fs.open_input_stream(f"{root}/{MANIFEST}") as fh:
             manifest = json.loads(fh.read())
@@ -437,7 +477,7 @@ def check_dataset(out: str | Path) -> DatasetCheck:
         problem = f"no {MANIFEST}: not a finished dataset" if isinstance(err, FileNotFoundError) \
             else f"{MANIFEST} unreadable ({type(err).__name__})"
         return DatasetCheck(str(out), manifest=False, problem=problem)
-    present = set(_visible_files(fs, root))
+    present = set(visible_files(fs, root))
     missing = sorted(p for p in listed if p not in present)
     changed = sorted(p for p in listed if p in present and not _file_matches(fs, f"{root}/{p}", listed[p]))
     extra = sorted(present - set(listed))
@@ -472,7 +512,7 @@ def open_dataset(out: str | Path):
     return ds.dataset(root, filesystem=fs, format="parquet", partitioning=partitioning)
 
 
-def _visible_files(fs, root: str) -> list[str]:
+def visible_files(fs, root: str) -> list[str]:
     """Files under `root` that directory readers use: no path part starting with '.' or '_' (which
     pyarrow, pandas, duckdb and Spark skip), relative to `root`."""
     infos = fs.get_file_info(FileSelector(root, recursive=True))

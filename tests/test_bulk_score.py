@@ -1,0 +1,108 @@
+"""Bulk scoring (`genfactory score NAME data.parquet --out DIR`): a partitioned dataset with a manifest,
+the input rows unchanged plus scores equal to the in-process scorer's, and bad inputs that leave
+nothing at the output. Real engines (Ray Data actors, ONNX Runtime, Parquet files); the model is the
+session's `cli_trained_table` (columns x, y; label column `segment`), not trained again here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from gen_factory import registry
+from gen_factory.card import default_method
+from gen_factory.cli import main as cli
+from gen_factory.data.validate import DataValidationError
+from gen_factory.runtime import scoring
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.services import bulk
+from gen_factory.services.bulk_score import score_dataset
+
+pytestmark = pytest.mark.ray  # bulk scoring runs through Ray Data
+
+MODEL = "cli-table@staging"
+ROWS = 3_000
+
+
+@pytest.fixture(scope="module")
+def model(cli_trained_table):
+    assert cli_trained_table["code"] == 0, cli_trained_table["err"][-3000:]
+    return OnnxModel(registry.download(registry.resolve(MODEL)))
+
+
+@pytest.fixture(scope="module")
+def source(cli_trained_table, tmp_path_factory):
+    """ROWS training rows resampled with noise, an `id` column and the label column `segment` (kept,
+    not scored), in row groups of 500: the 1000-row blocks below make three shards of two groups."""
+    frame = cli_trained_table["frame"]
+    rng = np.random.default_rng(0)
+    rows = frame.iloc[rng.integers(0, len(frame), ROWS)].reset_index(drop=True)
+    rows[["x", "y"]] += rng.normal(0.0, 0.3, (ROWS, 2))
+    rows.insert(0, "id", np.arange(ROWS))
+    path = tmp_path_factory.mktemp("bulk-score") / "rows.parquet"
+    rows.to_parquet(path, index=False, row_group_size=500)
+    return path
+
+
+def in_process(model, frame: pd.DataFrame, labels: list | None = None) -> dict:
+    """What `genfactory score --local` returns for these rows."""
+    return scoring.score_request(model, frame[["x", "y"]].to_dict(orient="records"), None, labels, None,
+                                 attribution="none")
+
+
+def test_a_table_is_scored_into_a_verified_dataset_with_the_in_process_scores(model, source, tmp_path):
+    out = tmp_path / "scored"
+    manifest = score_dataset(MODEL, source, out, workers=2, block_rows=1_000, batch_rows=300)
+    assert [f["path"] for f in manifest["files"]] == [f"part-{i:05d}.parquet" for i in range(3)]
+    assert manifest["rows"] == ROWS and manifest["method"] == default_method(model.card.score_methods)
+    assert bulk.check_dataset(out).ok and cli(["verify", str(out)]) == 0
+    scored = pq.read_table(out).to_pandas()  # the directory, as any Parquet reader reads it
+    given = pd.read_parquet(source)
+    assert list(scored.columns) == [*given.columns, "score", "is_anomaly"]
+    pd.testing.assert_frame_equal(scored[given.columns], given)  # every input row and column, in order
+    expected = in_process(model, given)
+    np.testing.assert_allclose(scored["score"], expected["scores"], rtol=1e-5, atol=1e-6)
+    assert manifest["threshold"] == expected["threshold"]
+    flags = scored["score"].to_numpy() > expected["threshold"]
+    assert (scored["is_anomaly"].to_numpy() == flags).all() and manifest["anomalies"] == flags.sum()
+
+
+def test_the_cli_scores_against_a_label_column_when_asked(model, source, tmp_path, capsys):
+    head = pd.read_parquet(source).head(600)
+    small, out = tmp_path / "head.parquet", tmp_path / "by-label"
+    head.to_parquet(small, index=False)
+    assert cli(["score", MODEL, str(small), "--out", str(out), "--label-column", "segment",
+                "--workers", "1"]) == 0
+    assert "scored 600 rows" in capsys.readouterr().out
+    scored = pd.read_parquet(out)
+    expected = in_process(model, head, head["segment"].tolist())
+    np.testing.assert_allclose(scored["score"], expected["scores"], rtol=1e-5, atol=1e-6)
+    assert (scored["segment"] == head["segment"]).all()
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_nothing_at_the_output(model, source, tmp_path, capsys):
+    frame, out = pd.read_parquet(source), tmp_path / "out"
+    cases = {
+        "missing.parquet": (frame.drop(columns="y"), "column 'y': missing"),
+        "text.parquet": (frame.assign(x=frame["x"].astype(str)), "column 'x': type string"),
+        "taken.parquet": (frame.assign(score=0.0), "column 'score': already present"),
+    }
+    for name, (bad, words) in cases.items():
+        bad.to_parquet(tmp_path / name, index=False)
+        assert cli(["score", MODEL, str(tmp_path / name), "--out", str(out)]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and words in errors[0] and "fix:" in errors[0], errors
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    assert cli(["score", MODEL, str(tmp_path / "broken.parquet"), "--out", str(out)]) == 2
+    assert "readable Parquet" in capsys.readouterr().err
+    # A bad value in the last shard: met by an actor after the first shards were written.
+    frame.loc[2_500, "x"] = np.nan
+    frame.to_parquet(tmp_path / "nan.parquet", index=False, row_group_size=500)
+    with pytest.raises(DataValidationError, match=r"row 2500, column 'x': missing"):
+        score_dataset(MODEL, tmp_path / "nan.parquet", out, workers=1, block_rows=1_000)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    out.mkdir()  # an existing output is never touched without --overwrite
+    (out / "keep.txt").write_text("mine")
+    assert cli(["score", MODEL, str(source), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and [p.name for p in out.iterdir()] == ["keep.txt"]
