@@ -4,6 +4,7 @@ SQLite, ONNX Runtime, and the Ray Serve HTTP API. Sizes and epochs are small; no
 import io
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,18 +121,24 @@ def _until_served(url: str, ref: str, version: str) -> None:
         time.sleep(0.05)
 
 
-def test_same_run_name_resumes_from_the_latest_checkpoint(trained, api_url, capfd):
-    resumed = train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, num_workers=2,
-                                          refit=False))
-    assert "(4 GAN epochs done)" in capfd.readouterr().out  # then the encoder's 2; GAN epochs 5-6 go on
-    assert resumed["run_id"] == trained["table"]["run_id"]  # the same MLflow run continues
-    steps = [m.step for m in registry.client().get_metric_history(resumed["run_id"], "d_loss")]
-    assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # epochs 5 and 6 only were trained now
-    assert int(resumed["ref"].version) == int(trained["table"]["ref"].version) + 1
-    assert registry.resolve("e2e-table@champion").version == resumed["ref"].version
+def test_same_run_name_resumes_both_stages_from_the_latest_checkpoint(trained, api_url, capfd):
+    # The mixed model trained 2 epochs on 70 % of its rows, then 2 on every row, as two stages of one
+    # Ray Train run; 3 epochs now go on from each stage's own latest state.
+    job = TrainJob(str(settings.data_dir() / "datasets" / "e2e-mixed.parquet"), model_name="e2e-mixed",
+                   label_column="churn", epochs=3, num_workers=2)
+    resumed = train_and_register(job)
+    assert capfd.readouterr().out.count("(2 GAN epochs done)") == 2  # each stage from its checkpoint
+    run_id = registry.client().get_model_version("e2e-mixed", trained["mixed"].ref.version).run_id
+    assert resumed["run_id"] == run_id  # the same MLflow run continues
+    for metric in ("d_loss", "every_row_d_loss"):  # epoch 3 only was trained now, in each stage
+        assert sorted(m.step for m in registry.client().get_metric_history(run_id, metric)) == [1, 2, 3]
+    assert sorted(p.name for p in Path(settings.ray_storage()).iterdir() if "e2e-mixed" in p.name) == \
+        ["e2e-mixed"]  # one Ray Train run, no second one for the refit
+    assert resumed["rows_trained"] == 300
+    assert int(resumed["ref"].version) == int(trained["mixed"].ref.version) + 1
     # The API follows the new champion; waiting for it also means that the tests after this one, in any
     # order, never see the answer change between two of their requests.
-    _until_served(api_url, "e2e-table@champion", resumed["ref"].version)
+    _until_served(api_url, "e2e-mixed@champion", resumed["ref"].version)
     with pytest.raises(DataValidationError, match="hyper.loss"):
         train_and_register(TrainJob("breast_cancer", model_name="e2e-table", epochs=6, loss="hinge"))
 

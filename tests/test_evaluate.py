@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gen_factory.cli import main as cli
-from gen_factory.evaluate import evaluate_table
+from gen_factory.evaluate.tables import evaluate_table
 from gen_factory.evaluate.quality import (
     contingency_similarity,
     correlation_similarity,

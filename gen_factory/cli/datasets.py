@@ -161,7 +161,7 @@ def evaluate(args) -> None:
     import pandas as pd
 
     from gen_factory.data.validate import DataValidationError
-    from gen_factory.evaluate import evaluate_table, headline
+    from gen_factory.evaluate.tables import evaluate_table, headline
     from gen_factory.evaluate.report import html_report
 
     frames = []

@@ -28,7 +28,7 @@ from gen_factory.models.variants import VARIANTS
 from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_arrays
 from gen_factory.timing import Phases
-from gen_factory.train.distributed import check_resumable, fit, save_sample_grid
+from gen_factory.train.distributed import REFIT_SETTINGS_FILE, check_resumable, fit, save_sample_grid
 from gen_factory.train.encoder import residual_scales
 from gen_factory.train.hyper import Hyper, Recipe, resolve_hyper
 from gen_factory.train.loop import GANTrainer
@@ -102,10 +102,6 @@ class TrainJob:
             self.dataset = str(Path(self.dataset).resolve())  # every worker must find the same file
         self.model_name = self.model_name or f"{Path(self.dataset).stem}-cgan"
         self.run_name = self.run_name or self.model_name
-
-    @property
-    def refit_run_name(self) -> str:
-        return f"{self.run_name}-every-row"
 
     def recipe(self, kind: str, rows: int) -> Recipe:
         """This job's settings for `rows` training rows of `kind` data (`train.hyper.resolve_hyper`)."""
@@ -233,9 +229,16 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
     try:
         with phases.phase("ray_start"):
             ensure_ray()
+        every = None  # the refit on every row: a second stage of the same Ray Train run
+        if refit:
+            every = prepare(job, holdout_fraction=0.0, data=data)
+            check_resumable(every.config, job.run_name, settings.ray_storage(), REFIT_SETTINGS_FILE)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            first, model, parity = _fit_and_export(job, prep, job.run_name, run_id, tmp / "model", phases)
+            with phases.phase("fit"):
+                state = _fit(job, prep, every, run_id)
+            first, model, parity = _export_fit(job, prep, state.get("first", state), run_id, tmp / "model",
+                                               phases)
             train_seconds = time.time() - started
             with phases.phase("evaluate"):
                 metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
@@ -244,12 +247,9 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
             with phases.phase("log_artifacts"):
                 _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
             shipped, bundle = first, tmp / "model"
-            if refit:  # the split measured the model; now every row trains the one that ships
-                every = prepare(job, holdout_fraction=0.0, data=data)
-                check_resumable(every.config, job.refit_run_name, settings.ray_storage())
-                log(f"[train] refit on every row: {len(every.train.labels)} rows, the same settings")
-                shipped, refitted, parity = _fit_and_export(job, every, job.refit_run_name, run_id,
-                                                            tmp / "refit", phases, metric_prefix="every_row_")
+            if every:  # the split measured the model; the one that ships trained on every row
+                shipped, refitted, parity = _export_fit(job, every, state, run_id, tmp / "refit", phases,
+                                                        named="refit_")
                 with phases.phase("refit_calibrate"):
                     detection = transfer_calibration(detection, model, train, refitted, every.train)
                 model, bundle = refitted, tmp / "refit"
@@ -290,16 +290,21 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
     }
 
 
-def _fit_and_export(job: TrainJob, prep: Prepared, run_name: str, run_id: str, out: Path, phases: Phases,
-                    metric_prefix: str = "") -> tuple[Fitted, OnnxModel, dict]:
-    """Train `prep` on Ray as `run_name` and export it to `out`: (the fit's networks and state, the
-    exported model, its parity figures). The refit's phases are named `refit_...`."""
-    recipe, spec = prep.recipe, prep.spec
-    config = {**prep.config, "mlflow_run_id": run_id, "metric_prefix": metric_prefix}
+def _fit(job: TrainJob, prep: Prepared, every: Prepared | None, run_id: str) -> dict:
+    """One Ray Train run: `prep`'s model, then (if given) `every`'s, the refit on every row, as its second
+    stage in the same worker group. Returns the final state (the first fit's under `first` if refit)."""
+    config = {**prep.config, "mlflow_run_id": run_id, "metric_prefix": ""}
+    if every:
+        config["refit"] = {**every.config, "mlflow_run_id": run_id, "metric_prefix": "every_row_"}
     gpus = job.gpus_per_worker or (1.0 if job.use_gpu else 0.0)
-    named = "refit_" if metric_prefix else ""
-    with phases.phase(f"{named}fit"):
-        state = fit(config, run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
+    return fit(config, job.run_name, job.num_workers, gpus, settings.ray_storage(), job.max_failures)
+
+
+def _export_fit(job: TrainJob, prep: Prepared, state: dict, run_id: str, out: Path, phases: Phases,
+                named: str = "") -> tuple[Fitted, OnnxModel, dict]:
+    """Restore the fit of `prep` from its final `state` and export it to `out`: (the fit's networks and
+    state, the exported model, its parity figures). The refit's phases are `named` "refit_"."""
+    recipe, spec = prep.recipe, prep.spec
     for part, seconds in state.get("seconds", {}).items():  # rank 0's epochs, inside the fit
         phases.add(f"{named}{part}_epochs", seconds)
     generator, discriminator, encoder = _restore(spec, recipe.hyper, state)

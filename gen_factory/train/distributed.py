@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from gen_factory.train.selection import BestGenerator
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "gen_factory_run.json"
+REFIT_SETTINGS_FILE = "gen_factory_refit.json"  # the refit stage's own settings, checked the same way
 # Settings that may change when a run resumes; any other change means a different model.
 RESUMABLE_SETTINGS = (
     "epochs",
@@ -48,12 +50,14 @@ RESUMABLE_SETTINGS = (
     "patience",
     "mlflow_run_id",
     "mlflow_tracking_uri",
-)
+    "refit",  # the refit stage's settings are checked on their own (REFIT_SETTINGS_FILE); whether
+)  # there is one is `refit_stage`
 
 
 def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, storage_path: str,
         max_failures: int = 3) -> dict:
     """Train on the Ray cluster this process is connected to; return the final checkpoint's state.
+    With a `refit` stage in `config`, that state is the refit's and `state["first"]` is the first's.
 
     A failed worker group (a worker killed, a node lost) restarts from the latest checkpoint up to
     `max_failures` times; past that, TrainingFailed says which run, what failed and how to resume.
@@ -66,7 +70,8 @@ def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, stora
 
     check_resumable(config, name, storage_path)
     try:
-        with watched(config["epochs"], config["epochs"] + config.get("encoder_epochs", 0)) as callbacks:
+        stages = [config] + ([config["refit"]] if config.get("refit") else [])
+        with watched(sum(_stage_epochs(stage) for stage in stages), len(stages)) as callbacks:
             trainer = TorchTrainer(
                 train_loop_per_worker,
                 train_loop_config=config,
@@ -86,26 +91,27 @@ def fit(config: dict, name: str, num_workers: int, gpus_per_worker: float, stora
             )
             result = trainer.fit()
     except TrainingFailedError as err:
-        epoch = latest_epoch(name, storage_path)
-        raise TrainingFailed(failure_message(name, err, max_failures, epoch)) from None
+        where = latest_checkpoint_at(name, storage_path)
+        raise TrainingFailed(failure_message(name, err, max_failures, where)) from None
     with result.checkpoint.as_directory() as ckpt_dir:
         return torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True)
 
 
-def failure_message(name: str, err: Exception, max_failures: int, epoch: int | None) -> str:
+def failure_message(name: str, err: Exception, max_failures: int, where: str | None) -> str:
     """One line: the run, what failed (each worker's first error line), where a resume starts, and how."""
     failures = getattr(err, "worker_failures", None) or {}
     if failures:
         what = "; ".join(f"worker {rank}: {_first_line(e)}" for rank, e in sorted(failures.items()))
     else:
         what = _first_line(getattr(err, "controller_failure", None) or err)
-    where = f"from the checkpoint of epoch {epoch}" if epoch else "from the start (no checkpoint yet)"
+    where = f"from the checkpoint of {where}" if where else "from the start (no checkpoint yet)"
     return (f"training run {name!r} failed after {max_failures} restart(s): {what}. Run the same command "
             f"with --run-name {name} to resume {where}")
 
 
-def latest_epoch(name: str, storage_path: str) -> int | None:
-    """The epoch of the run's newest checkpoint on storage (Ray's checkpoint_<n> folders), or None."""
+def latest_checkpoint_at(name: str, storage_path: str) -> str | None:
+    """Where the run's newest checkpoint on storage (Ray's checkpoint_<n> folders) stands, e.g. "epoch 3"
+    or "epoch 3 of the refit on every row", or None."""
     import pyarrow.fs
 
     fs, root = filesystem(storage_path)
@@ -119,7 +125,8 @@ def latest_epoch(name: str, storage_path: str) -> int | None:
     if newest is None:
         return None
     with fs.open_input_file(newest[1]) as fh:
-        return int(torch.load(fh, weights_only=True, map_location="cpu")["epoch"]) + 1
+        state = torch.load(fh, weights_only=True, map_location="cpu")
+    return f"epoch {int(state['epoch']) + 1}" + (" of the refit on every row" if state.get("stage") else "")
 
 
 def _first_line(err: object, limit: int = 160) -> str:
@@ -133,7 +140,7 @@ def _first_line(err: object, limit: int = 160) -> str:
     return cause[:cut + 1] if cut > 40 else cause[:limit] + "..."
 
 
-def check_resumable(config: dict, name: str, storage_path: str) -> None:
+def check_resumable(config: dict, name: str, storage_path: str, settings_file: str = SETTINGS_FILE) -> None:
     """Refuse to resume a run whose model settings differ; remember the settings of a new run.
 
     Ray resumes any run directory with the same name; mixing a checkpoint of one model with
@@ -144,12 +151,16 @@ def check_resumable(config: dict, name: str, storage_path: str) -> None:
     from gen_factory.data.validate import DataValidationError
 
     fs, root = filesystem(storage_path)
-    path = f"{root}/{name}/{SETTINGS_FILE}"
+    path = f"{root}/{name}/{settings_file}"
     # Through JSON so tuples and lists compare equal.
     wanted = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_SETTINGS}))
+    if "refit" in config:
+        wanted["refit_stage"] = bool(config["refit"])
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         with fs.open_input_stream(path) as fh:
             saved = json.loads(fh.read())
+        if "refit_stage" in wanted:  # runs from before stages trained the refit as a Ray run of its own
+            saved.setdefault("refit_stage", wanted["refit_stage"])
         old, new = _flatten(saved), _flatten(wanted)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
@@ -172,14 +183,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _resume(checkpoint, trainer: GANTrainer, selector: BestGenerator, gan_epochs: int, encoder_trainer,
-            rank: int) -> tuple[int, int, EncoderTrainer | None]:
-    """(first epoch to train, GAN epochs done, encoder trainer or None) from Ray's latest checkpoint
-    of this run, with the trainer and selector restored; (0, 0, None) on a fresh start."""
-    if not checkpoint:
+def _resume(state: dict | None, trainer: GANTrainer, selector: BestGenerator, gan_epochs: int,
+            encoder_trainer, rank: int) -> tuple[int, int, EncoderTrainer | None]:
+    """(first epoch to train, GAN epochs done, encoder trainer or None) from this stage's latest
+    checkpointed `state`, with the trainer and selector restored; (0, 0, None) on a fresh start."""
+    if not state:
         return 0, 0, None
-    with checkpoint.as_directory() as ckpt_dir:
-        state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
     trainer.load_state_dict(state["trainer"])
     if "selection" in state:
         selector.load_state_dict(state["selection"])
@@ -213,8 +222,9 @@ def _gan_batches(loader, tensors, sampler: CondSampler | None, config: dict, epo
 
 
 def train_loop_per_worker(config: dict) -> None:
+    """Train `config`'s model and then, if it names one, the `refit` stage's (the same settings on every
+    row) in the same worker group: one group start-up per `genfactory train`, not two."""
     import ray.train
-    import ray.train.torch
 
     _quiet_ray_train_reports()
     ctx = ray.train.get_context()
@@ -223,8 +233,53 @@ def train_loop_per_worker(config: dict) -> None:
     # contend (measured: 2 threads on 1 reserved CPU made each epoch about 2x slower).
     reserved = int(os.environ.get("OMP_NUM_THREADS", "0"))
     torch.set_num_threads(reserved or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
-    torch.manual_seed(config["seed"])  # identical initial weights on every worker
+    state = _load_state(ray.train.get_checkpoint())
+    stages = [config] + ([config["refit"]] if config.get("refit") else [])
+    # Each stage resumes from its own latest state: stage 1's checkpoints carry stage 0's final one
+    # (checkpoints from before stages are stage 0's). A stage with nothing left to train returns at once.
+    in_stage_1 = bool(state and state.get("stage"))
+    saved = [state.get("first") if in_stage_1 else state, state if in_stage_1 else None]
+    nodes = _count_nodes(world)
+    if rank == 0:
+        print(f"training on {world} worker(s) across {nodes} node(s)", flush=True)
+    first, offset = None, 0
+    for index, stage_config in enumerate(stages):
+        stage = Stage(index, offset, first, rank, world)
+        final = _train_stage(stage_config, saved[index], stage, nodes)
+        first, offset = first or final, offset + _stage_epochs(stage_config)
 
+
+@dataclass(frozen=True)
+class Stage:
+    """Where one stage sits in the run: its index, how many epochs came before it (the progress bar
+    counts over the whole run), stage 0's final state (carried in stage 1's checkpoints) and the rank."""
+
+    index: int
+    offset: int
+    first: dict | None
+    rank: int
+    world: int
+
+
+def _stage_epochs(config: dict) -> int:
+    return config["epochs"] + config.get("encoder_epochs", 0)
+
+
+def _load_state(checkpoint) -> dict | None:
+    if not checkpoint:
+        return None
+    with checkpoint.as_directory() as ckpt_dir:
+        return torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
+
+
+def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: int) -> dict | None:
+    """One model: the GAN, then the f-AnoGAN encoder, reporting a checkpoint every `report_every`
+    epochs. Returns rank 0's final state (None on the other ranks)."""
+    import ray.train
+    import ray.train.torch
+
+    rank, world = stage.rank, stage.world
+    torch.manual_seed(config["seed"])  # identical initial weights on every worker
     data, _ = training_split(
         load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
         config["holdout"],
@@ -253,7 +308,7 @@ def train_loop_per_worker(config: dict) -> None:
     sampler = CondSampler(data.features, blocks, hyper.uncond_prob) if blocks else None
     selector = BestGenerator(*tensors.tensors, spec.noise_dim, config.get("patience"), config["seed"])
 
-    gan_epochs, total = config["epochs"], config["epochs"] + config.get("encoder_epochs", 0)
+    gan_epochs, total = config["epochs"], _stage_epochs(config)
     report_every = config.get("report_every", 1)
     encoder = None  # the f-AnoGAN phase's trainer, made when the GAN is done
 
@@ -262,17 +317,14 @@ def train_loop_per_worker(config: dict) -> None:
         return EncoderTrainer(net, *selector.best_models(trainer))
 
     # gan_trained: GAN epochs actually trained (fewer than planned if stopped early)
-    start, gan_trained, encoder = _resume(ray.train.get_checkpoint(), trainer, selector, gan_epochs,
-                                          encoder_trainer, rank)
+    start, gan_trained, encoder = _resume(resume_from, trainer, selector, gan_epochs, encoder_trainer, rank)
 
-    nodes = _count_nodes(world)
     logger = _MlflowLogger(config) if rank == 0 and config.get("mlflow_run_id") else None
-    if rank == 0:
-        print(f"training on {world} worker(s) across {nodes} node(s)", flush=True)
-        if logger:
-            logger.client.set_tag(logger.run_id, "gen_factory.nodes", str(nodes))
+    if logger and stage.index == 0:
+        logger.client.set_tag(logger.run_id, "gen_factory.nodes", str(nodes))
     stopped = False  # the GAN phase ended early: skip its remaining epochs
     seconds = {"gan": 0.0, "encoder": 0.0}  # this attempt's epoch time per phase (pipeline's timing)
+    state = resume_from if rank == 0 else None  # a stage done before a restart trains nothing more
     for epoch in range(start, total):
         if stopped and epoch < gan_epochs:
             continue
@@ -303,12 +355,16 @@ def train_loop_per_worker(config: dict) -> None:
             if rank == 0:
                 state = {"trainer": trainer.state_dict(), "epoch": epoch, "selection": selector.state_dict(),
                          "gan_epochs": gan_epochs, "gan_epochs_done": gan_trained,
-                         "gan_finished": stopped or epoch + 1 >= gan_epochs, "seconds": dict(seconds)}
+                         "gan_finished": stopped or epoch + 1 >= gan_epochs, "seconds": dict(seconds),
+                         "stage": stage.index, **({"first": stage.first} if stage.index else {})}
                 if encoder:
                     state["encoder"] = encoder.state_dict()
                 torch.save(state, Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            progress = {"stage": stage.index, "run_epoch": stage.offset + epoch + 1,
+                        "stage_gan_epochs": gan_epochs}
+            ray.train.report({**metrics, **progress}, checkpoint=checkpoint)
+    return state
 
 
 def _select(selector: BestGenerator, trainer: GANTrainer, metrics: dict, done: int, gan_epochs: int,

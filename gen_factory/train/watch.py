@@ -47,15 +47,16 @@ class ReportRelay(UserCallback):
 
 
 @contextmanager
-def watched(gan_epochs: int, total: int) -> Iterator[list[UserCallback]]:
+def watched(total: int, stages: int = 1) -> Iterator[list[UserCallback]]:
     """Callbacks for RunConfig(callbacks=...) whose reports a driver thread shows for the block
-    (none where progress is off: no actor, no thread)."""
+    (none where progress is off: no actor, no thread). `total`: the epochs of all `stages` together
+    (the first fit, then the refit on every row)."""
     if mode() == "off":
         yield []
         return
     mailbox = Mailbox.remote()
     stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(mailbox, gan_epochs, total, stop), daemon=True,
+    follower = threading.Thread(target=_follow, args=(mailbox, total, stages, stop), daemon=True,
                                 name="training progress")
     follower.start()
     try:
@@ -66,9 +67,9 @@ def watched(gan_epochs: int, total: int) -> Iterator[list[UserCallback]]:
         ray.kill(mailbox)
 
 
-def _follow(mailbox, gan_epochs: int, total: int, stop: threading.Event) -> None:
+def _follow(mailbox, total: int, stages: int, stop: threading.Event) -> None:
     """Poll the mailbox until `stop`, then once more: the last report reaches the bar too."""
-    best = math.inf
+    best = {}  # per stage: the best selection figure so far
     with progress(total, "epoch", "epoch") as bar:
         while True:
             stopping = stop.wait(POLL_S)
@@ -76,19 +77,21 @@ def _follow(mailbox, gan_epochs: int, total: int, stop: threading.Event) -> None
                 metrics = ray.get(mailbox.get.remote(), timeout=10)
             except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError):
                 metrics = None  # a busy or restarting cluster: try again next time
-            if metrics and "epoch" in metrics:
-                best = _show(bar, metrics, gan_epochs, best)
+            if metrics and "run_epoch" in metrics:
+                _show(bar, metrics, best, stages > 1)
             if stopping:
                 return
 
 
-def _show(bar: Progress, metrics: dict, gan_epochs: int, best: float) -> float:
-    """Move the bar to the reported epoch with the generator's selection figure; returns the best one."""
-    epoch = int(metrics["epoch"])
-    if epoch > gan_epochs:
-        bar.advance_to(epoch, "encoder epoch", reconstruction=float(metrics.get("reconstruction", math.nan)))
-        return best
+def _show(bar: Progress, metrics: dict, best: dict, staged: bool) -> None:
+    """Move the bar to the reported epoch with the generator's selection figure (best kept per stage)."""
+    stage = int(metrics.get("stage", 0))
+    what = ("refit " if stage else "fit ") if staged else ""
+    epoch = int(metrics["run_epoch"])
+    if metrics["epoch"] > metrics["stage_gan_epochs"]:
+        bar.advance_to(epoch, f"{what}encoder epoch",
+                       reconstruction=float(metrics.get("reconstruction", math.nan)))
+        return
     frechet = float(metrics.get("train_frechet", math.inf))
-    best = min(best, frechet)
-    bar.advance_to(epoch, "epoch", train_frechet=frechet, best=best)
-    return best
+    best[stage] = min(best.get(stage, math.inf), frechet)
+    bar.advance_to(epoch, f"{what}epoch", train_frechet=frechet, best=best[stage])
