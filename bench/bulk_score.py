@@ -115,7 +115,7 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
     from gen_factory import registry
     from gen_factory.runtime import scoring
     from gen_factory.runtime.onnx_model import OnnxModel
-    from gen_factory.services.bulk_score import ScoreWriter, scored_columns, table_values
+    from gen_factory.services.bulk_score import ScoreWriter, score_in_chunks, scored_columns, table_values
 
     model = OnnxModel(registry.download(registry.resolve(ref)), threads=1)
     batches = list(pq.ParquetFile(source).iter_batches(batch_rows, use_threads=False))[:8]
@@ -128,14 +128,14 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
         return result
 
     writer = ScoreWriter.__new__(ScoreWriter)
-    writer.model, writer.method, writer.label_column = model, "ensemble", None
+    writer.model, writer.method, writer.label_column, writer.top_k = model, "ensemble", None, 3
     writer.threshold = scoring.verdict(model, np.empty(0), None, False)[0]
     for i, batch in enumerate(batches):
         timed("read parquet", lambda: list(pq.ParquetFile(source).iter_batches(
             batch_rows, row_groups=[0], use_threads=False))[0])
         values = timed("arrow -> numpy", table_values, model, batch, (str(source), i))
-        matrix = timed("onnx score", scoring.score_matrix, model, values, None)
-        timed("scored columns", scored_columns, model, matrix, writer.method, writer.threshold)
+        scored = timed("onnx score", score_in_chunks, model, values, None)
+        timed("scored columns", scored_columns, model, scored, writer.method, writer.threshold, 3)
         scored = writer.score_batch(batch, (str(source), i))
         timed("write parquet", pq.write_table, pa.Table.from_batches([scored]), io.BytesIO(), "zstd")
     rows = sum(b.num_rows for b in batches)

@@ -45,10 +45,10 @@ def source(cli_trained_table, tmp_path_factory):
     return path
 
 
-def in_process(model, frame: pd.DataFrame, labels: list | None = None) -> dict:
-    """What `genfactory score --local` returns for these rows."""
+def in_process(model, frame: pd.DataFrame, labels: list | None = None, **attribution) -> dict:
+    """What `genfactory score --local` returns for these rows (scores alone unless `attribution` says)."""
     return scoring.score_request(model, frame[["x", "y"]].to_dict(orient="records"), None, labels, None,
-                                 attribution="none")
+                                 **(attribution or {"attribution": "none"}))
 
 
 def test_a_table_is_scored_into_a_verified_dataset_with_the_in_process_scores(model, source, tmp_path):
@@ -59,13 +59,23 @@ def test_a_table_is_scored_into_a_verified_dataset_with_the_in_process_scores(mo
     assert bulk.check_dataset(out).ok and cli(["verify", str(out)]) == 0
     scored = pq.read_table(out).to_pandas()  # the directory, as any Parquet reader reads it
     given = pd.read_parquet(source)
-    assert list(scored.columns) == [*given.columns, "score", "is_anomaly"]
+    k = manifest["top_k"]
+    assert k == (2 if scoring.has_attribution(model) else 0)  # default 3, capped at the model's 2 columns
+    ranks = [f"attr_{r}_{part}" for r in range(1, k + 1) for part in ("column", "value")]
+    assert list(scored.columns) == [*given.columns, "score", "is_anomaly", *ranks] == \
+        [*given.columns, *manifest["columns"]]
     pd.testing.assert_frame_equal(scored[given.columns], given)  # every input row and column, in order
     expected = in_process(model, given)
     np.testing.assert_allclose(scored["score"], expected["scores"], rtol=1e-5, atol=1e-6)
     assert manifest["threshold"] == expected["threshold"]
     flags = scored["score"].to_numpy() > expected["threshold"]
     assert (scored["is_anomaly"].to_numpy() == flags).all() and manifest["anomalies"] == flags.sum()
+    if k:  # the in-process top-k contributions, as `genfactory score --local` returns them
+        top = in_process(model, given, attribution="top_k", top_k=k)["top"]
+        for r in range(k):
+            assert scored[f"attr_{r + 1}_column"].astype(str).tolist() == [row[r]["column"] for row in top]
+            np.testing.assert_allclose(scored[f"attr_{r + 1}_value"], [row[r]["contribution"] for row in top],
+                                       rtol=1e-4, atol=1e-5)
 
 
 def test_the_cli_scores_against_a_label_column_when_asked(model, source, tmp_path, capsys):
@@ -85,7 +95,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing_at_the_output(model, s
     frame, out = pd.read_parquet(source), tmp_path / "out"
     cases = {
         "missing.parquet": (frame.drop(columns="y"), "column 'y': missing"),
-        "text.parquet": (frame.assign(x=frame["x"].astype(str)), "column 'x': type string"),
+        "text.parquet": (frame.assign(x=frame["x"].astype(str)), "column 'x': type"),
         "taken.parquet": (frame.assign(score=0.0), "column 'score': already present"),
     }
     for name, (bad, words) in cases.items():

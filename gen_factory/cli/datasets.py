@@ -104,7 +104,7 @@ def _score_to_dataset(args) -> int:
     try:
         manifest = score_dataset(args.model, str(args.file), args.out, method=args.method,
                                  label_column=args.label_column, workers=args.workers,
-                                 block_rows=args.block_rows, overwrite=args.overwrite)
+                                 block_rows=args.block_rows, top_k=args.top_k, overwrite=args.overwrite)
     except OutputError as err:  # another run, or something that appeared at DIR: not a usage error
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -149,9 +149,10 @@ def _score(sub) -> None:
         "threshold and an is_anomaly flag per input - the same over HTTP and with --local. With --out DIR: "
         "scores a Parquet file (or a directory of them) of any size in this machine's Ray (or RAY_ADDRESS) "
         "with ONNX Runtime actors and writes DIR/part-NNNNN.parquet - every input row and column, in input "
-        "order, plus `score` (float32) and `is_anomaly` (bool) - and DIR/_manifest.json (rows, anomalies, "
-        "sha256 per file, model version, method, threshold; check it with `genfactory verify DIR`). DIR "
-        "appears only when complete: a bad value anywhere leaves nothing there.",
+        "order, plus `score` (float32), `is_anomaly` (bool) and, for models with attribution, each row's "
+        "--top-k columns by contribution (attr_1_column, attr_1_value, ...) - and DIR/_manifest.json "
+        "(rows, anomalies, sha256 per file, model version, method, threshold; check it with `genfactory "
+        "verify DIR`). DIR appears only when complete: a bad value anywhere leaves nothing there.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sc.add_argument("model", help="name, name@alias or name/version")
@@ -177,6 +178,10 @@ def _score(sub) -> None:
                       help="replace an existing dataset at --out, atomically (never a directory that is "
                            "not one)")
     bulk.add_argument("--workers", type=int, default=2, help="ONNX Runtime actors, one CPU each (default: 2)")
+    bulk.add_argument("--top-k", type=int, default=None, metavar="K",
+                      help="attribution columns per row: the K columns contributing most to its score, as "
+                           "attr_K_column (name) and attr_K_value (1 = that column's 90th percentile on "
+                           "normal rows); 0 for none (default: 3, or the model's columns if fewer)")
     bulk.add_argument("--block-rows", type=int, default=262_144,
                       help="rows per output file, in whole input row groups (default: 262144)")
     sc.set_defaults(func=datasets.score)

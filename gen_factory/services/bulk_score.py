@@ -4,10 +4,12 @@ The design is bulk generation's (`bulk`): the driver reads only the input's Parq
 plans shards - runs of consecutive row groups of one input file, at most about `block_rows` rows -
 and checks the schema against the model before anything is written. An actor pool of ONNX Runtime
 scorers (one CPU each) streams each shard's rows in batches of `batch_rows`, scores them with the
-exported scorer graph (`runtime.scoring.score_matrix`, as `genfactory score --local` and the API do)
-and writes ``OUT/part-NNNNN.parquet``: shard N's input rows, every column as it came, in input order,
-plus `SCORED_COLUMNS`. ``OUT/_manifest.json`` (rows, anomalies, sha256 per file, model version,
-method, threshold) is written last, and `bulk.write_output` makes the run atomic: locked output,
+exported scorer graph (`runtime.scoring.score_attributed`, as `genfactory score --local` and the API
+do) and writes ``OUT/part-NNNNN.parquet``: shard N's input rows, every column as it came, in input
+order, plus `added_columns`: `score`, `is_anomaly` and, where the model has attribution, the top-k
+columns of each row's contribution (``attr_1_column``, ``attr_1_value``, ... largest first).
+``OUT/_manifest.json`` (rows, anomalies, sha256 per file, model version, method, threshold, the added
+columns) is written last, and `bulk.write_output` makes the run atomic: locked output,
 hidden staging directory, one rename - so a bad value met halfway leaves nothing at OUT. Memory
 stays flat in the input size: the driver holds footers, an actor one batch and one open writer.
 
@@ -29,6 +31,7 @@ from pyarrow.fs import FileType
 
 from gen_factory import registry
 from gen_factory.data.validate import DataValidationError
+from gen_factory.runtime import scoring
 from gen_factory.services.bulk import (
     actor_env,
     actor_model,
@@ -40,7 +43,6 @@ from gen_factory.services.bulk import (
 )
 from gen_factory.settings import filesystem
 
-SCORED_COLUMNS = ("score", "is_anomaly")  # what every output row adds to its input columns
 DEFAULT_BLOCK_ROWS = 262_144  # rows per output file (whole input row groups: a larger group is one file)
 DEFAULT_BATCH_ROWS = 16_384  # rows an actor reads, converts and writes at a time (one output row group)
 # Rows per ONNX Runtime call: the scorer graph's isolation forest gathers [rows, trees, ...] tensors
@@ -53,13 +55,15 @@ METADATA_KEY = b"gen_factory.scores"
 
 def score_dataset(ref_text: str, source: str | Path, out: str | Path, *, method: str | None = None,
                   label_column: str | None = None, workers: int = 2, block_rows: int = DEFAULT_BLOCK_ROWS,
-                  batch_rows: int = DEFAULT_BATCH_ROWS, overwrite: bool = False) -> dict:
+                  batch_rows: int = DEFAULT_BATCH_ROWS, top_k: int | None = None, overwrite: bool = False
+                  ) -> dict:
     """Score every row of `source` (a Parquet file, a directory of them, or an object-store URI) with the
     registered model `ref_text`; write the scored rows to `out` as `bulk` writes datasets; return the
-    manifest. Raises `DataValidationError` for a bad input (naming the file, row and column) or an
-    existing `out` without `overwrite`, `bulk.OutputBusy` / `bulk.OutputExists` as `generate` does."""
+    manifest. `top_k`: attribution columns per row (default: `scoring.DEFAULT_TOP_K`, at most the
+    model's columns; 0: none; models exported before attribution have none). Raises
+    `DataValidationError` for a bad input (naming the file, row and column) or an existing `out`
+    without `overwrite`, `bulk.OutputBusy` / `bulk.OutputExists` as `generate` does."""
     from gen_factory.card import default_method
-    from gen_factory.runtime import scoring
     from gen_factory.runtime.onnx_model import OnnxModel
 
     check_pool(workers, block_rows)
@@ -74,12 +78,14 @@ def score_dataset(ref_text: str, source: str | Path, out: str | Path, *, method:
                                   "images without --out (an .npz with `images`)")
     method = method or default_method(model.card.score_methods)
     scoring.method_index(model, method)
+    top_k = _top_k(model, top_k)
+    threshold, _ = scoring.verdict(model, np.empty(0), method, label_column is not None)
+    added = added_columns(threshold is not None, top_k)
     shards, inputs = plan_shards(str(source), block_rows)
     for path, schema in inputs.items():
-        check_schema(model, schema, label_column, path)
-    threshold, _ = scoring.verdict(model, np.empty(0), method, label_column is not None)
+        check_schema(model, schema, label_column, path, added)
     run = {"name": ref.name, "version": ref.version, "source": str(source), "method": method,
-           "label_column": label_column, "threshold": threshold, "batch_rows": batch_rows}
+           "label_column": label_column, "threshold": threshold, "batch_rows": batch_rows, "top_k": top_k}
 
     def write(uri: str) -> dict:
         files = run_writers(shards, ScoreWriter, {**run, "root": uri, "env": actor_env()}, workers,
@@ -88,7 +94,7 @@ def score_dataset(ref_text: str, source: str | Path, out: str | Path, *, method:
             "kind": "scores", "model": ref.name, "version": ref.version, "model_uri": ref.uri,
             "source": str(source), "method": method, "threshold": threshold,
             "scored_against": f"label column {label_column!r}" if label_column else "best label",
-            "columns": [c for c in SCORED_COLUMNS if c != "is_anomaly" or threshold is not None],
+            "columns": added, "top_k": top_k,
             "rows": sum(f["rows"] for f in files), "anomalies": sum(f["anomalies"] for f in files),
             "block_rows": block_rows, "files": files,
         }
@@ -96,6 +102,26 @@ def score_dataset(ref_text: str, source: str | Path, out: str | Path, *, method:
         return manifest
 
     return write_output(out, overwrite, write)
+
+
+def added_columns(calibrated: bool, top_k: int) -> list[str]:
+    """What an output row adds to its input columns, in order: `score`, `is_anomaly` (models with a
+    calibrated threshold), then per rank k (largest contribution first) `attr_k_column` and
+    `attr_k_value`."""
+    ranks = [f"attr_{k}_{part}" for k in range(1, top_k + 1) for part in ("column", "value")]
+    return ["score", *(["is_anomaly"] if calibrated else []), *ranks]
+
+
+def _top_k(model, top_k: int | None) -> int:
+    """Attribution columns per row: 0 for a model without attribution; default DEFAULT_TOP_K capped
+    at the model's columns; a given one checked against them."""
+    if not scoring.has_attribution(model):
+        return 0
+    if top_k is None:
+        return min(scoring.DEFAULT_TOP_K, len(model.card.columns))
+    if top_k != 0:
+        scoring.check_top_k(model, top_k)
+    return top_k
 
 
 # --- the driver: plan from footers, check the schema ---------------------------------------------------
@@ -134,9 +160,9 @@ def plan_shards(source: str, block_rows: int) -> tuple[list[dict], dict[str, pa.
     return shards, schemas
 
 
-def check_schema(model, schema: pa.Schema, label_column: str | None, where: str) -> None:
+def check_schema(model, schema: pa.Schema, label_column: str | None, where: str, added: list[str]) -> None:
     """Every model column present with a type its values can be read as; the label column too if named;
-    no column the output adds. Errors name the file, the column, its type and the fix."""
+    none of the `added` columns. Errors name the file, the column, its type and the fix."""
     for spec in model.card.encoding.columns:
         field = _field(schema, spec.name, where, f"give every column the model was trained on: "
                                                  f"{', '.join(model.card.columns)}")
@@ -151,10 +177,10 @@ def check_schema(model, schema: pa.Schema, label_column: str | None, where: str)
         if not _text_like(field.type):
             raise DataValidationError(f"{where}: --label-column {label_column!r}", f"type {field.type}",
                                       f"give the labels as strings: {', '.join(model.label_names)}")
-    taken = [c for c in SCORED_COLUMNS if c in schema.names]
+    taken = [c for c in added if c in schema.names]
     if taken:
         raise DataValidationError(f"{where}: column {taken[0]!r}", "already present",
-                                  f"rename or drop it: the output adds {', '.join(SCORED_COLUMNS)}")
+                                  f"rename or drop it: the output adds {', '.join(added)}")
 
 
 def _check_paths(source: str, out: str) -> None:
@@ -212,10 +238,10 @@ class ScoreWriter:
     """Ray Data actor: one ONNX Runtime session (one thread), one output Parquet file per shard."""
 
     def __init__(self, name: str, version: str, source: str, root: str, method: str, label_column: str | None,
-                 threshold: float | None, batch_rows: int, env: dict):
+                 threshold: float | None, batch_rows: int, top_k: int, env: dict):
         self.ref, self.model = actor_model(name, version, env)
         self.method, self.label_column, self.threshold = method, label_column, threshold
-        self.batch_rows = batch_rows
+        self.batch_rows, self.top_k = batch_rows, top_k
         self.in_fs, _ = filesystem(source)
         self.fs, self.root = filesystem(root)
         self.metadata = json.dumps({"model": name, "version": version, "method": method,
@@ -251,17 +277,13 @@ class ScoreWriter:
         return rel, rows, anomalies, sink.sha256.hexdigest(), sink.size
 
     def score_batch(self, batch: pa.RecordBatch, where: tuple[str, int]) -> pa.RecordBatch:
-        """`batch` with `SCORED_COLUMNS` appended (`where`: its file and first row there, for errors)."""
-        from gen_factory.runtime import scoring
-
+        """`batch` with `added_columns` appended (`where`: its file and first row there, for errors)."""
         values = table_values(self.model, batch, where)
         labels = None
         if self.label_column is not None:
             labels = label_codes(self.model, batch.column(self.label_column), where, self.label_column)
-        matrix = np.concatenate([
-            scoring.score_matrix(self.model, values[i:i + ONNX_ROWS], None if labels is None else
-                                 labels[i:i + ONNX_ROWS]) for i in range(0, len(values), ONNX_ROWS)])
-        added = scored_columns(self.model, matrix, self.method, self.threshold)
+        scored = score_in_chunks(self.model, values, labels)
+        added = scored_columns(self.model, scored, self.method, self.threshold, self.top_k)
         columns, names = list(batch.columns), list(batch.schema.names)
         for name, column in added.items():
             columns.append(column)
@@ -269,15 +291,32 @@ class ScoreWriter:
         return pa.RecordBatch.from_arrays(columns, names=names)
 
 
-def scored_columns(model, matrix: np.ndarray, method: str, threshold: float | None) -> dict[str, pa.Array]:
-    """The columns a scored batch adds, in order: `score` (the method's), `is_anomaly` (score above the
-    card's threshold; absent for a model without calibration)."""
-    from gen_factory.runtime import scoring
+def score_in_chunks(model, values: np.ndarray, labels: np.ndarray | None):
+    """`scoring.score_attributed` over `values` in calls of ONNX_ROWS rows, as one `scoring.Scored`."""
+    parts = [scoring.score_attributed(model, values[i:i + ONNX_ROWS],
+                                      None if labels is None else labels[i:i + ONNX_ROWS])
+             for i in range(0, len(values), ONNX_ROWS)]
+    contributions = None if parts[0].contributions is None else \
+        np.concatenate([p.contributions for p in parts])
+    return scoring.Scored(np.concatenate([p.matrix for p in parts]), contributions,
+                          np.concatenate([p.labels for p in parts]))
 
-    scores = matrix[:, scoring.method_index(model, method)]
+
+def scored_columns(model, scored, method: str, threshold: float | None, top_k: int) -> dict[str, pa.Array]:
+    """The columns a scored batch (`scoring.Scored`) adds, as `added_columns` names them: the method's
+    score, the flag (score above the card's threshold) and the `top_k` largest contributions - each a
+    column name (dictionary-encoded: the model's columns) and its calibrated value."""
+    scores = scored.matrix[:, scoring.method_index(model, method)]
     added = {"score": pa.array(scores, pa.float32())}
     if threshold is not None:
         added["is_anomaly"] = pa.array(scores > threshold, pa.bool_())
+    if top_k:
+        order, values = scoring.top_k_indices(scored.contributions, top_k)
+        names = pa.array(model.card.columns, pa.string())
+        for k in range(top_k):
+            codes = order[:, k].astype(np.int32)
+            added[f"attr_{k + 1}_column"] = pa.DictionaryArray.from_arrays(codes, names)
+            added[f"attr_{k + 1}_value"] = pa.array(values[:, k], pa.float32())
     return added
 
 
