@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/genfactory demo
 
-# Two pytest processes side by side (tests/lanes.sh): the tests that start Ray in one, the unit tests
-# in the other.
+# Two pytest processes side by side (tests/lanes.sh): the tests that share one Ray cluster in one; the
+# unit tests and the Ray tests with a cluster of their own in the other.
 test: $(STAMP)
 	tests/lanes.sh $(BIN)/python "not extended"
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The suite as two pytest processes side by side, one per core: the tests that start Ray (they share
 # one local cluster, one Serve app on its port and session fixtures, so they stay in one process, in
-# file order) and the unit tests. pytest-xdist's `--dist loadgroup` would do this, but its groups do
-# not reach the scheduler under pytest 9 (every test went to both workers, each starting a cluster).
+# file order) and the unit tests, with the Ray tests that start a cluster of their own in subprocesses
+# (`own_cluster`: the two-node test, serve's signal test), which would otherwise leave a core idle.
+# pytest-xdist's `--dist loadgroup` would do this, but its groups do not reach the scheduler under
+# pytest 9 (every test went to both workers, each starting a cluster).
 #
 #   tests/lanes.sh PYTHON MARKEXPR [pytest args...]   e.g. tests/lanes.sh .venv/bin/python "not extended"
 #
@@ -14,14 +16,14 @@ marks=$2
 shift 2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$python" -m pytest -q -m "not ray and ($marks)" "$@" >"$log" 2>&1 &
+"$python" -m pytest -q -m "(not ray or own_cluster) and ($marks)" "$@" >"$log" 2>&1 &
 unit=$!
-echo "== tests that start Ray (the unit tests run beside them: their output follows) =="
-"$python" -m pytest -q -m "ray and ($marks)" "$@"
+echo "== tests that share one Ray cluster (the others run beside them: their output follows) =="
+"$python" -m pytest -q -m "ray and not own_cluster and ($marks)" "$@"
 ray_status=$?
 wait "$unit"
 unit_status=$?
-echo "== unit tests =="
+echo "== unit tests, and Ray tests with a cluster of their own =="
 cat "$log"
 [ "$ray_status" -ne 0 ] && exit "$ray_status"
 exit "$unit_status"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.own_cluster]  # each `genfactory serve` starts its own
 
 
 def _free_port() -> int:
