@@ -215,7 +215,8 @@ class ModelRunner(_ModelHost):
             return _input_error(err)
 
     async def score(
-        self, rows: list | None, images: list | None, labels: list | None, method: str | None
+        self, rows: list | None, images: list | None, labels: list | None, method: str | None,
+        attribution: str = "top_k", top_k: int = 3,
     ) -> dict:
         from gen_factory.runtime import scoring
 
@@ -225,17 +226,19 @@ class ModelRunner(_ModelHost):
             values, label_ids, method = await asyncio.to_thread(
                 scoring.prepare, model, rows, images, labels, method
             )
+            if attribution == "top_k":
+                scoring.check_top_k(model, top_k)
         except DataValidationError as err:
             return _input_error(err)
-        matrix = await self._score_batch(model_id, values, label_ids)
-        return scoring.respond(model, matrix, method, by_label=label_ids is not None)
+        scored = await self._score_batch(model_id, values, label_ids)
+        return scoring.respond(model, scored, method, label_ids is not None, attribution, top_k)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # = max_ongoing_requests: a batch can fill
     async def _score_batch(self, model_ids: list[str], values: list[np.ndarray],
-                           label_ids: list[np.ndarray | None]) -> list[np.ndarray]:
+                           label_ids: list[np.ndarray | None]) -> list:
         """Concurrent requests for the same model (and labelling mode) run as few ONNX calls as fit
-        in RUNNER_BATCH_MAX_INPUTS inputs each; every method's scores come back ([n, methods]),
-        each request picks its own."""
+        in RUNNER_BATCH_MAX_INPUTS inputs each; every method's scores and the contributions come back
+        (`scoring.Scored`), each request picks its own."""
         from gen_factory.runtime import scoring
 
         out: list = [None] * len(model_ids)
@@ -243,11 +246,13 @@ class ModelRunner(_ModelHost):
             model = await self.get_model(model_id)
             stacked = np.concatenate([values[i] for i in idx])
             labels = None if best_of_labels else np.concatenate([label_ids[i] for i in idx])
-            scores = await asyncio.to_thread(scoring.score_matrix, model, stacked, labels)
-            for i, part in zip(
-                idx, np.split(scores, np.cumsum([len(values[i]) for i in idx])[:-1]), strict=True
-            ):
-                out[i] = part
+            scored = await asyncio.to_thread(scoring.score_attributed, model, stacked, labels)
+            cuts = np.cumsum([len(values[i]) for i in idx])[:-1]
+            contributions = np.split(scored.contributions, cuts) if scored.contributions is not None \
+                else [None] * len(idx)
+            for i, matrix, part, chosen in zip(idx, np.split(scored.matrix, cuts), contributions,
+                                               np.split(scored.labels, cuts), strict=True):
+                out[i] = scoring.Scored(matrix, part, chosen)
         return out
 
 
@@ -376,12 +381,13 @@ class GenFactoryAPI(_ModelHost):
     @api.post("/v1/models/{name:path}/score", response_model=ScoreResponse, dependencies=SECURED,
               responses=error_responses(401))
     async def score(self, name: str, request: Annotated[ScoreRequest, Body()]) -> ScoreResponse:
-        """`name` as for generate. Rows (tables) or images, scored against `labels` or the best label."""
+        """`name` as for generate. Rows (tables) or images, scored against `labels` or the best label;
+        with each input's largest column (pixel) contributions, all of them, or none (`attribution`)."""
         from gen_factory.runtime.scoring import score_request
 
         ref, model_id, model = await self._model_for(name)
         rows, images = getattr(request, "rows", None), getattr(request, "images", None)
-        args = (rows, images, request.labels, request.method)
+        args = (rows, images, request.labels, request.method, request.attribution, request.top_k)
         if len(rows or images) <= INGRESS_MAX_ROWS:
             result = await _checked(score_request, model, *args)
         else:

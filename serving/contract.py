@@ -15,10 +15,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat,
 
 from gen_factory.card import ModelCard
 from gen_factory.runtime.sampling import MAX_ROWS_PER_REQUEST
-from gen_factory.runtime.scoring import MAX_INPUTS_PER_REQUEST
+from gen_factory.runtime.scoring import DEFAULT_TOP_K, MAX_INPUTS_PER_REQUEST
 
 MAX_SEED = 2**32 - 1  # exact in every JSON parser (a float64 cannot hold 2**63 - 1)
 MAX_LABELS_PER_REQUEST = 10_000
+MAX_TOP_K = 10_000  # the schema's bound; the model's own (its columns or pixels) is checked after it
 
 
 def _json_number(value: object) -> object:
@@ -36,6 +37,7 @@ def _json_int(ge: int, le: int):
 
 
 Count = _json_int(0, MAX_ROWS_PER_REQUEST)
+TopK = _json_int(1, MAX_TOP_K)
 Seed = _json_int(0, MAX_SEED)
 Value = StrictFloat | StrictInt | StrictStr | None
 Number = StrictFloat | StrictInt
@@ -94,6 +96,14 @@ class _ScoreOptions(BaseModel):
                           "on one scale), `fanogan` (the f-AnoGAN residual; the default of older models), "
                           "`iforest` (an isolation forest of the normal training values, in the graph) or "
                           "`critic` (the negated discriminator output)", json_schema_extra=_no_default)
+    attribution: Literal["top_k", "full", "none"] = Field(
+        "top_k", description="why each input scores as it does, from the f-AnoGAN reconstruction: "
+        "`top_k` (default) the `top_k` largest contributions per input (`top`), `full` every column's "
+        "contribution (`contributions`; images: an [H, W] map each), `none` scores only. A "
+        "contribution is the column's (pixel's) residual over its 90th percentile on normal training "
+        "rows: above 1 is unusual, and columns compare")
+    top_k: TopK = Field(DEFAULT_TOP_K, description="how many columns (pixels) `top` lists per input: "
+                        "1 to the model's number of columns (pixels)")
 
 
 class ScoreRows(_ScoreOptions):
@@ -116,6 +126,18 @@ ScoreRequest = ScoreRows | ScoreImages
 REQUEST_SHAPES = ("GenerateCounts", "GeneratePerLabel", "ScoreRows", "ScoreImages")
 
 
+class ColumnContribution(BaseModel):
+    column: str
+    contribution: float = Field(description="the column's residual over its 90th percentile on normal "
+                                            "training rows (1: as large as one normal row in ten)")
+
+
+class PixelContribution(BaseModel):
+    pixel: list[int] = Field(description="[row, column] of the pixel")
+    contribution: float = Field(description="the pixel's residual over its 90th percentile on normal "
+                                            "training images")
+
+
 class ScoreResponse(BaseModel):
     model: str
     version: str
@@ -126,6 +148,14 @@ class ScoreResponse(BaseModel):
         "rate on held-out normal data)"
     )
     is_anomaly: list[bool] | None
+    top: list[list[ColumnContribution]] | list[list[PixelContribution]] | None = Field(
+        None, description="attribution `top_k`: per input its `top_k` largest contributions, largest first")
+    contributions: list[list[float]] | list[list[list[float]]] | None = Field(
+        None, description="attribution `full`: per row every column's contribution (in "
+        "`attribution_columns` order); per image an [H, W] map")
+    attribution_columns: list[str] | None = Field(None, description="the columns of `contributions`")
+    attribution_note: str | None = Field(
+        None, description="why attribution is absent although asked for (a model exported before it)")
 
 
 class ModelInfo(BaseModel):

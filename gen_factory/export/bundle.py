@@ -42,7 +42,7 @@ OPSET = 20  # the opset torch.export's exporter wrote before (models in the regi
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
 CALIBRATION_ROWS = 50_000  # rows generated to place a table decoder's knots (`calibrate_decoder`)
 ATTRIBUTION_QUANTILE = 0.9  # each column's contribution is in units of this quantile on normal rows
-ATTRIBUTION_FLOOR = 0.01  # ... floored at this share of the columns' mean quantile
+ATTRIBUTION_FLOOR = 0.01  # ... floored at this share of the columns' mean (and each sd likewise)
 
 
 class GeneratorGraph(nn.Module):
@@ -107,16 +107,16 @@ class ScoreGraph(nn.Module):
         self.register_buffer("grids", torch.zeros(2, GRID_POINTS) if grids is None else grids.float())
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor):
-        scores, squared = self.scored(values, labels)
-        return scores if self.attribution is None else (scores, self.attribution(squared))
+        scores, x, difference = self.scored(values, labels)
+        return scores if self.attribution is None else (scores, self.attribution(values, x, difference))
 
-    def scored(self, values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores [B, methods], squared reconstruction residual per encoded feature [B, ...]): the
-        residual as `models.encoder.residuals` takes it, before its mean over the features."""
+    def scored(self, values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(scores [B, methods], encoded x, G(E(x), label) - x per encoded feature [B, ...]): the
+        reconstruction residual as `models.encoder.residuals` takes it, before its square and mean."""
         x = self.value_encoder(values)
         rebuilt = self.generator(self.encoder(x), labels)
-        squared = (rebuilt - x).pow(2)
-        reconstruction = squared.flatten(1).mean(dim=1)
+        difference = rebuilt - x
+        reconstruction = difference.pow(2).flatten(1).mean(dim=1)
         features = (self.discriminator.features(rebuilt) - self.discriminator.features(x)).pow(2).mean(dim=1)
         fanogan = reconstruction / self.scales[0] + features / self.scales[1]
         scores = [-self.discriminator(x, labels), fanogan]
@@ -124,32 +124,79 @@ class ScoreGraph(nn.Module):
             iforest = self.forest(values)
             ensemble = extended_cdf(fanogan, self.grids[0]) + extended_cdf(iforest, self.grids[1])
             scores += [iforest, ensemble]
-        return torch.stack(scores, dim=1), squared
+        return torch.stack(scores, dim=1), x, difference
 
 
 class Attribution(nn.Module):
-    """Squared reconstruction residual per encoded feature [B, F] (tables) or [B, C, H, W] (images)
-    -> each column's (pixel's) contribution [B, columns or H * W]: the residual summed over the
-    column's encoded features (its one-hot block, its missing flag) or the pixel's channels, divided
-    by `scale`, that sum's ATTRIBUTION_QUANTILE on the normal training rows (`attribution_for`).
-    Scaled so, a column the generator always rebuilds loosely does not outshout one it rebuilds
-    tightly: 1 is what one normal row in ten exceeds, in every column."""
+    """(raw values, encoded x and G(E(x)) - x, both [B, F] (tables) or [B, C, H, W] (images)) -> each
+    column's (pixel's) contribution [B, columns or H * W]: the geometric mean of two scores, each
+    summed over the column's encoded features (its one-hot block, its missing flag) or the pixel's
+    channels and divided by its ATTRIBUTION_QUANTILE on the normal training rows (`scale` [2, ...],
+    `attribution_for`), so 1 is what one normal row in ten exceeds, in every column:
+    - conditional: the squared reconstruction residual, how far the value lies from what the model
+      rebuilds from the whole row;
+    - marginal: the squared z-score of each encoded feature against the normal rows (`center`,
+      `spread`), how unusual the value is on its own.
+    A column is blamed when it is both. The residual alone points at noise on new rows of a model that
+    memorised its few training rows (wine: held-out rows exceed the training rows' 90th percentile in
+    half their columns), and the z-score alone never sees a value that is ordinary on its own but
+    wrong for its row.
 
-    def __init__(self, groups: torch.Tensor | None, scale: torch.Tensor, calibrated: bool = False):
+    A table's value encoding clamps a number to its column's training range, so x alone cannot tell
+    4 from 40 standard deviations past it: both scores take x extended past the range (`Overshoot`),
+    which the anomaly scores themselves never see. bench/attribution.py measures each choice."""
+
+    def __init__(self, groups: torch.Tensor | None, overshoot: Overshoot | None = None,
+                 center: torch.Tensor | None = None, spread: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None):
         super().__init__()
-        self.calibrated = calibrated
+        self.calibrated, self.overshoot = scale is not None, overshoot
         self.grouped = groups is not None  # tables: [F, columns] 0/1; images: sum over channels
         self.register_buffer("groups", groups if groups is not None else torch.zeros(0))
-        self.register_buffer("scale", scale.float())
+        self.register_buffer("center", torch.zeros(1) if center is None else center.float())
+        self.register_buffer("spread", torch.ones(1) if spread is None else spread.float())
+        self.register_buffer("scale", torch.ones(2, 1) if scale is None else scale.float())
 
-    def totals(self, squared: torch.Tensor) -> torch.Tensor:
-        """The uncalibrated residual per column (pixel)."""
-        if self.grouped:
-            return squared @ self.groups
-        return squared.sum(dim=1).flatten(1)
+    def parts(self, values: torch.Tensor, x: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
+        """[2, B, columns or pixels]: the uncalibrated conditional and marginal scores."""
+        if self.overshoot is not None:
+            past = self.overshoot(values)
+            x, difference = x + past, difference - past
+        marginal = ((x - self.center) / self.spread).pow(2)
+        return torch.stack([self._per_unit(difference.pow(2)), self._per_unit(marginal)])
 
-    def forward(self, squared: torch.Tensor) -> torch.Tensor:
-        return self.totals(squared) / self.scale
+    def _per_unit(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.groups if self.grouped else features.sum(dim=1).flatten(1)
+
+    def forward(self, values: torch.Tensor, x: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
+        conditional, marginal = (self.parts(values, x, difference) / self.scale.unsqueeze(1)).unbind(0)
+        return torch.sqrt(conditional * marginal)
+
+
+class Overshoot(nn.Module):
+    """Raw table values [B, d] -> [B, F]: how far each quantile-encoded value lies past its column's
+    training range (the knots the value encoding clamps to), in training standard deviations of that
+    column, at the column's encoded feature; 0 inside the range, for a missing value and elsewhere.
+    One sd past the range counts as one unit of the encoded (normal-score) value, as it would for a
+    Gaussian column."""
+
+    def __init__(self, columns: list, std: np.ndarray):
+        super().__init__()
+        starts = np.cumsum([0] + [width(c) for c in columns])[:-1]
+        index = [i for i, c in enumerate(columns) if c.kind == "continuous" and c.method == "quantile"]
+        place = np.zeros((len(index), int(starts[-1] + width(columns[-1]))), dtype=np.float32)
+        place[np.arange(len(index)), starts[index]] = 1.0
+        self.register_buffer("cols", torch.tensor(index, dtype=torch.int64))
+        self.register_buffer("low", torch.tensor([columns[i].values[0] for i in index]).float())
+        self.register_buffer("high", torch.tensor([columns[i].values[-1] for i in index]).float())
+        self.register_buffer("per_sd", torch.from_numpy(1.0 / np.maximum(std[index], 1e-12)).float())
+        self.register_buffer("place", torch.from_numpy(place))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        v = values[:, self.cols]
+        v = torch.where(torch.isnan(v), self.low, v)
+        past = torch.relu(v - self.high) - torch.relu(self.low - v)
+        return (past * self.per_sd) @ self.place
 
 
 def column_groups(encoding) -> torch.Tensor | None:
@@ -162,20 +209,41 @@ def column_groups(encoding) -> torch.Tensor | None:
     return torch.from_numpy(np.eye(len(widths), dtype=np.float32)[owner])
 
 
+def overshoot_for(encoding, values: np.ndarray | None) -> Overshoot | None:
+    """A table's `Overshoot` with each column's sd on the normal training `values` (None: a quarter of
+    its range); None for images (their encoding clamps nothing) and tables without quantile columns."""
+    if not isinstance(encoding, TableEncoding):
+        return None
+    columns = encoding.columns
+    if not any(c.kind == "continuous" and c.method == "quantile" for c in columns):
+        return None
+    if values is None:
+        std = np.array([(c.high - c.low) / 4 if c.kind == "continuous" else 1.0 for c in columns])
+    else:
+        std = np.nan_to_num(np.nanstd(np.where(np.isnan(values).all(axis=0), 0.0, values), axis=0))
+    return Overshoot(columns, std)
+
+
 @torch.no_grad()
 def attribution_for(plain: ScoreGraph, encoding, values: torch.Tensor | None = None,
                     labels: torch.Tensor | None = None) -> Attribution:
     """The attribution of `plain`'s residual, calibrated on normal training `values` and their own
-    `labels`: each column's ATTRIBUTION_QUANTILE, floored at ATTRIBUTION_FLOOR of their mean (a
-    column or border pixel rebuilt exactly on every training row would otherwise divide by ~0).
-    Without values (no training data at hand) every scale is 1: uncalibrated."""
-    raw = Attribution(column_groups(encoding), torch.ones(1))  # one scale of 1 for every column
+    `labels`: the encoded features' mean and sd (floored at ATTRIBUTION_FLOOR of their mean sd: a
+    border pixel is 0 in every training image) and each score's ATTRIBUTION_QUANTILE per column,
+    floored at ATTRIBUTION_FLOOR of their mean (a column rebuilt exactly on every training row would
+    otherwise divide by ~0). Without values (no training data at hand): mean 0, sd 1, every scale 1,
+    uncalibrated."""
+    groups = column_groups(encoding)
+    overshoot = overshoot_for(encoding, None if values is None else values.numpy())
     if values is None:
-        return raw
-    groups = raw.groups if raw.grouped else None
-    totals = raw.totals(plain.eval().scored(values, labels)[1]).double()
-    scale = torch.quantile(totals, ATTRIBUTION_QUANTILE, dim=0)
-    return Attribution(groups, scale.clamp_min(max(ATTRIBUTION_FLOOR * float(scale.mean()), 1e-12)), True)
+        return Attribution(groups, overshoot)
+    _, x, difference = plain.eval().scored(values, labels)
+    spread = x.std(dim=0)
+    spread = spread.clamp_min(max(ATTRIBUTION_FLOOR * float(spread.mean()), 1e-6))
+    raw = Attribution(groups, overshoot, x.mean(dim=0), spread)
+    scale = torch.quantile(raw.parts(values, x, difference).double(), ATTRIBUTION_QUANTILE, dim=1)
+    floor = (ATTRIBUTION_FLOOR * scale.mean(dim=1, keepdim=True)).clamp_min(1e-12)
+    return Attribution(groups, overshoot, raw.center, raw.spread, torch.maximum(scale, floor))
 
 
 @torch.no_grad()

@@ -1,0 +1,199 @@
+"""Attribution bench: does the scorer's per-column contribution (per-pixel map) point at what was broken?
+
+Tables: every bundled table, a model trained in-process with its default settings (`train.local`, the
+f-AnoGAN encoder, `export_bundle` to ONNX, as bench/anomaly_broad.py trains its table cases) on a 70/30
+stratified split (seed 0), every label normal. Into each held-out row, COPIES times, one column picked
+at random is broken: a continuous one shifted by SIGMA standard deviations of its training values (sign
+at random; whole-number columns rounded), a categorical one swapped to another category at random.
+The exported scorer (default request: no labels, best label) gives each row's contributions; a hit is
+the broken column among the top 1 / top 3. Baseline: each column's z-score against the training rows
+(|x - mean| / std; a category's indicator, sqrt((1 - p) / p) for a category of training share p).
+
+Images: sklearn's 8x8 digits through `train_and_register` (Ray Train, MLflow, every digit a label),
+a PATCH x PATCH patch of each held-out image inverted (16 - x) at a random place; pixel AUROC of the
+scorer's map against the patch mask over all pixels of all images, beside the same for the raw
+absolute difference to the training mean image (a map that needs no model).
+
+Prints per table the hit rates on shifted and swapped columns, then
+`RESULT attribution table=T top1_4sigma=X top3_4sigma=X zscore_top1=X` per table (shifted columns:
+the 4-sigma rows) and `RESULT pixel_attribution auroc=X`.
+
+Run: `python bench/attribution.py [--tables iris,wine] [--no-images] [--image-epochs N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import header, temp_home
+
+SIGMA = 4.0
+COPIES = 4  # broken copies of each held-out row, each with its own random column
+PATCH = 3  # side of the image patch, in pixels
+PIXEL_MAX = 16.0  # digits' pixel range is 0..16
+
+
+def table_model(train, out: Path, epochs: int | None):
+    """A model of `train` trained and exported as bench/anomaly_broad.py's table cases are."""
+    import torch
+
+    from gen_factory.export.bundle import card_for, export_bundle
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.train.hyper import resolve_hyper
+    from gen_factory.train.local import train_encoder, train_table
+
+    recipe = resolve_hyper("table", len(train.labels), epochs=epochs)
+    g, d, enc, spec, hyper = train_table(train, recipe.epochs, seed=0)
+    x, labels = torch.from_numpy(enc.encode(train.features)), torch.from_numpy(train.labels)
+    encoder, scales = train_encoder(g, d, spec, x, labels, recipe.encoder_epochs)
+    card = card_for(train, spec, enc, model_name="bench-attribution", dataset=train.name, loss=hyper.loss,
+                    epochs=recipe.epochs, encoder_epochs=recipe.encoder_epochs, seed=0)
+    export_bundle(g, d, encoder, scales, enc, card, out)
+    return OnnxModel(out)
+
+
+def inject(values: np.ndarray, specs: list, train: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """COPIES broken copies of each row of `values` and the column broken in each: one present value,
+    a continuous one shifted by SIGMA training stds (whole numbers stay whole), a category swapped."""
+    std = np.nanstd(train, axis=0)
+    rows = np.repeat(values, COPIES, axis=0)
+    target = np.empty(len(rows), dtype=np.int64)
+    eligible = np.array([s.kind == "categorical" and len(s.categories) > 1
+                         or s.kind == "continuous" and std[j] > 0 for j, s in enumerate(specs)])
+    for i, row in enumerate(rows):
+        j = int(rng.choice(np.flatnonzero(eligible & ~np.isnan(row))))
+        spec, target[i] = specs[j], j
+        if spec.kind == "categorical":
+            others = [c for c in range(len(spec.categories)) if c != int(row[j])]
+            row[j] = rng.choice(others)
+        else:
+            row[j] += rng.choice([-1.0, 1.0]) * SIGMA * std[j]
+            row[j] = np.round(row[j]) if spec.integer else row[j]
+    return rows, target
+
+
+def zscores(values: np.ndarray, specs: list, train: np.ndarray) -> np.ndarray:
+    """Per-column z-scores of `values` against the training rows (missing: 0)."""
+    out = np.zeros(values.shape, dtype=np.float64)
+    for j, spec in enumerate(specs):
+        column = values[:, j]
+        if spec.kind == "categorical":
+            seen = train[:, j][~np.isnan(train[:, j])].astype(int)
+            share = np.bincount(seen, minlength=len(spec.categories)) / max(1, len(seen))
+            p = share[np.nan_to_num(column, nan=0).astype(int)]
+            out[:, j] = np.sqrt((1 - p) / np.maximum(p, 1e-3))
+        else:
+            mean, std = np.nanmean(train[:, j]), np.nanstd(train[:, j])
+            out[:, j] = np.abs(column - mean) / (std or 1.0)
+    return np.nan_to_num(out)
+
+
+def hits(contributions: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
+    """Whether the broken column is among each row's k largest contributions (ties: the earlier)."""
+    from gen_factory.runtime.scoring import top_k_indices
+
+    return (top_k_indices(contributions, k)[0] == target[:, None]).any(axis=1)
+
+
+def run_table(name: str, epochs: int | None, seed: int = 0) -> dict:
+    from gen_factory.data import load_dataset, training_split
+    from gen_factory.data.datasets import values_of
+    from gen_factory.runtime import scoring
+
+    train, test = training_split(load_dataset(name), 0.3, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = table_model(train, Path(tmp) / "bundle", epochs)
+        specs, reference = model.card.encoding.columns, values_of(train)
+        broken, target = inject(values_of(test), specs, reference, np.random.default_rng(seed))
+        contributions = scoring.score_attributed(model, broken).contributions
+        clean = scoring.score_attributed(model, values_of(test)).contributions
+    shifted = np.array([specs[j].kind == "continuous" for j in target])
+    baseline = zscores(broken, specs, reference)
+    rate = {f"{what}_top{k}": float(hits(c, target, k)[mask].mean()) if mask.any() else float("nan")
+            for what, mask in (("shift", shifted), ("swap", ~shifted))
+            for c, k in ((contributions, 1), (contributions, 3))}
+    rate.update({f"{what}_zscore_top1": float(hits(baseline, target, 1)[mask].mean()) if mask.any()
+                 else float("nan") for what, mask in (("shift", shifted), ("swap", ~shifted))})
+    rate.update(rows=int(len(target)), shifted=int(shifted.sum()), columns=len(specs),
+                clean_max=float(np.median(clean.max(axis=1))),
+                broken_max=float(np.median(contributions.max(axis=1))))
+    return rate
+
+
+def run_images(workers: int, epochs: int | None, seed: int = 0) -> dict:
+    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch."""
+    from sklearn.metrics import roc_auc_score
+
+    from gen_factory import registry
+    from gen_factory.data import load_dataset, training_split
+    from gen_factory.data.datasets import values_of
+    from gen_factory.runtime import scoring
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.services.pipeline import TrainJob, train_and_register
+
+    job = TrainJob("digits", model_name="attribution-digits", num_workers=workers, epochs=epochs)
+    model = OnnxModel(registry.download(train_and_register(job, log=lambda *_: None)["ref"]))
+    train, test = training_split(load_dataset("digits"), 0.3, 0)
+    images = values_of(test).copy()  # [n, 1, 8, 8]
+    rng, mask = np.random.default_rng(seed), np.zeros(images.shape, dtype=bool)
+    h, w = images.shape[2:]
+    for i in range(len(images)):
+        r, c = rng.integers(0, h - PATCH + 1), rng.integers(0, w - PATCH + 1)
+        mask[i, :, r:r + PATCH, c:c + PATCH] = True
+    images = np.where(mask, PIXEL_MAX - images, images).astype(np.float32)
+    maps = scoring.score_attributed(model, images).contributions
+    truth = mask[:, 0].reshape(len(images), -1)
+    mean_image = values_of(train).mean(axis=0)
+    plain = np.abs(images - mean_image)[:, 0].reshape(len(images), -1)
+    return {"auroc": float(roc_auc_score(truth.ravel(), maps.ravel())),
+            "mean_image_auroc": float(roc_auc_score(truth.ravel(), plain.ravel())), "images": len(images)}
+
+
+def main() -> None:
+    from gen_factory.data.datasets import BUNDLED_TABLES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", default=",".join(BUNDLED_TABLES), help="comma-separated bundled tables")
+    parser.add_argument("--epochs", type=int, help="GAN epochs of the table models (default: the recipe's)")
+    parser.add_argument("--no-images", action="store_true", help="skip the digits model (Ray, minutes)")
+    parser.add_argument("--image-epochs", type=int, help="GAN epochs of the digits model (default: recipe)")
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers of the digits model")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # small MLPs on a shared 2-core machine
+    temp_home("gf-bench-attribution-")
+    print(header("gen_factory attribution bench") + f"; load {os.getloadavg()}\n", flush=True)
+    print("| table | broken rows (shifted) | columns | top-1 / top-3 shifted | z-score top-1 shifted | "
+          "top-1 / top-3 swapped | z-score top-1 swapped | median max contribution clean / broken | s |\n"
+          "|---|---|---|---|---|---|---|---|---|", flush=True)
+    results = {}
+    for name in [t for t in args.tables.split(",") if t]:
+        started = time.time()
+        r = results[name] = run_table(name, args.epochs)
+        print(f"| {name} | {r['rows']} ({r['shifted']}) | {r['columns']} | {r['shift_top1']:.3f} / "
+              f"{r['shift_top3']:.3f} | {r['shift_zscore_top1']:.3f} | {r['swap_top1']:.3f} / "
+              f"{r['swap_top3']:.3f} | {r['swap_zscore_top1']:.3f} | {r['clean_max']:.2f} / "
+              f"{r['broken_max']:.2f} | {time.time() - started:.0f} |", flush=True)
+    image = None
+    if not args.no_images:
+        started = time.time()
+        image = run_images(args.workers, args.image_epochs)
+        print(f"\ndigits: {image['images']} held-out images with a {PATCH}x{PATCH} inverted patch: "
+              f"pixel AUROC {image['auroc']:.4f} (|x - training mean image|: "
+              f"{image['mean_image_auroc']:.4f}); "
+              f"{time.time() - started:.0f} s", flush=True)
+    for name, r in results.items():
+        print(f"RESULT attribution table={name} top1_4sigma={r['shift_top1']:.4f} "
+              f"top3_4sigma={r['shift_top3']:.4f} zscore_top1={r['shift_zscore_top1']:.4f}")
+    if image:
+        print(f"RESULT pixel_attribution auroc={image['auroc']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
