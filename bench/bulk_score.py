@@ -75,34 +75,58 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def family_rss() -> int:
-    """RSS of this process and every descendant (the local Ray it started: raylet, workers, actors)."""
-    tree, todo, total = _children(), [os.getpid()], 0
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def family() -> list[int]:
+    """This process and every descendant (the local Ray it started: raylet, workers, actors)."""
+    tree, todo, pids = _children(), [os.getpid()], []
     while todo:
-        pid = todo.pop()
-        total += _rss(pid)
-        todo.extend(tree.get(pid, []))
-    return total
+        pids.append(todo.pop())
+        todo.extend(tree.get(pids[-1], []))
+    return pids
 
 
-class PeakFamilyRSS:
+class FamilyUsage:
+    """Peak summed RSS of `family()` and the CPU seconds its processes used while the block ran (each
+    process's last sample, less its time at the start): on a shared machine rows per CPU second is the
+    figure that does not depend on how many other jobs run."""
+
     def __init__(self):
-        self.peak = 0
+        self.peak, self._start, self._last = 0, {}, {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self):
+        pids = family()
+        self.peak = max(self.peak, sum(_rss(pid) for pid in pids))
+        for pid in pids:
+            self._last[pid] = _cpu_seconds(pid)
+
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, family_rss())
+            self._sample()
             time.sleep(0.25)
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(t - self._start.get(pid, 0.0) for pid, t in self._last.items())
+
     def __enter__(self):
+        self._start = {pid: _cpu_seconds(pid) for pid in family()}
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 def profile(ref: str, source: Path, batch_rows: int) -> None:
@@ -171,17 +195,18 @@ def main() -> None:
     print(header("bulk scoring (bench/bulk_score.py)"))
     print(f"input: breast_cancer rows resampled with noise, 30 float columns + label, row groups of "
           f"{GROUP_ROWS}; {args.workers} workers, batches of {batch_rows}; load {os.getloadavg()[0]:.1f}")
-    print(f"{'rows':>12} {'seconds':>8} {'rows/s':>10} {'peak RSS (driver + Ray)':>24}")
+    print(f"{'rows':>12} {'seconds':>8} {'rows/s':>10} {'rows/CPU s':>11} {'peak RSS (driver + Ray)':>24}")
     peaks, rate = {}, 0.0
     for rows in args.rows:
         out = work / f"out-{rows}"
-        with PeakFamilyRSS() as rss:
+        with FamilyUsage() as usage:
             start = time.perf_counter()
             manifest = score_dataset(ref, sources[rows], out, workers=args.workers, batch_rows=batch_rows)
             seconds = time.perf_counter() - start
         assert manifest["rows"] == rows and bulk.check_dataset(out).ok
-        rate, peaks[rows] = rows / seconds, rss.peak
-        print(f"{rows:>12,} {seconds:>8.1f} {rate:>10,.0f} {rss.peak / 2**20:>20,.0f} MiB")
+        rate, peaks[rows] = rows / seconds, usage.peak
+        print(f"{rows:>12,} {seconds:>8.1f} {rate:>10,.0f} {rows / usage.cpu_seconds:>11,.0f} "
+              f"{usage.peak / 2**20:>20,.0f} MiB")
         shutil.rmtree(out)
     small, large = args.rows
     growth = 100.0 * (peaks[large] - peaks[small]) / peaks[small]

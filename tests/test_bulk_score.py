@@ -5,6 +5,8 @@ session's `cli_trained_table` (columns x, y; label column `segment`), not traine
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -89,6 +91,11 @@ def test_the_cli_scores_against_a_label_column_when_asked(model, source, tmp_pat
     expected = in_process(model, head, head["segment"].tolist())
     np.testing.assert_allclose(scored["score"], expected["scores"], rtol=1e-5, atol=1e-6)
     assert (scored["segment"] == head["segment"]).all()
+    # Without --out (JSON, in this process) a file that still has the label column is scored too.
+    head[["x", "y", "segment"]].to_parquet(small, index=False)
+    assert cli(["score", MODEL, str(small), "--local"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(answer["scores"], in_process(model, head)["scores"], rtol=1e-6)
 
 
 def test_bad_inputs_are_one_line_errors_and_leave_nothing_at_the_output(model, source, tmp_path, capsys):
