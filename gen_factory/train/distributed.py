@@ -37,6 +37,7 @@ from gen_factory.train.encoder import EncoderTrainer
 from gen_factory.train.hyper import Hyper
 from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import BestGenerator
+from gen_factory.train.shards import SELECTION_ROWS, Shard, read_shard, shard_batches, streams
 
 STATE_FILE = "state.pt"
 SETTINGS_FILE = "gen_factory_run.json"
@@ -218,6 +219,8 @@ def _gan_batches(loader, tensors, sampler: CondSampler | None, config: dict, epo
     if sampler is None:
         return loader
     rng = np.random.default_rng([config["seed"], epoch, rank])
+    if isinstance(tensors, Shard):  # rows drawn from this worker's shard, the whole table's steps
+        return shard_batches(tensors, sampler, config["batch_size"], world, rng)
     return conditional_batches(*tensors.tensors, sampler, config["batch_size"], world, rng)
 
 
@@ -280,20 +283,29 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
 
     rank, world = stage.rank, stage.world
     torch.manual_seed(config["seed"])  # identical initial weights on every worker
-    data, _ = training_split(
-        load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
-        config["holdout"],
-        config["seed"],
-        config.get("normal_labels"),
-    )
     encoding = encoding_from_dict(config["encoding"])
-    values = data.features if data.kind == "table" else data.images
-    tensors = torch.utils.data.TensorDataset(
-        torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels)
-    )
+    shard = None  # a large Parquet table: this worker reads its own rows only (`train.shards`)
+    if streams(config["dataset"]) and not config.get("categorical"):
+        data = shard = read_shard(config["dataset"], encoding, config["label_column"], rank, world,
+                                  config["holdout"], config["seed"], config.get("normal_labels"))
+        tensors = shard.tensors()
+    else:
+        data, _ = training_split(
+            load_dataset(config["dataset"], config["label_column"], config.get("categorical")),
+            config["holdout"],
+            config["seed"],
+            config.get("normal_labels"),
+        )
+        values = data.features if data.kind == "table" else data.images
+        tensors = torch.utils.data.TensorDataset(
+            torch.from_numpy(encoding.encode(values)), torch.from_numpy(data.labels)
+        )
+    # A shard's own rows in every epoch, as many on every worker (DDP steps in lockstep)
+    own = torch.utils.data.RandomSampler(tensors, num_samples=shard.table_rows // world) if shard else None
     loader = torch.utils.data.DataLoader(tensors, batch_size=max(1, config["batch_size"] // world),
-                                         shuffle=True, drop_last=len(tensors) > config["batch_size"])
-    loader = ray.train.torch.prepare_data_loader(loader)
+                                         shuffle=own is None, sampler=own,
+                                         drop_last=len(tensors) > config["batch_size"])
+    loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=shard is None)
     blocks = cond_blocks(encoding.columns) if data.kind == "table" else []
 
     spec = ModelSpec(**config["spec"])
@@ -306,7 +318,8 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
     hyper = Hyper(**{**config["hyper"], "betas": tuple(config["hyper"]["betas"])})
     trainer = GANTrainer(g, d, hyper, spec.noise_dim, blocks)
     sampler = CondSampler(data.features, blocks, hyper.uncond_prob) if blocks else None
-    selector = BestGenerator(*tensors.tensors, spec.noise_dim, config.get("patience"), config["seed"])
+    scored = shard.sample(SELECTION_ROWS, config["seed"]) if shard else tensors.tensors
+    selector = BestGenerator(*scored, spec.noise_dim, config.get("patience"), config["seed"])
 
     gan_epochs, total = config["epochs"], _stage_epochs(config)
     report_every = config.get("report_every", 1)
@@ -337,7 +350,8 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
             encoder = encoder or encoder_trainer()
             metrics = encoder.epoch(loader)
         else:
-            metrics = trainer.epoch(_gan_batches(loader, tensors, sampler, config, epoch, rank, world))
+            rows = shard or tensors
+            metrics = trainer.epoch(_gan_batches(loader, rows, sampler, config, epoch, rank, world))
         if epoch < gan_epochs:
             gan_trained = epoch + 1
         metrics["epoch"] = epoch + 1

@@ -30,6 +30,10 @@ from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.data.validate import DataValidationError
 
 ENCODE_ROWS = 32_768  # rows encoded at a time: bounds the encoder's one-hot intermediates
+# Tables from this many rows stream (`streams`); smaller ones load whole on every worker, as before
+# (every bundled table: their runs are unchanged).
+STREAM_ROWS = 200_000
+SELECTION_ROWS = 20_000  # of a shard, that checkpoint selection scores generators against (`Shard.sample`)
 
 
 @dataclass
@@ -64,6 +68,12 @@ def can_shard(spec: str) -> bool:
         return False
     schema = pq.read_schema(path)
     return not any(pa.types.is_temporal(f.type) for f in schema)
+
+
+def streams(spec: str, min_rows: int = STREAM_ROWS) -> bool:
+    """Whether workers read their own shards of this dataset: a Parquet table (`can_shard`) of at least
+    `min_rows` rows."""
+    return can_shard(spec) and pq.ParquetFile(spec).metadata.num_rows >= min_rows
 
 
 def label_names_of(labels: Iterable[str]) -> list[str]:
