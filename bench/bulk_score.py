@@ -137,12 +137,18 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
     import pyarrow.parquet as pq
 
     from gen_factory import registry
+    from gen_factory.card import default_method
     from gen_factory.runtime import scoring
     from gen_factory.runtime.onnx_model import OnnxModel
-    from gen_factory.services.bulk_score import ScoreWriter, score_in_chunks, scored_columns, table_values
+    from gen_factory.services.bulk_score import (
+        dictionary_columns,
+        score_in_chunks,
+        scored_columns,
+        table_values,
+    )
 
     model = OnnxModel(registry.download(registry.resolve(ref)), threads=1)
-    batches = list(pq.ParquetFile(source).iter_batches(batch_rows, use_threads=False))[:8]
+    batches = list(pq.ParquetFile(source).iter_batches(batch_rows, use_threads=False))[:4]
     steps: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -151,17 +157,20 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
         steps[name] = steps.get(name, 0.0) + time.process_time() - start
         return result
 
-    writer = ScoreWriter.__new__(ScoreWriter)
-    writer.model, writer.method, writer.label_column, writer.top_k = model, "ensemble", None, 3
-    writer.threshold = scoring.verdict(model, np.empty(0), None, False)[0]
+    threshold = scoring.verdict(model, np.empty(0), None, False)[0]
+    top_k = min(scoring.DEFAULT_TOP_K, len(model.card.columns)) if scoring.has_attribution(model) else 0
     for i, batch in enumerate(batches):
-        timed("read parquet", lambda: list(pq.ParquetFile(source).iter_batches(
-            batch_rows, row_groups=[0], use_threads=False))[0])
+        timed("read parquet", lambda: next(pq.ParquetFile(source).iter_batches(
+            batch_rows, row_groups=[0], use_threads=False)))
         values = timed("arrow -> numpy", table_values, model, batch, (str(source), i))
         scored = timed("onnx score", score_in_chunks, model, values, None)
-        timed("scored columns", scored_columns, model, scored, writer.method, writer.threshold, 3)
-        scored = writer.score_batch(batch, (str(source), i))
-        timed("write parquet", pq.write_table, pa.Table.from_batches([scored]), io.BytesIO(), "zstd")
+        method = default_method(model.card.score_methods)
+        added = timed("added columns", scored_columns, model, scored, method, threshold, top_k)
+        table = pa.Table.from_batches([batch]).append_column("score", [added["score"]])
+        for name in list(added)[1:]:
+            table = table.append_column(name, [added[name]])
+        timed("write parquet", lambda t: pq.write_table(t, io.BytesIO(), compression="zstd",
+                                                        use_dictionary=dictionary_columns(t.schema)), table)
     rows = sum(b.num_rows for b in batches)
     print(f"one core, batches of {batch_rows} rows, {len(model.label_names)} labels (best-label scoring "
           f"runs the graph once per label):")

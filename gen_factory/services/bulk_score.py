@@ -268,7 +268,7 @@ class ScoreWriter:
                     schema = scored.schema.with_metadata({**(scored.schema.metadata or {}),
                                                           METADATA_KEY: self.metadata})
                     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd",
-                                              use_dictionary=_dictionary_columns(schema))
+                                              use_dictionary=dictionary_columns(schema))
                 writer.write_batch(scored.replace_schema_metadata(writer.schema.metadata))
                 rows += batch.num_rows
                 if "is_anomaly" in scored.schema.names:
@@ -367,7 +367,7 @@ def _refuse(bad, where: tuple[str, int], column: str, value, fix: str) -> None:
         raise DataValidationError(f"{where[0]}: row {where[1] + i}, column {column!r}", value(i), fix)
 
 
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
+def dictionary_columns(schema: pa.Schema) -> list[str]:
     """Dictionary pages for text columns only: trying them on floats cost 8x the write time (bulk.py)."""
     return [f.name for f in schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
             or pa.types.is_large_string(f.type)]
