@@ -19,7 +19,7 @@ from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime import scoring
 from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.services import bulk
-from gen_factory.services.bulk_score import score_dataset
+from gen_factory.services.bulk_score import ScoreWriter, plan_shards, score_dataset
 
 pytestmark = pytest.mark.ray  # bulk scoring runs through Ray Data
 
@@ -53,9 +53,12 @@ def in_process(model, frame: pd.DataFrame, labels: list | None = None, **attribu
                                  **(attribution or {"attribution": "none"}))
 
 
-def test_a_table_is_scored_into_a_verified_dataset_with_the_in_process_scores(model, source, tmp_path):
+def test_a_table_is_scored_into_a_dataset_with_the_in_process_scores(model, source, tmp_path, capsys):
     out = tmp_path / "scored"
-    manifest = score_dataset(MODEL, source, out, workers=2, block_rows=1_000, batch_rows=300)
+    assert cli(["score", MODEL, str(source), "--out", str(out), "--workers", "2",
+                "--block-rows", "1000"]) == 0
+    assert f"scored {ROWS} rows" in capsys.readouterr().out
+    manifest = json.loads((out / bulk.MANIFEST).read_text())
     assert [f["path"] for f in manifest["files"]] == [f"part-{i:05d}.parquet" for i in range(3)]
     assert manifest["rows"] == ROWS and manifest["method"] == default_method(model.card.score_methods)
     assert bulk.check_dataset(out).ok and cli(["verify", str(out)]) == 0
@@ -80,18 +83,9 @@ def test_a_table_is_scored_into_a_verified_dataset_with_the_in_process_scores(mo
                                        rtol=1e-4, atol=1e-5)
 
 
-def test_the_cli_scores_against_a_label_column_when_asked(model, source, tmp_path, capsys):
-    head = pd.read_parquet(source).head(600)
-    small, out = tmp_path / "head.parquet", tmp_path / "by-label"
-    head.to_parquet(small, index=False)
-    assert cli(["score", MODEL, str(small), "--out", str(out), "--label-column", "segment",
-                "--workers", "1"]) == 0
-    assert "scored 600 rows" in capsys.readouterr().out
-    scored = pd.read_parquet(out)
-    expected = in_process(model, head, head["segment"].tolist())
-    np.testing.assert_allclose(scored["score"], expected["scores"], rtol=1e-5, atol=1e-6)
-    assert (scored["segment"] == head["segment"]).all()
-    # Without --out (JSON, in this process) a file that still has the label column is scored too.
+def test_without_out_a_file_that_still_has_the_label_column_is_scored(model, source, tmp_path, capsys):
+    """The JSON path (`--local`, in this process) keeps the small-file behaviour, and ignores the label."""
+    head, small = pd.read_parquet(source).head(600), tmp_path / "head.parquet"
     head[["x", "y", "segment"]].to_parquet(small, index=False)
     assert cli(["score", MODEL, str(small), "--local"]) == 0
     answer = json.loads(capsys.readouterr().out)
@@ -123,3 +117,30 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing_at_the_output(model, s
     (out / "keep.txt").write_text("mine")
     assert cli(["score", MODEL, str(source), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err and [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_hive_partitioned_directory_gives_its_folder_keys_as_columns(model, source, tmp_path):
+    """A directory as `genfactory generate` writes it (the label in the folder names only): the planned
+    shards carry the folder's key, the writer adds it as a column, and --label-column scores each row
+    against it. The actor's code runs in this process here, in batches of 300 rows (the Ray runs
+    above cover the pool)."""
+    frame = pd.read_parquet(source).head(400)
+    root = tmp_path / "generated"
+    for label, rows in frame.groupby("segment", sort=True):
+        (root / f"segment={label}").mkdir(parents=True)
+        rows.drop(columns="segment").to_parquet(root / f"segment={label}" / "part-00000.parquet", index=False)
+    shards, schemas = plan_shards(str(root), 1_000)
+    assert all(s.field("segment").type == "string" for s in schemas.values())
+    out = tmp_path / "out"
+    out.mkdir()
+    ref = registry.resolve(MODEL)
+    writer = ScoreWriter(ref.name, ref.version, str(root), str(out), default_method(model.card.score_methods),
+                         "segment", None, 300, 0, bulk.actor_env())
+    for shard in shards:
+        writer._score_shard(*(shard[k] for k in ("index", "file", "first_group", "groups", "first_row",
+                                                 "partition")))
+    scored = pd.concat([pd.read_parquet(out / f"part-{s['index']:05d}.parquet") for s in shards])
+    given = pd.concat([rows for _, rows in frame.groupby("segment", sort=True)])
+    assert scored["segment"].astype(str).tolist() == given["segment"].tolist()
+    expected = in_process(model, given, given["segment"].tolist())
+    np.testing.assert_allclose(scored["score"], expected["scores"], rtol=1e-5, atol=1e-6)

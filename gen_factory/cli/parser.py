@@ -158,7 +158,8 @@ def _score(sub) -> None:
     sc.add_argument("model", help="name, name@alias or name/version")
     sc.add_argument("file", type=Path,
                     help=".parquet / .csv (columns as the model's) or .npz with `images`; with --out a "
-                         ".parquet file or a directory of them (other columns are kept and not scored)")
+                         ".parquet file or a directory of them, e.g. a `generate` output (other columns are "
+                         "kept and not scored; Hive folders such as segment=a/ become columns)")
     sc.add_argument("--label-column",
                     help="score each row against this column's label (default: best over labels; the "
                          "model's label column in the file is then kept and ignored)")

@@ -14,7 +14,9 @@ hidden staging directory, one rename - so a bad value met halfway leaves nothing
 stays flat in the input size: the driver holds footers, an actor one batch and one open writer.
 
 Rows are scored against their label when `label_column` names one, else against every label, keeping
-the lowest score (`score_matrix`); a label column the input carries anyway is kept and ignored.
+the lowest score (`score_matrix`); a label column the input carries anyway is kept and ignored. The
+input may be a directory of Parquet files; Hive folder names (``segment=common/``, as `generate`
+writes them) become string columns of the rows under them, so a generated dataset keeps its label.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -129,7 +132,9 @@ def _top_k(model, top_k: int | None) -> int:
 def plan_shards(source: str, block_rows: int) -> tuple[list[dict], dict[str, pa.Schema]]:
     """(shards, {input file: its Arrow schema}) from the Parquet footers alone. A shard is a run of
     consecutive row groups of one file holding at most `block_rows` rows (or one larger group): index,
-    file, first_group, groups, first_row (in its file), rows."""
+    file, first_group, groups, first_row (in its file), rows, partition. In a directory, Hive folder
+    names (``segment=common/``, as `genfactory generate` writes) give each file's rows the partition
+    columns its schema lacks (JSON {column: value}; the schema here includes them, as strings)."""
     fs, root = filesystem(source)
     info = fs.get_file_info(root)
     if info.type == FileType.NotFound:
@@ -148,12 +153,14 @@ def plan_shards(source: str, block_rows: int) -> tuple[list[dict], dict[str, pa.
     shards, schemas = [], {}
     for path in paths:
         footer = _footer(fs, path)
-        schemas[path] = footer.schema.to_arrow_schema()
+        schema = footer.schema.to_arrow_schema()
+        keys = {k: v for k, v in _partition_keys(path[len(root):]).items() if k not in schema.names}
+        schemas[path] = pa.schema([*schema, *(pa.field(k, pa.string()) for k in keys)])
         first_row = 0
         for first, groups, rows in _runs([footer.row_group(g).num_rows for g in range(footer.num_row_groups)],
                                          block_rows):
             shards.append({"index": len(shards), "file": path, "first_group": first, "groups": groups,
-                           "first_row": first_row, "rows": rows})
+                           "first_row": first_row, "rows": rows, "partition": json.dumps(keys)})
             first_row += rows
     if not shards:
         raise DataValidationError("FILE", source, "it holds no rows: give a table with at least one row")
@@ -181,6 +188,20 @@ def check_schema(model, schema: pa.Schema, label_column: str | None, where: str,
     if taken:
         raise DataValidationError(f"{where}: column {taken[0]!r}", "already present",
                                   f"rename or drop it: the output adds {', '.join(added)}")
+
+
+def _partition_keys(relative: str) -> dict[str, str]:
+    """{column: value} from the Hive folder names of a file's path under the input directory, decoded
+    as `bulk.partition_path` encodes them."""
+    folders = relative.strip("/").split("/")[:-1]
+    return {unquote(k): unquote(v) for k, _, v in (f.partition("=") for f in folders if "=" in f)}
+
+
+def _with_partition(batch: pa.RecordBatch, keys: dict[str, str]) -> pa.RecordBatch:
+    """`batch` plus one constant string column per partition key (dictionary-encoded: one value)."""
+    codes = np.zeros(batch.num_rows, np.int32)
+    columns = [pa.DictionaryArray.from_arrays(codes, pa.array([v], pa.string())) for v in keys.values()]
+    return pa.RecordBatch.from_arrays([*batch.columns, *columns], names=[*batch.schema.names, *keys])
 
 
 def _check_paths(source: str, out: str) -> None:
@@ -250,20 +271,21 @@ class ScoreWriter:
     def __call__(self, batch: dict) -> dict:
         out = {"path": [], "rows": [], "anomalies": [], "sha256": [], "bytes": []}
         for shard in zip(batch["index"], batch["file"], batch["first_group"], batch["groups"],
-                         batch["first_row"], strict=True):
+                         batch["first_row"], batch["partition"], strict=True):
             for key, value in zip(out, self._score_shard(*shard), strict=True):
                 out[key].append(value)
         return {k: np.asarray(v) for k, v in out.items()}
 
-    def _score_shard(self, index, file, first_group, groups, first_row) -> tuple:
-        rel = f"part-{int(index):05d}.parquet"
+    def _score_shard(self, index, file, first_group, groups, first_row, partition) -> tuple:
+        rel, keys = f"part-{int(index):05d}.parquet", json.loads(str(partition))
         rows = anomalies = 0
         groups = range(int(first_group), int(first_group + groups))
         with self.in_fs.open_input_file(str(file)) as fh, \
                 self.fs.open_output_stream(f"{self.root}/{rel}") as raw:
             sink, writer = _HashingSink(raw), None
             for batch in pq.ParquetFile(fh).iter_batches(self.batch_rows, groups, use_threads=False):
-                scored = self.score_batch(batch, (str(file), int(first_row) + rows))
+                scored = self.score_batch(_with_partition(batch, keys) if keys else batch,
+                                          (str(file), int(first_row) + rows))
                 if writer is None:
                     schema = scored.schema.with_metadata({**(scored.schema.metadata or {}),
                                                           METADATA_KEY: self.metadata})
