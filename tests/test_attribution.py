@@ -207,3 +207,46 @@ def test_a_bundle_without_attribution_still_scores_and_says_so(table, tmp_path):
     assert "before attribution" in body["attribution_note"] and "top" not in body
     np.testing.assert_allclose(body["scores"], scoring.score_request(model, rows, None, None, None)["scores"],
                                rtol=1e-6)
+
+
+@pytest.mark.ray
+@pytest.mark.e2e
+def test_api_answers_top_k_full_and_bad_top_k_over_http():
+    """Through Ray Train, MLflow and Ray Serve over HTTP: the request's `attribution` and `top_k`."""
+    import socket
+
+    import ray
+    import requests
+    from ray import serve
+
+    from gen_factory.services.pipeline import TrainJob, train_and_register
+    from serving.app import start
+
+    train_and_register(TrainJob("iris", model_name="attr-http", epochs=2, num_workers=1, refit=False),
+                       log=lambda *_: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"{start(port=port)}/v1/models/attr-http/score"
+    try:
+        rows = [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, 9.0, 0.2]]
+        body = requests.post(url, json={"rows": rows}, timeout=60).json()
+        assert [len(t) for t in body["top"]] == [3, 3]  # the default: top 3
+        assert body["top"][1][0]["column"] == "petal length (cm)"  # 9 cm: far past the training range
+        full = requests.post(url, json={"rows": rows, "attribution": "full"}, timeout=60).json()
+        assert len(full["attribution_columns"]) == 4 and np.argmax(full["contributions"][1]) == 2
+        assert full["top"] is None
+        one = requests.post(url, json={"rows": rows, "top_k": 1}, timeout=60).json()
+        assert one["top"] == [t[:1] for t in body["top"]]
+        none = requests.post(url, json={"rows": rows, "attribution": "none"}, timeout=60).json()
+        assert none["top"] is None and none["contributions"] is None and none["scores"] == body["scores"]
+        big = requests.post(url, json={"rows": rows * 1100, "top_k": 2}, timeout=120).json()  # the runner
+        columns = [[c["column"] for c in t[:2]] for t in big["top"]]
+        assert len(columns) == 2200 and columns[:2] == [[c["column"] for c in t[:2]] for t in body["top"]]
+        for bad, fix in ((9, "1 to 4"), (0, "greater than or equal to 1"), ("3", "JSON number")):
+            res = requests.post(url, json={"rows": rows, "top_k": bad}, timeout=60)
+            assert res.status_code == 422 and res.json()["field"].endswith("top_k"), res.text
+            assert fix in res.json()["fix"], res.text
+    finally:
+        serve.shutdown()
+        ray.shutdown()
