@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from gen_factory.cli import main as cli
-from gen_factory.evaluate.tables import evaluate_table
 from gen_factory.evaluate.quality import (
     contingency_similarity,
     correlation_similarity,
@@ -15,6 +14,7 @@ from gen_factory.evaluate.quality import (
     quality_report,
     tv_complement,
 )
+from gen_factory.evaluate.tables import evaluate_table
 
 
 @pytest.fixture

@@ -161,8 +161,8 @@ def evaluate(args) -> None:
     import pandas as pd
 
     from gen_factory.data.validate import DataValidationError
-    from gen_factory.evaluate.tables import evaluate_table, headline
     from gen_factory.evaluate.report import html_report
+    from gen_factory.evaluate.tables import evaluate_table, headline
 
     frames = []
     for path in (args.real, args.synthetic, args.holdout):
