@@ -13,7 +13,8 @@ The exported scorer (default request: no labels, best label) gives each row's co
 the broken column among the top 1 / top 3. Baseline: each column's z-score against the training rows
 (|x - mean| / std; a category's indicator, sqrt((1 - p) / p) for a category of training share p).
 
-Images: sklearn's 8x8 digits through `train_and_register` (Ray Train, MLflow, every digit a label),
+Images: sklearn's 8x8 digits through `train_and_register` (Ray Train, MLflow, every digit a label;
+`--in-process`: the same recipe's networks and trainer without Ray),
 a PATCH x PATCH patch of each held-out image inverted (16 - x) at a random place; pixel AUROC of the
 scorer's map against the patch mask over all pixels of all images, beside the same for the raw
 absolute difference to the training mean image (a map that needs no model).
@@ -152,20 +153,59 @@ def run_table(name: str, epochs: int | None, seed: int = 0) -> dict:
     return rate
 
 
-def run_images(workers: int, epochs: int | None, seed: int = 0) -> dict:
-    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch."""
-    from sklearn.metrics import roc_auc_score
-
+def digits_on_ray(workers: int, epochs: int | None):
+    """The digits model as `genfactory train digits` trains it (Ray Train, MLflow, its split)."""
     from gen_factory import registry
-    from gen_factory.data import load_dataset, training_split
-    from gen_factory.data.datasets import values_of
-    from gen_factory.runtime import scoring
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.services.pipeline import TrainJob, train_and_register
 
     job = TrainJob("digits", model_name="attribution-digits", num_workers=workers, epochs=epochs)
-    model = OnnxModel(registry.download(train_and_register(job, log=lambda *_: None)["ref"]))
+    return OnnxModel(registry.download(train_and_register(job, log=lambda *_: None)["ref"]))
+
+
+def digits_in_process(train, out: Path, epochs: int | None):
+    """The same recipe's networks and GANTrainer in this process, the last EMA generator (no
+    checkpoint selection): for a machine too loaded to start Ray."""
+    import torch
+
+    from gen_factory.data.transform import fit_encoding
+    from gen_factory.export.bundle import card_for, export_bundle
+    from gen_factory.models import build_models, spec_for
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.train.hyper import resolve_hyper
+    from gen_factory.train.local import train_encoder
+    from gen_factory.train.loop import GANTrainer
+
+    torch.manual_seed(0)
+    recipe = resolve_hyper("image", len(train.labels), epochs=epochs)
+    enc = fit_encoding(train)
+    spec = spec_for(train, enc, **recipe.networks)
+    trainer = GANTrainer(*build_models(spec), recipe.hyper, spec.noise_dim)
+    x, y = torch.from_numpy(enc.encode(train.images)), torch.from_numpy(train.labels)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True,
+                                         drop_last=True)
+    for _ in range(recipe.epochs):
+        trainer.epoch(loader)
+    g, d = trainer.g_ema.eval(), trainer.d.eval()
+    encoder, scales = train_encoder(g, d, spec, x, y, recipe.encoder_epochs)
+    card = card_for(train, spec, enc, model_name="bench-attribution-digits", dataset="digits",
+                    loss=recipe.hyper.loss, epochs=recipe.epochs, seed=0)
+    export_bundle(g, d, encoder, scales, enc, card, out)
+    return OnnxModel(out)
+
+
+def run_images(workers: int, epochs: int | None, in_process: bool, seed: int = 0) -> dict:
+    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch."""
+    from sklearn.metrics import roc_auc_score
+
+    from gen_factory.data import load_dataset, training_split
+    from gen_factory.data.datasets import values_of
+    from gen_factory.runtime import scoring
+
     train, test = training_split(load_dataset("digits"), 0.3, 0)
+    tmp = tempfile.mkdtemp(prefix="gf-attribution-digits-")
+    model = digits_in_process(train, Path(tmp) / "bundle", epochs) if in_process \
+        else digits_on_ray(workers, epochs)
     images = values_of(test).copy()  # [n, 1, 8, 8]
     rng, mask = np.random.default_rng(seed), np.zeros(images.shape, dtype=bool)
     h, w = images.shape[2:]
@@ -190,6 +230,9 @@ def main() -> None:
     parser.add_argument("--no-images", action="store_true", help="skip the digits model (Ray, minutes)")
     parser.add_argument("--image-epochs", type=int, help="GAN epochs of the digits model (default: recipe)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers of the digits model")
+    parser.add_argument("--in-process", action="store_true", help="train the digits model without Ray "
+                        "(the same recipe and trainer, no checkpoint selection): for a machine too loaded "
+                        "for Ray")
     args = parser.parse_args()
     import torch
 
@@ -212,7 +255,7 @@ def main() -> None:
     image = None
     if not args.no_images:
         started = time.time()
-        image = run_images(args.workers, args.image_epochs)
+        image = run_images(args.workers, args.image_epochs, args.in_process)
         print(f"\ndigits: {image['images']} held-out images with a {PATCH}x{PATCH} inverted patch: "
               f"pixel AUROC {image['auroc']:.4f} (|x - training mean image|: "
               f"{image['mean_image_auroc']:.4f}); "
