@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--scaling-table", help="measure 1 -> 2 workers on this table (default: --table)")
     parser.add_argument("--no-sdv", action="store_true")
     parser.add_argument("--sdv-only", action="store_true", help="only the SDV CTGAN attempts")
+    parser.add_argument("--state", help="a fit's state.pt (its final checkpoint): evaluate it, train nothing")
     parser.add_argument("--sdv-cap-s", type=int, default=900)
     parser.add_argument("--sdv-cap-gib", type=float, default=10.0)
     parser.add_argument("--sdv-fallback-rows", type=int, default=50_000)
@@ -253,6 +254,17 @@ def main() -> None:
     rows, cols = len(prep.data.labels), len(prep.data.columns) + 1
     print(f"prepare: {prepare_s:.0f} s, driver peak {prepare_rss:.2f} GiB; {rows} rows x {cols} columns, "
           f"encoded width {prep.encoding.width}, folded {prep.data.folded}", flush=True)
+    if args.state:  # a finished fit's final checkpoint: quality and TSTR only
+        import torch
+
+        quality = evaluate(prep, torch.load(args.state, weights_only=True, map_location="cpu"))
+        print(f"quality {quality['quality']:.3f}, TSTR {quality['tstr']}, TRTR {quality['trtr']}, "
+              f"synthetic fraud share {quality['synth_fraud_share']:.4f} ({quality['eval_s']:.0f} s); "
+              f"load {os.getloadavg()}", flush=True)
+        print(f"RESULT million_quality rows={rows} sample={SAMPLE} quality={quality['quality']:.3f} "
+              f"tstr_f1={quality['tstr']['macro_f1']:.3f} trtr_f1={quality['trtr']['macro_f1']:.3f} "
+              f"tstr_accuracy={quality['tstr']['accuracy']:.4f}")
+        return None
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
     two = train(prep, 2, args.epochs, f"million-2w-{int(time.time())}")
     driver_rss = vm_peak_gib()
