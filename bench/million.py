@@ -70,6 +70,18 @@ def tree_rss_gib(pid: int) -> float:
     return total / GIB
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is among `pid`'s parents (this driver's local Ray starts its workers)."""
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError, ValueError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
 class WorkerPeaks:
     """Polls /proc each second for Ray Train worker processes and keeps each one's peak (VmHWM)."""
 
@@ -95,8 +107,8 @@ class WorkerPeaks:
                     cmd = (entry / "cmdline").read_bytes()
                 except (FileNotFoundError, ProcessLookupError, PermissionError):
                     continue
-                if b"RayTrainWorker" in cmd:
-                    pid = int(entry.name)
+                pid = int(entry.name)
+                if b"RayTrainWorker" in cmd and _descends_from(pid, os.getpid()):  # not others' Ray
                     self.peaks[pid] = max(self.peaks.get(pid, 0.0), vm_peak_gib(pid))
             self._stop.wait(1.0)
 
