@@ -267,9 +267,16 @@ def main() -> None:
     print(f"prepare: {prepare_s:.0f} s, driver peak {prepare_rss:.2f} GiB; {rows} rows x {cols} columns, "
           f"encoded width {prep.encoding.width}, folded {prep.data.folded}", flush=True)
     if args.state:  # a finished fit's final checkpoint: quality and TSTR only
+        import glob
+
         import torch
 
-        quality = evaluate(prep, torch.load(args.state, weights_only=True, map_location="cpu"))
+        while not glob.glob(args.state):  # a glob: waits for a running fit's checkpoint
+            time.sleep(5)
+        time.sleep(10)  # Ray writes the checkpoint folder before the driver's copy is complete
+        path = sorted(glob.glob(args.state))[-1]
+        print(f"evaluating {path}", flush=True)
+        quality = evaluate(prep, torch.load(path, weights_only=True, map_location="cpu"))
         print(f"quality {quality['quality']:.3f}, TSTR {quality['tstr']}, TRTR {quality['trtr']}, "
               f"synthetic fraud share {quality['synth_fraud_share']:.4f} ({quality['eval_s']:.0f} s); "
               f"load {os.getloadavg()}", flush=True)
