@@ -227,7 +227,7 @@ def mnist_variant(name: str, train_npz: str, epochs: int, per_class: int, holdou
     fake_x, fake_y = generate_arrays(model, [per_class] * n, seed=1)
     cas = cnn_classification_accuracy_score(fake_x, fake_y, test.images, test.labels, n, epochs=cas_epochs)
     fake_f = space.features(fake_x)
-    pick = np.random.default_rng(1).choice(len(fake_f), size=len(test_f), replace=False)
+    pick = np.random.default_rng(1).choice(len(fake_f), size=min(len(fake_f), len(test_f)), replace=False)
     precision, recall = precision_recall(train_f, fake_f[pick])
     # Per-class spread of the synthetic images against the real ones, like numbers of each.
     ratio = class_diversity(fake_f[pick], fake_y[pick], n) / class_diversity(test_f, ref["test_y"], n)
