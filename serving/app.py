@@ -216,7 +216,7 @@ class ModelRunner(_ModelHost):
 
     async def score(
         self, rows: list | None, images: list | None, labels: list | None, method: str | None,
-        attribution: str = "top_k", top_k: int = 3,
+        attribution: str = "top_k", top_k: int | None = None,
     ) -> dict:
         from gen_factory.runtime import scoring
 
@@ -226,8 +226,7 @@ class ModelRunner(_ModelHost):
             values, label_ids, method = await asyncio.to_thread(
                 scoring.prepare, model, rows, images, labels, method
             )
-            if attribution == "top_k":
-                scoring.check_top_k(model, top_k)
+            top_k = scoring.resolve_top_k(model, top_k) if attribution == "top_k" else 0
         except DataValidationError as err:
             return _input_error(err)
         scored = await self._score_batch(model_id, values, label_ids)

@@ -102,8 +102,9 @@ class _ScoreOptions(BaseModel):
         "contribution (`contributions`; images: an [H, W] map each), `none` scores only. A "
         "contribution is the column's (pixel's) residual over its 90th percentile on normal training "
         "rows: above 1 is unusual, and columns compare")
-    top_k: TopK = Field(DEFAULT_TOP_K, description="how many columns (pixels) `top` lists per input: "
-                        "1 to the model's number of columns (pixels)")
+    top_k: TopK | None = Field(None, description="how many columns (pixels) `top` lists per input: "
+                               f"1 to the model's number of columns (pixels); unset: {DEFAULT_TOP_K}, or "
+                               "every column of a model with fewer", json_schema_extra=_no_default)
 
 
 class ScoreRows(_ScoreOptions):

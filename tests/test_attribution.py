@@ -163,6 +163,21 @@ def test_response_top_k_full_and_none(table):
         with pytest.raises(DataValidationError, match="top_k") as err:
             scoring.score_request(model, rows, None, None, None, "top_k", bad)
         assert "1 to 4" in err.value.fix
+    unset = scoring.score_request(model, rows, None, None, None)["top"]
+    assert all(len(t) == scoring.DEFAULT_TOP_K for t in unset)
+
+
+def test_unset_top_k_answers_every_column_of_a_model_with_fewer(tmp_path):
+    """The default (3) is not an error for a two-column model, on any path (API, --local, --out)."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=80), "y": rng.normal(size=80),
+                          "label": np.repeat(["a", "b"], 40)})
+    data = table_from_frame(frame, "label")
+    model = _bundle(tmp_path / "b", data)[0]
+    body = scoring.score_request(model, _rows(model, data, 3), None, None, None)
+    assert [len(t) for t in body["top"]] == [2, 2, 2]
+    with pytest.raises(DataValidationError, match="top_k"):
+        scoring.score_request(model, _rows(model, data, 3), None, None, None, "top_k", 3)
 
 
 def _rows(model, data, n):

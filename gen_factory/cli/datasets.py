@@ -243,11 +243,9 @@ def _score_locally(ref_text: str, rows, images, labels, method) -> dict:
 
     ref = registry.resolve(ref_text)
     model = OnnxModel(registry.download(ref))
-    top_k = scoring.DEFAULT_TOP_K
     if model.kind == "table":
-        top_k = min(top_k, len(model.card.columns))  # a two-column model answers its top 2
         label = model.card.label_column
         if labels is None and rows and isinstance(rows[0], dict) and label in rows[0]:
             rows = [{k: v for k, v in row.items() if k != label} for row in rows]  # kept in files: ignored
-    body = scoring.score_request(model, rows, images, labels, method, top_k=top_k)
+    body = scoring.score_request(model, rows, images, labels, method)
     return {"model": ref.name, "version": ref.version, **body}

@@ -206,9 +206,22 @@ def top_k_indices(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     return order, np.take_along_axis(contributions, order, axis=1)
 
 
+def resolve_top_k(model: OnnxModel, top_k: int | None) -> int:
+    """The top_k to answer: unset, DEFAULT_TOP_K or the model's columns if fewer (a two-column model
+    answers its top 2); a given one checked against them."""
+    if top_k is None:
+        return min(DEFAULT_TOP_K, _units(model))
+    check_top_k(model, top_k)
+    return top_k
+
+
+def _units(model: OnnxModel) -> int:
+    return len(model.card.columns or []) if model.kind == "table" else model.shape[1] * model.shape[2]
+
+
 def check_top_k(model: OnnxModel, top_k: int) -> None:
     """A top_k the model can answer: at most its columns (pixels)."""
-    units = len(model.card.columns or []) if model.kind == "table" else model.shape[1] * model.shape[2]
+    units = _units(model)
     if not 1 <= top_k <= units:
         what = "columns" if model.kind == "table" else "pixels"
         raise DataValidationError("top_k", repr(top_k), f"ask for 1 to {units} (this model's {what}), or "
@@ -217,12 +230,12 @@ def check_top_k(model: OnnxModel, top_k: int) -> None:
 
 def score_request(
     model: OnnxModel, rows: list | None, images, labels: list | None, method: str | None,
-    attribution: AttributionMode = "top_k", top_k: int = DEFAULT_TOP_K,
+    attribution: AttributionMode = "top_k", top_k: int | None = None,
 ) -> dict:
-    """A whole score request in this process: checked inputs -> one ONNX call -> the response body."""
+    """A whole score request in this process: checked inputs -> one ONNX call -> the response body.
+    `top_k` unset: `resolve_top_k`'s default."""
     values, label_ids, method = prepare(model, rows, images, labels, method)
-    if attribution == "top_k":
-        check_top_k(model, top_k)
+    top_k = resolve_top_k(model, top_k) if attribution == "top_k" else 0
     scored = score_attributed(model, values, label_ids)
     return respond(model, scored, method, label_ids is not None, attribution, top_k)
 

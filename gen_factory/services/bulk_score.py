@@ -120,11 +120,7 @@ def _top_k(model, top_k: int | None) -> int:
     at the model's columns; a given one checked against them."""
     if not scoring.has_attribution(model):
         return 0
-    if top_k is None:
-        return min(scoring.DEFAULT_TOP_K, len(model.card.columns))
-    if top_k != 0:
-        scoring.check_top_k(model, top_k)
-    return top_k
+    return 0 if top_k == 0 else scoring.resolve_top_k(model, top_k)
 
 
 # --- the driver: plan from footers, check the schema ---------------------------------------------------
