@@ -475,6 +475,34 @@ def test_score_flags_anomalies_the_same_over_http_and_in_process(api_url, tmp_pa
     )  # one ONNX graph, batched differently
 
 
+def test_api_answers_top_k_full_and_bad_top_k_over_http(api_url):
+    """The request's `attribution` and `top_k`, at the ingress and through the runner (large requests)."""
+    from gen_factory.data import load_dataset
+
+    frame = load_dataset("breast_cancer").frame().drop(columns=["label"])
+    rows = frame.iloc[[0, 1]].to_dict(orient="records")
+    rows[1]["mean area"] = float(frame["mean area"].max() * 10)  # far past the training range
+    url = f"{api_url}/v1/models/e2e-oneclass/score"
+    body = _post(url, json={"rows": rows}).json()
+    assert [len(t) for t in body["top"]] == [3, 3]  # the default: top 3
+    assert body["top"][1][0]["column"] == "mean area"
+    full = _post(url, json={"rows": rows, "attribution": "full"}).json()
+    columns = full["attribution_columns"]
+    assert len(columns) == 30 and columns[int(np.argmax(full["contributions"][1]))] == "mean area"
+    assert full["top"] is None
+    one = _post(url, json={"rows": rows, "top_k": 1}).json()
+    assert one["top"] == [t[:1] for t in body["top"]]
+    none = _post(url, json={"rows": rows, "attribution": "none"}).json()
+    assert none["top"] is None and none["contributions"] is None and none["scores"] == body["scores"]
+    big = _post(url, json={"rows": rows * 1100, "top_k": 2}).json()  # past INGRESS_MAX_ROWS: the runner
+    first_two = [[c["column"] for c in t[:2]] for t in body["top"]]
+    assert len(big["top"]) == 2200 and [[c["column"] for c in t] for t in big["top"][:2]] == first_two
+    for bad, fix in ((31, "1 to 30"), (0, "greater than or equal to 1"), ("3", "JSON number")):
+        res = _post(url, json={"rows": rows, "top_k": bad})
+        assert res.status_code == 422 and res.json()["field"].endswith("top_k"), res.text
+        assert fix in res.json()["fix"], res.text
+
+
 def test_baseline_datasets_with_anomaly_rows_and_the_detector_report(trained, tmp_path, capsys):
     out = tmp_path / "baseline.parquet"
     assert (
