@@ -79,24 +79,31 @@ def normal_labels(data, protocol: str) -> list[str]:
 def default_scores_table(train, test) -> np.ndarray:
     """Train as a user's model trains (default settings), export to ONNX, score `test` with the
     exported scorer's default method over the best label."""
+    from gen_factory.data.datasets import values_of
+    from gen_factory.runtime import scoring
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return scoring.score(table_bundle(train, Path(tmp) / "bundle"), values_of(test))
+
+
+def table_bundle(train, out: Path, epochs: int | None = None, name: str = "bench"):
+    """A one-class model of `train` at the default settings (`epochs` if given), trained in this
+    process with the pipeline's networks and trainer and exported to `out`; the opened bundle."""
     import torch
 
-    from gen_factory.data.datasets import values_of
     from gen_factory.export.bundle import card_for, export_bundle
-    from gen_factory.runtime import scoring
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.train.hyper import resolve_hyper
     from gen_factory.train.local import train_encoder, train_table
 
-    recipe = resolve_hyper("table", len(train.labels), one_class=True)
+    recipe = resolve_hyper("table", len(train.labels), one_class=True, epochs=epochs)
     g, d, enc, spec, hyper = train_table(train, recipe.epochs, seed=0)
     x, labels = torch.from_numpy(enc.encode(train.features)), torch.from_numpy(train.labels)
     encoder, scales = train_encoder(g, d, spec, x, labels, recipe.encoder_epochs)
-    card = card_for(train, spec, enc, model_name="bench", dataset=train.name, loss=hyper.loss,
+    card = card_for(train, spec, enc, model_name=name, dataset=train.name, loss=hyper.loss,
                     epochs=recipe.epochs, encoder_epochs=recipe.encoder_epochs, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        export_bundle(g, d, encoder, scales, enc, card, Path(tmp) / "bundle")
-        return scoring.score(OnnxModel(Path(tmp) / "bundle"), values_of(test))
+    export_bundle(g, d, encoder, scales, enc, card, out)
+    return OnnxModel(out)
 
 
 def default_scores_digit(digit: str, workers: int) -> np.ndarray:

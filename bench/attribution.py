@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from anomaly_broad import table_bundle
 from common import header, temp_home
 
 SIGMA = 4.0
@@ -42,25 +43,6 @@ COPIES = 4  # broken copies of each held-out row, each with its own random colum
 PATCH = 3  # side of the image patch, in pixels
 PIXEL_MAX = 16.0  # digits' pixel range is 0..16
 RARE = 0.01  # a shifted value is rare when fewer than this share of training values are as extreme
-
-
-def table_model(train, out: Path, epochs: int | None):
-    """A model of `train` trained and exported as bench/anomaly_broad.py's table cases are."""
-    import torch
-
-    from gen_factory.export.bundle import card_for, export_bundle
-    from gen_factory.runtime.onnx_model import OnnxModel
-    from gen_factory.train.hyper import resolve_hyper
-    from gen_factory.train.local import train_encoder, train_table
-
-    recipe = resolve_hyper("table", len(train.labels), epochs=epochs)
-    g, d, enc, spec, hyper = train_table(train, recipe.epochs, seed=0)
-    x, labels = torch.from_numpy(enc.encode(train.features)), torch.from_numpy(train.labels)
-    encoder, scales = train_encoder(g, d, spec, x, labels, recipe.encoder_epochs)
-    card = card_for(train, spec, enc, model_name="bench-attribution", dataset=train.name, loss=hyper.loss,
-                    epochs=recipe.epochs, encoder_epochs=recipe.encoder_epochs, seed=0)
-    export_bundle(g, d, encoder, scales, enc, card, out)
-    return OnnxModel(out)
 
 
 def inject(values: np.ndarray, specs: list, train: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +113,7 @@ def run_table(name: str, epochs: int | None, seed: int = 0) -> dict:
 
     train, test = training_split(load_dataset(name), 0.3, 0)
     with tempfile.TemporaryDirectory() as tmp:
-        model = table_model(train, Path(tmp) / "bundle", epochs)
+        model = table_bundle(train, Path(tmp) / "bundle", epochs, "bench-attribution")
         specs, reference = model.card.encoding.columns, values_of(train)
         broken, target = inject(values_of(test), specs, reference, np.random.default_rng(seed))
         contributions = scoring.score_attributed(model, broken).contributions

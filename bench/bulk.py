@@ -11,12 +11,11 @@ import argparse
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from common import header, registered, temp_home
+from common import Sampler, header, registered, temp_home
 
 SDV_CTGAN_ROWS_PER_S = 29_000  # GUIDE §2, measured on this kind of machine
 
@@ -69,31 +68,22 @@ def _ray_worker_pids() -> list[str]:
     return pids
 
 
-class PeakRSS:
+class PeakRSS(Sampler):
     """Samples RSS (from /proc) of this process and of every Ray worker process while generation runs."""
 
+    every = 0.2
+
     def __init__(self):
+        super().__init__()
         self.driver = self.actor = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.driver = max(self.driver, _rss("self"))
-            for pid in _ray_worker_pids():
-                try:
-                    self.actor = max(self.actor, _rss(pid))
-                except (OSError, StopIteration):
-                    pass
-            time.sleep(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        self.driver = max(self.driver, _rss("self"))
+        for pid in _ray_worker_pids():
+            try:
+                self.actor = max(self.actor, _rss(pid))
+            except (OSError, StopIteration):
+                pass
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import header, temp_home  # noqa: E402
+from common import Sampler, header, temp_home  # noqa: E402
 
 SAMPLE = 50_000
 LABEL = "outcome"
@@ -82,35 +82,24 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-class WorkerPeaks:
+class WorkerPeaks(Sampler):
     """Polls /proc each second for Ray Train worker processes and keeps each one's peak (VmHWM)."""
 
     def __init__(self):
+        super().__init__()
         self.peaks: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        while not self._stop.is_set():
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    cmd = (entry / "cmdline").read_bytes()
-                except (FileNotFoundError, ProcessLookupError, PermissionError):
-                    continue
-                pid = int(entry.name)
-                if b"RayTrainWorker" in cmd and _descends_from(pid, os.getpid()):  # not others' Ray
-                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), vm_peak_gib(pid))
-            self._stop.wait(1.0)
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            pid = int(entry.name)
+            if b"RayTrainWorker" in cmd and _descends_from(pid, os.getpid()):  # not others' Ray
+                self.peaks[pid] = max(self.peaks.get(pid, 0.0), vm_peak_gib(pid))
 
 
 def train(prep, workers: int, epochs: int, name: str) -> dict:
