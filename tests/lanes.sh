@@ -2,7 +2,8 @@
 # The suite as two pytest processes side by side, one per core: the tests that start Ray (they share
 # one local cluster, one Serve app on its port and session fixtures, so they stay in one process, in
 # file order) and the unit tests, with the Ray tests that start a cluster of their own in subprocesses
-# (`own_cluster`: the two-node test, serve's signal test), which would otherwise leave a core idle.
+# (`own_cluster`: serve's signal test), which would otherwise leave a core idle. The two-node test
+# stays in the Ray lane: beside it, its restarted node did not join within Ray Train's 60 s.
 # pytest-xdist's `--dist loadgroup` would do this, but its groups do not reach the scheduler under
 # pytest 9 (every test went to both workers, each starting a cluster).
 #

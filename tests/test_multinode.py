@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.own_cluster]
+pytestmark = [pytest.mark.e2e, pytest.mark.ray]
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "multinode.py"
 
 
