@@ -17,8 +17,14 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "multinode.py"
 
 def test_two_nodes_survive_a_killed_raylet_and_bulk_generate_to_s3():
     started = time.time()
-    run = subprocess.run([sys.executable, str(SCRIPT), "--epochs", "20", "--rows", "2000"],
-                         capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--epochs", "20", "--rows", "2000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:  # SIGTERM: the script's `finally` removes its cluster and namespace
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=120)
+    run = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     out = run.stdout + run.stderr
     print(f"bench/multinode.py: {time.time() - started:.0f} s\n{out[-4000:]}")
     assert "RESULT multinode nodes=2 node_kill_survived=1 bulk_manifest_ok=1" in run.stdout, out[-4000:]
