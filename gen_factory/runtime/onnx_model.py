@@ -92,7 +92,6 @@ def open_session(path: str | Path, options, asked: list[str] | None = None):
         if not _STATE["warned"]:
             _STATE["warned"] = True
             log.warning(message)
-            print(message, file=sys.stderr, flush=True)
     return session
 
 

@@ -208,24 +208,15 @@ def top_k_indices(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 
 def resolve_top_k(model: OnnxModel, top_k: int | None) -> int:
     """The top_k to answer: unset, DEFAULT_TOP_K or the model's columns if fewer (a two-column model
-    answers its top 2); a given one checked against them."""
+    answers its top 2); a given one must lie between 1 and the model's columns (pixels)."""
+    units = len(model.card.columns or []) if model.kind == "table" else model.shape[1] * model.shape[2]
     if top_k is None:
-        return min(DEFAULT_TOP_K, _units(model))
-    check_top_k(model, top_k)
-    return top_k
-
-
-def _units(model: OnnxModel) -> int:
-    return len(model.card.columns or []) if model.kind == "table" else model.shape[1] * model.shape[2]
-
-
-def check_top_k(model: OnnxModel, top_k: int) -> None:
-    """A top_k the model can answer: at most its columns (pixels)."""
-    units = _units(model)
+        return min(DEFAULT_TOP_K, units)
     if not 1 <= top_k <= units:
         what = "columns" if model.kind == "table" else "pixels"
         raise DataValidationError("top_k", repr(top_k), f"ask for 1 to {units} (this model's {what}), or "
                                                        "attribution='full' for every contribution")
+    return top_k
 
 
 def score_request(
