@@ -8,8 +8,6 @@ it goes, so it holds its shard's encoded rows and one row group, not the table: 
 The training rows are those `data.training_split` gives (the same stratified split by label from the
 label column alone), so the driver's held-out rows never train. An epoch is as long as a sharded
 loader's: the table's training rows over `batch_size` steps, `batch_size // world` rows per worker.
-`ray_dataset_shard` is the same encoding over Ray Data's own split (`ray.train.get_dataset_shard`,
-for a `TorchTrainer(datasets=...)` that streams the file), when rows need not match the driver's split.
 """
 
 from __future__ import annotations
@@ -177,24 +175,3 @@ def shard_batches(shard: Shard, sampler: CondSampler | None, batch_size: int, wo
         rows, codes = sampler.sample(per_worker, rng)
         index = torch.from_numpy(rows)
         yield encoded[index], labels[index], torch.from_numpy(one_hot(codes, sampler.blocks))
-
-
-def ray_dataset_shard(batches: Iterable[pa.Table], encoding: TableEncoding, label_column: str,
-                      label_names: list[str], table_rows: int) -> Shard:
-    """A Shard from Arrow batches, e.g. `ray.train.get_dataset_shard("train").iter_batches(
-    batch_format="pyarrow")` inside a worker: Ray Data reads the Parquet file and splits it among the
-    workers (its split, not `data.training_split`'s: filter held-out rows before, if any)."""
-    index = {n: i for i, n in enumerate(label_names)}
-    features, encoded, labels = [], [], []
-    for batch in batches:
-        for at in range(0, batch.num_rows, ENCODE_ROWS):
-            part = batch.slice(at, ENCODE_ROWS)
-            values = values_from_arrow(part, encoding)
-            features.append(values)
-            encoded.append(encoding.encode(values))
-            raw = part.column(label_column).to_pandas().astype(str)
-            labels.append(raw.map(index).to_numpy(dtype=np.int64))
-    width = encoding.width
-    return Shard(np.concatenate(features) if features else np.zeros((0, len(encoding.columns)), np.float32),
-                 np.concatenate(encoded) if encoded else np.zeros((0, width), np.float32),
-                 np.concatenate(labels) if labels else np.zeros(0, np.int64), label_names, table_rows)
