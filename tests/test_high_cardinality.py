@@ -116,3 +116,38 @@ def test_bundled_tables_fold_nothing(name):
     data = load_dataset(name)
     assert data.folded == {}
     assert "folded" not in str(encoding_to_dict(TableEncoding.fit(data)))
+
+
+def test_a_folded_columns_rare_or_new_value_scores_as_its_other_on_every_path(tmp_path):
+    """Scoring (API rows, bulk Arrow batches) maps a value outside a folded column's kept categories
+    to its "other", as training did; an unfolded column still refuses an unknown category."""
+    from gen_factory.data.transform import fit_encoding
+    from gen_factory.export.bundle import card_for, export_bundle
+    from gen_factory.models import build_models, spec_for
+    from gen_factory.models.encoder import build_encoder
+    from gen_factory.runtime import scoring
+    from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.services.bulk_score import table_values
+
+    frame = _zipf_frame(rows=3000).assign(city=lambda f: np.where(f["x"] > 0.5, "lima", "oslo"))
+    data = table_from_frame(frame, "label")
+    encoding = fit_encoding(data)
+    spec = spec_for(data, encoding)
+    torch.manual_seed(0)
+    g, d = build_models(spec)
+    card = card_for(data, spec, encoding, model_name="folded", dataset="zipf", loss="wgan-gp", epochs=1,
+                    seed=0)
+    export_bundle(g.eval(), d.eval(), build_encoder(spec).eval(), (1.0, 1.0), encoding, card, tmp_path / "b")
+    model = OnnxModel(tmp_path / "b")
+    merchant = next(c for c in model.card.encoding.columns if c.name == "merchant")
+    rare = frame["merchant"].value_counts().index[-1]  # folded at training
+    assert merchant.folded is not None and rare not in merchant.categories[:-1]
+    values = (rare, "m-never-seen", merchant.categories[0])
+    rows = [{"x": 0.1, "merchant": value, "city": "lima"} for value in values]
+    codes = scoring.rows_to_array(model, rows)[:, model.card.columns.index("merchant")]
+    assert codes.tolist() == [merchant.other_code, merchant.other_code, 0]
+    batch = pa.RecordBatch.from_pylist(rows)
+    bulk = table_values(model, batch, ("f.parquet", 0))
+    np.testing.assert_array_equal(bulk, scoring.rows_to_array(model, rows))
+    with pytest.raises(DataValidationError, match="unknown category 'paris'"):
+        scoring.rows_to_array(model, [{**rows[0], "city": "paris"}])

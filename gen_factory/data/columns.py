@@ -79,6 +79,11 @@ class CategoricalColumn(BaseModel):
     def spans(self) -> list[tuple[str, int]]:
         return [("softmax", len(self.categories) + int(self.missing))]
 
+    @property
+    def other_code(self) -> int | None:
+        """The code a value outside `categories` takes: the folded "other" (last), or None (refused)."""
+        return len(self.categories) - 1 if self.folded is not None else None
+
 
 class ContinuousColumn(BaseModel):
     """`quantile`: values/scores knots of the empirical CDF; `modes`: CTGAN's mixture (means, stds,

@@ -91,11 +91,11 @@ def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn) -> n
                 )
             out[i] = np.nan
         elif spec.kind == "categorical":
-            key = str(v)
-            if key not in index:
+            code = index.get(str(v), spec.other_code)  # a folded column's rare value: its "other"
+            if code is None:
                 raise DataValidationError(f"rows[{i}][{name!r}]", f"unknown category {v!r}",
                                           f"use one of: {', '.join(spec.categories[:20])}")
-            out[i] = index[key]
+            out[i] = code
         else:
             try:
                 out[i] = float(v)

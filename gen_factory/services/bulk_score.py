@@ -349,8 +349,11 @@ def table_values(model, batch: pa.RecordBatch, where: tuple[str, int]) -> np.nda
             text = pc.cast(column, pa.string())
             codes = pc.index_in(text, value_set=pa.array(spec.categories, pa.string()))
             unknown = pc.and_(pc.is_null(codes), pc.is_valid(text))
-            _refuse(unknown, where, spec.name, lambda i, t=text: f"unknown category {t[i].as_py()!r}",
-                    f"use one of: {', '.join(spec.categories[:20])}")
+            if spec.other_code is not None:  # a folded column's rare values: its "other"
+                codes = pc.if_else(unknown, spec.other_code, codes)
+            else:
+                _refuse(unknown, where, spec.name, lambda i, t=text: f"unknown category {t[i].as_py()!r}",
+                        f"use one of: {', '.join(spec.categories[:20])}")
             missing = pc.is_null(text).to_numpy(zero_copy_only=False)
             out[:, j] = pc.fill_null(codes, 0).to_numpy(zero_copy_only=False)
             out[missing, j] = np.nan

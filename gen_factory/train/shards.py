@@ -122,11 +122,11 @@ def _codes(array: pa.ChunkedArray, column) -> np.ndarray:
     codes = pc.cast(index, pa.float64()).to_numpy(zero_copy_only=False)
     unknown = np.isnan(codes) & ~pc.is_null(array).to_numpy(zero_copy_only=False)
     if unknown.any():
-        if column.folded is None:
+        if column.other_code is None:
             first = array.filter(pa.chunked_array([pa.array(unknown)]))[0].as_py()
             raise DataValidationError(f"column {column.name!r}", f"value {first!r} not among its categories",
                                       "read the same file the encoding was fitted on")
-        codes[unknown] = len(column.categories) - 1
+        codes[unknown] = column.other_code
     return codes
 
 
