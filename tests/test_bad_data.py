@@ -120,7 +120,8 @@ WIDE = 200  # feature columns in the shared table
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
-    """The shared table trained and registered; returns (real frame, card, synthetic frame, summary)."""
+    """The shared table trained and registered; returns (real frame, loaded model, synthetic frame,
+    summary)."""
     from gen_factory.synthesizer import Synthesizer
 
     n = 120
@@ -134,7 +135,7 @@ def shipped(tmp_path_factory):
     real.to_parquet(path)
     summary = train_and_register(TrainJob(str(path), model_name="bad-data-shared", **TINY), log=print)
     synth = Synthesizer.load(f"bad-data-shared/{summary['ref'].version}")
-    return real, synth.model.card, synth.sample(400, seed=0), summary
+    return real, synth.model, synth.sample(400, seed=0), summary
 
 
 def _column(card, name: str):
@@ -143,8 +144,8 @@ def _column(card, name: str):
 
 @pytest.mark.ray
 def test_nan_values_are_modelled_as_missing(shipped):
-    real, card, synth, _ = shipped
-    assert _column(card, NAN_COL).missing is True  # a missing flag is part of the encoding
+    real, model, synth, _ = shipped
+    assert _column(model.card, NAN_COL).missing is True  # a missing flag is part of the encoding
     values = synth[NAN_COL].to_numpy(dtype=float)
     present = values[~np.isnan(values)]
     low, high = real[NAN_COL].min(), real[NAN_COL].max()
@@ -154,21 +155,37 @@ def test_nan_values_are_modelled_as_missing(shipped):
 
 @pytest.mark.ray
 def test_a_constant_column_ships_as_that_constant(shipped):
-    _, card, synth, _ = shipped
-    assert _column(card, CONST_COL).missing is False
+    _, model, synth, _ = shipped
+    assert _column(model.card, CONST_COL).missing is False
     assert (synth[CONST_COL] == 7.0).all()
 
 
 @pytest.mark.ray
+def test_a_new_value_in_a_constant_column_is_blamed_with_a_finite_contribution(shipped):
+    """Its training sd is 0: the contribution is measured against a floor, never infinite (JSON has no
+    inf) and the column that moved is the one blamed."""
+    from gen_factory.runtime import scoring
+
+    real, model, _, _ = shipped
+    values = real.drop(columns="label").to_numpy(dtype=np.float32)[:8].copy()
+    column = model.card.columns.index(CONST_COL)
+    values[4:, column] = 1_000.0  # 993 past a column whose training sd is 0
+    scored = scoring.score_attributed(model, values)
+    assert np.isfinite(scored.matrix).all() and np.isfinite(scored.contributions).all()
+    assert (scored.contributions[4:].argmax(axis=1) == column).all()
+
+
+@pytest.mark.ray
 def test_unicode_and_space_in_a_column_name_survive_to_the_output(shipped):
-    _, card, synth, _ = shipped
-    assert UNICODE_COL in card.columns and UNICODE_COL in synth.columns
+    _, model, synth, _ = shipped
+    assert UNICODE_COL in model.card.columns and UNICODE_COL in synth.columns
     assert synth[UNICODE_COL].between(100, 250).all()
 
 
 @pytest.mark.ray
 def test_200_columns_all_come_back_in_order(shipped):
-    real, card, synth, summary = shipped
+    real, model, synth, summary = shipped
+    card = model.card
     assert card.columns == [c for c in real.columns if c != "label"] and len(card.columns) == WIDE
     assert list(synth.columns) == list(real.columns)
     assert summary["ref"].alias == "champion" and np.isfinite(summary["metrics"]["quality"])

@@ -189,7 +189,11 @@ class Overshoot(nn.Module):
         self.register_buffer("cols", torch.tensor(index, dtype=torch.int64))
         self.register_buffer("low", torch.tensor([columns[i].values[0] for i in index]).float())
         self.register_buffer("high", torch.tensor([columns[i].values[-1] for i in index]).float())
-        self.register_buffer("per_sd", torch.from_numpy(1.0 / np.maximum(std[index], 1e-12)).float())
+        # A column constant in training (sd 0) measures a new value against a thousandth of its size:
+        # past its range it is far out, but stays finite (an infinite contribution is no answer).
+        ends = np.abs([[columns[i].values[0], columns[i].values[-1]] for i in index])
+        size = np.maximum(ends.max(axis=1), 1.0)
+        self.register_buffer("per_sd", torch.from_numpy(1.0 / np.maximum(std[index], 1e-3 * size)).float())
         self.register_buffer("place", torch.from_numpy(place))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
@@ -367,7 +371,8 @@ def _difference(expected: np.ndarray, got: np.ndarray, unit: np.ndarray | float 
     missing = np.isnan(expected)
     if not np.array_equal(missing, np.isnan(got)):  # a decoded missing value (NaN) must match exactly
         return float("inf")
-    expected, got = np.where(missing, 0.0, expected), np.where(missing, 0.0, got)
+    same = missing | (expected == got)  # also the same infinity, whose difference is NaN
+    expected, got = np.where(same, 0.0, expected), np.where(same, 0.0, got)
     if unit is None:
         unit = max(1.0, float(np.abs(expected).max()))
     return float(np.max(np.abs(expected - got) / unit))
