@@ -182,6 +182,9 @@ def node_env(net: Net, s3: str, head: bool) -> dict[str, str]:
                **S3_KEYS, **net.gloo_env(head))
     if head:  # a lost node is declared dead after ~3 s, not ~15 s (Ray's default suits flaky networks)
         env.update(RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
+    # The training job's driver runs here: the resumed attempt waits up to 5 minutes (not Ray Train's
+    # 60 s) for the returning node, whose `ray start` takes longer than a minute on a loaded machine.
+    env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "300"
     return env
 
 

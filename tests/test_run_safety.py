@@ -201,3 +201,26 @@ def test_a_model_with_non_finite_figures_is_not_made_champion(metrics, selected,
 def test_finite_figures_pass_the_champion_check():
     assert champion_veto({"quality": 0.9, "dcr_ratio": 1.1, "mode_collapse": []},
                          {"selected_train_frechet": 2.0}) is None
+
+
+@pytest.mark.ray
+@pytest.mark.own_cluster
+def test_a_local_cluster_started_from_a_pool_thread_outlives_that_thread():
+    """`generate_dataset` from a ThreadPoolExecutor starts the local Ray in a pool thread. Ray's head
+    processes die with the thread that started them (PR_SET_PDEATHSIG), so the cluster must be started
+    from one that lasts: after the pool is gone, Ray still answers (before, the process waited 60 s for
+    its dead GCS and exited with status 1). In a process of its own, which that failure would end."""
+    code = textwrap.dedent("""
+        from concurrent.futures import ThreadPoolExecutor
+        import ray
+        from gen_factory.services.cluster import ensure_ray
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(ensure_ray, 1).result()
+        ray.get(ray.put(0), timeout=5)  # the pool thread has exited by now
+        pid = ray.get(ray.remote(lambda: __import__("os").getpid()).remote(), timeout=30)
+        print("answered", pid, flush=True)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "answered" in done.stdout, done.stderr[-3000:]
+    assert "SIGTERM handler" not in done.stderr  # Ray's warning for a start off the main thread: held

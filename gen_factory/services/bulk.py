@@ -221,8 +221,8 @@ def run_writers(shards: list[dict], writer: type, kwargs: dict, workers: int, to
 
     ensure_ray()
     dataset = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
-               .map_batches(writer, batch_size=1, concurrency=workers, num_cpus=1,
-                            fn_constructor_kwargs=kwargs))
+               .map_batches(writer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+                            num_cpus=1, fn_constructor_kwargs=kwargs))
     # A writer's DataValidationError (a bad value in a shard) reaches the driver as itself, not
     # wrapped in Ray Data's UserCodeException, and is raised again without the worker's traceback.
     dataset.context.raise_original_map_exception = True

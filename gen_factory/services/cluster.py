@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 
 from gen_factory import settings
 from gen_factory.logs import held_to
@@ -54,15 +56,48 @@ def ensure_ray(num_cpus: int | None = None) -> None:
             # imported, and a mode set later skips the refresh its default does (the GCS then refuses
             # our own token). So only that module's logger is held to errors, only for init.
             with held_to("ray._private.authentication.authentication_token_setup", logging.ERROR):
-                ray.init(address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
-                         include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                         runtime_env={"env_vars": {**env, **api, **_local_train_env()}},
-                         configure_logging=True, logging_level="warning")
+                _from_a_lasting_thread(lambda: ray.init(
+                    address="local", num_cpus=num_cpus or max(4, os.cpu_count() or 4),
+                    include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                    runtime_env={"env_vars": {**env, **api, **_local_train_env()}},
+                    configure_logging=True, logging_level="warning"))
         finally:
             if before is None:
                 os.environ.pop("RAY_API_SERVER_ADDRESS", None)
             else:
                 os.environ["RAY_API_SERVER_ADDRESS"] = before
+
+
+def _from_a_lasting_thread(start: Callable[[], object]) -> None:
+    """Run `start` (a local `ray.init`) so that the cluster outlives the calling thread.
+
+    Ray starts its head processes (GCS, raylet) with PR_SET_PDEATHSIG, and Linux sends that signal
+    when the *thread* that started them exits. Called from a pool thread (a ThreadPoolExecutor running
+    `generate_dataset`), the local cluster was SIGKILLed the moment that thread ended, and every later
+    Ray call of the process waited 60 s and exited. The main thread lives as long as the process; any
+    other thread hands the start to a daemon thread that never ends."""
+    if threading.current_thread() is threading.main_thread():
+        start()
+        return
+    started, failed = threading.Event(), []
+
+    def keeper() -> None:
+        try:
+            # Off the main thread Ray warns that it set no SIGTERM handler; none is needed: the head
+            # processes die with this process (the signal above), and the process's own handling of
+            # SIGTERM is the caller's main thread's.
+            with held_to("ray._private.worker", logging.ERROR):
+                start()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller below
+            failed.append(err)
+        started.set()
+        if not failed:
+            threading.Event().wait()  # the head processes' parent thread: lives as long as the process
+
+    threading.Thread(target=keeper, name="ray-local-cluster", daemon=True).start()
+    started.wait()
+    if failed:
+        raise failed[0]
 
 
 def _local_train_env() -> dict[str, str]:
