@@ -101,23 +101,20 @@ class Run:
                                             start_new_session=True)
         return self.procs[name]
 
-    def stop(self, name: str, timeout: float = 15) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+    def close(self, timeout: float = 15) -> None:
+        """SIGTERM to every process group at once (each `ray start --block` stops its node's processes
+        on it), SIGKILL to what is left after `timeout`, then to strays, then the network undone."""
+        procs = list(reversed(self.procs.values()))
+        self.procs.clear()
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.time() + timeout
+        for proc in procs:
             try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=timeout)
-                return
-            except ProcessLookupError:
-                return
+                proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                continue
-
-    def close(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
         for pid in own_pids(str(self.root)):  # Ray processes that left their group (workers, agents)
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -125,6 +122,13 @@ class Run:
                 pass
         for cmd in reversed(self.undo):
             subprocess.run(cmd, capture_output=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def own_pids(marker: str) -> list[int]:

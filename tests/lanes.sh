@@ -2,8 +2,9 @@
 # The suite as three pytest processes side by side. Each process that starts Ray starts one local
 # cluster that its tests share (one Serve app, session fixtures), so Ray tests stay together in a
 # process, in file order; two such processes are two clusters on the machine, which Ray allows.
-#   1. end-to-end: test_e2e's models and API, the two-node run (marked `e2e`), printed live;
-#   2. the other Ray tests: bad data, bulk output, CLI, references, scoring files;
+#   1. end-to-end: test_e2e's models and API (marked `e2e`), printed live;
+#   2. the other Ray tests: bad data, bulk output, CLI, references, scoring files, and the two-node
+#      run of bench/multinode.py (its cluster in subprocesses: where it waits, these compute);
 #   3. the unit tests, and the Ray tests that start a cluster of their own in subprocesses
 #      (`own_cluster`: serve's signal test).
 # The Ray lanes wait on Ray far more than they compute (worker-group starts, actor starts, polling),

@@ -144,7 +144,7 @@ def job_server():
 def _submit(address: str, code: str) -> str:
     """A job whose driver runs `code` in this interpreter; returns its submission id. A Ray that has
     just started may not have its job agent up yet: that answer is retried, as `jobs.submit` does."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # the agent may take over a minute on a loaded 2-core machine
     while True:
         try:
             return jobs.client(address).submit_job(entrypoint=shlex.join([sys.executable, "-c", code]))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ray]
+# Its cluster lives in bench/multinode.py's processes; tests/lanes.sh runs it beside the other Ray tests.
+pytestmark = pytest.mark.ray
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "multinode.py"
 
 
