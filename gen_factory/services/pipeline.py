@@ -29,7 +29,7 @@ from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_arrays
 from gen_factory.timing import Phases
 from gen_factory.train.distributed import REFIT_SETTINGS_FILE, check_resumable, fit, save_sample_grid
-from gen_factory.train.encoder import residual_scales
+from gen_factory.train.encoder import ScoreScales, residual_scales
 from gen_factory.train.hyper import Hyper, Recipe, resolve_hyper
 from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import best_models
@@ -38,6 +38,10 @@ REPORTS_PER_RUN = 50  # checkpoints per run: more only add Ray round trips on sm
 # Tables: quality, TSTR and the report are measured on at most this many rows of each side (a seeded
 # sample): on a 200k-row table the TSTR forests alone ran past 20 minutes on every row.
 EVALUATION_ROWS = 50_000
+# Images: the export calibrates the scorer (residual scales, isolation forest, score quantiles,
+# attribution) on a seeded sample of at most this many training images. Each pass runs them as one
+# batch; on MNIST's 42k the activations alone took the process past 22 GB (killed for memory).
+CALIBRATION_IMAGES = 5_000
 
 
 @dataclass
@@ -316,7 +320,7 @@ def _export_fit(job: TrainJob, prep: Prepared, state: dict, run_id: str, out: Pa
                     encoder_epochs=recipe.encoder_epochs, seed=job.seed, mlflow_run_id=run_id,
                     **_selected(state))
     with phases.phase(f"{named}export"):
-        scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train)
+        scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train, job.seed)
         parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out,
                                precisions=tuple(job.precisions or ()))
     # What ships is evaluated, calibrated and sampled as served: through the exported graphs.
@@ -428,7 +432,9 @@ def _restore(spec: ModelSpec, hyper: Hyper, state: dict) -> tuple[torch.nn.Modul
     return generator, discriminator, encoder.eval()
 
 
-def _residual_scales(encoder, generator, discriminator, encoding, train) -> tuple[float, float]:
+def _residual_scales(encoder, generator, discriminator, encoding, train, seed: int = 0) -> ScoreScales:
+    if train.kind == "image":
+        train = _at_most(train, CALIBRATION_IMAGES, seed)
     values = train.features if train.kind == "table" else train.images
     x = torch.from_numpy(encoding.encode(values))
     return residual_scales(encoder, generator, discriminator, x, torch.from_numpy(train.labels))
