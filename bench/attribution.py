@@ -17,7 +17,11 @@ Images: sklearn's 8x8 digits through `train_and_register` (Ray Train, MLflow, ev
 `--in-process`: the same recipe's networks and trainer without Ray),
 a PATCH x PATCH patch of each held-out image inverted (16 - x) at a random place; pixel AUROC of the
 scorer's map against the patch mask over all pixels of all images, beside the same for the raw
-absolute difference to the training mean image (a map that needs no model).
+absolute difference to the training mean image (a map that needs no model). The served map is
+smoothed over 3x3 neighbourhoods (`export.bundle.PIXEL_SMOOTHING`); in-process, the same networks are
+also exported without smoothing and with a flat 3x3 box (controls), every map is measured on patches
+of other sides too (PATCH_CONTROLS: a smoothing matched to 3x3 patches only would fall behind on
+them) and scored against each image's true label besides its best one.
 
 Prints per table the hit rates on shifted and swapped columns, then
 `RESULT attribution table=T top1_4sigma=X top3_4sigma=X zscore_top1=X` per table (shifted columns:
@@ -41,6 +45,8 @@ from common import header, temp_home
 SIGMA = 4.0
 COPIES = 4  # broken copies of each held-out row, each with its own random column
 PATCH = 3  # side of the image patch, in pixels
+PATCH_CONTROLS = (1, 2, 4)  # other sides, measured besides
+SMOOTHING_CONTROLS = {"unsmoothed": None, "box 3x3": (1.0, 1.0, 1.0)}  # exported besides, in-process
 PIXEL_MAX = 16.0  # digits' pixel range is 0..16
 RARE = 0.01  # a shifted value is rare when fewer than this share of training values are as extreme
 
@@ -135,23 +141,24 @@ def run_table(name: str, epochs: int | None, seed: int = 0) -> dict:
     return rate
 
 
-def digits_on_ray(workers: int, epochs: int | None):
+def digits_on_ray(workers: int, epochs: int | None) -> dict:
     """The digits model as `genfactory train digits` trains it (Ray Train, MLflow, its split)."""
     from gen_factory import registry
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.services.pipeline import TrainJob, train_and_register
 
     job = TrainJob("digits", model_name="attribution-digits", num_workers=workers, epochs=epochs)
-    return OnnxModel(registry.download(train_and_register(job, log=lambda *_: None)["ref"]))
+    return {"served": OnnxModel(registry.download(train_and_register(job, log=lambda *_: None)["ref"]))}
 
 
-def digits_in_process(train, out: Path, epochs: int | None):
+def digits_in_process(train, out: Path, epochs: int | None) -> dict:
     """The same recipe's networks and GANTrainer in this process, the last EMA generator (no
-    checkpoint selection): for a machine too loaded to start Ray."""
+    checkpoint selection): for a machine too loaded to start Ray. Exported as served and with each of
+    SMOOTHING_CONTROLS' attribution smoothings: {name: OnnxModel}."""
     import torch
 
     from gen_factory.data.transform import fit_encoding
-    from gen_factory.export.bundle import card_for, export_bundle
+    from gen_factory.export.bundle import PIXEL_SMOOTHING, card_for, export_bundle
     from gen_factory.models import build_models, spec_for
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.train.hyper import resolve_hyper
@@ -172,12 +179,28 @@ def digits_in_process(train, out: Path, epochs: int | None):
     encoder, scales = train_encoder(g, d, spec, x, y, recipe.encoder_epochs)
     card = card_for(train, spec, enc, model_name="bench-attribution-digits", dataset="digits",
                     loss=recipe.hyper.loss, epochs=recipe.epochs, seed=0)
-    export_bundle(g, d, encoder, scales, enc, card, out)
-    return OnnxModel(out)
+    models = {}
+    for name, smoothing in {"served": PIXEL_SMOOTHING, **SMOOTHING_CONTROLS}.items():
+        where = out / name.replace(" ", "-")
+        export_bundle(g, d, encoder, scales, enc, card, where, pixel_smoothing=smoothing)
+        models[name] = OnnxModel(where)
+    return models
+
+
+def patched(images: np.ndarray, side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`images` [n, C, H, W] with a side x side patch inverted (PIXEL_MAX - x) at a random place in
+    each, and the patch mask per pixel [n, H * W]."""
+    rng, mask = np.random.default_rng(seed), np.zeros(images.shape, dtype=bool)
+    h, w = images.shape[2:]
+    for i in range(len(images)):
+        r, c = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        mask[i, :, r:r + side, c:c + side] = True
+    return np.where(mask, PIXEL_MAX - images, images).astype(np.float32), mask[:, 0].reshape(len(images), -1)
 
 
 def run_images(workers: int, epochs: int | None, in_process: bool, seed: int = 0) -> dict:
-    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch."""
+    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch, per model
+    variant (served; in-process also SMOOTHING_CONTROLS) and patch side, best label and true label."""
     from sklearn.metrics import roc_auc_score
 
     from gen_factory.data import load_dataset, training_split
@@ -186,21 +209,21 @@ def run_images(workers: int, epochs: int | None, in_process: bool, seed: int = 0
 
     train, test = training_split(load_dataset("digits"), 0.3, 0)
     tmp = tempfile.mkdtemp(prefix="gf-attribution-digits-")
-    model = digits_in_process(train, Path(tmp) / "bundle", epochs) if in_process \
-        else digits_on_ray(workers, epochs)
-    images = values_of(test).copy()  # [n, 1, 8, 8]
-    rng, mask = np.random.default_rng(seed), np.zeros(images.shape, dtype=bool)
-    h, w = images.shape[2:]
-    for i in range(len(images)):
-        r, c = rng.integers(0, h - PATCH + 1), rng.integers(0, w - PATCH + 1)
-        mask[i, :, r:r + PATCH, c:c + PATCH] = True
-    images = np.where(mask, PIXEL_MAX - images, images).astype(np.float32)
-    maps = scoring.score_attributed(model, images).contributions
-    truth = mask[:, 0].reshape(len(images), -1)
-    mean_image = values_of(train).mean(axis=0)
-    plain = np.abs(images - mean_image)[:, 0].reshape(len(images), -1)
-    return {"auroc": float(roc_auc_score(truth.ravel(), maps.ravel())),
-            "mean_image_auroc": float(roc_auc_score(truth.ravel(), plain.ravel())), "images": len(images)}
+    models = digits_in_process(train, Path(tmp), epochs) if in_process else digits_on_ray(workers, epochs)
+    clean, mean_image = values_of(test), values_of(train).mean(axis=0)
+    rows = {}
+    for side in (PATCH, *PATCH_CONTROLS):
+        images, truth = patched(clean, side, seed)
+        plain = np.abs(images - mean_image)[:, 0].reshape(len(images), -1)
+        row = {"mean image": roc_auc_score(truth.ravel(), plain.ravel())}
+        for name, model in models.items():
+            maps = scoring.score_attributed(model, images).contributions
+            row[name] = roc_auc_score(truth.ravel(), maps.ravel())
+            if side == PATCH:
+                given = scoring.score_attributed(model, images, test.labels.astype(np.int64)).contributions
+                row[f"{name}, true label"] = roc_auc_score(truth.ravel(), given.ravel())
+        rows[side] = row
+    return {"auroc": float(rows[PATCH]["served"]), "by_patch": rows, "images": len(clean)}
 
 
 def main() -> None:
@@ -238,10 +261,13 @@ def main() -> None:
     if not args.no_images:
         started = time.time()
         image = run_images(args.workers, args.image_epochs, args.in_process)
-        print(f"\ndigits: {image['images']} held-out images with a {PATCH}x{PATCH} inverted patch: "
-              f"pixel AUROC {image['auroc']:.4f} (|x - training mean image|: "
-              f"{image['mean_image_auroc']:.4f}); "
-              f"{time.time() - started:.0f} s", flush=True)
+        print(f"\ndigits: {image['images']} held-out images with an inverted patch, pixel AUROC "
+              f"({time.time() - started:.0f} s):\n", flush=True)
+        names = list(image["by_patch"][PATCH])
+        print("| patch | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+        for side, row in image["by_patch"].items():
+            cells = [f"{row[n]:.4f}" if n in row else "" for n in names]
+            print(f"| {side}x{side} | " + " | ".join(cells) + " |")
     for name, r in results.items():
         print(f"RESULT attribution table={name} top1_4sigma={r['shift_top1']:.4f} "
               f"top3_4sigma={r['shift_top3']:.4f} zscore_top1={r['shift_zscore_top1']:.4f}")

@@ -13,7 +13,8 @@ Ray processes (the raylet's descendants: the scoring actors and Ray's own worker
 
 with rows/s of the larger run and the growth of peak RSS (driver + its Ray processes, summed) from
 the smaller to the larger. `--profile` first times each step of an actor's loop on one core
-(Parquet read, Arrow -> numpy, ONNX Runtime scoring, Parquet write). Run:
+(Parquet read, Arrow -> numpy, ONNX Runtime scoring, Parquet write), then the scorer graph's ops
+from ONNX Runtime's own profile (CPU time per op type, multiply-adds per row). Run:
 `python bench/bulk_score.py [--rows 200000 2000000] [--workers 2] [--profile]`.
 """
 
@@ -172,10 +173,46 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
         timed("write parquet", lambda t: pq.write_table(t, io.BytesIO(), compression="zstd",
                                                         use_dictionary=dictionary_columns(t.schema)), table)
     rows = sum(b.num_rows for b in batches)
-    print(f"one core, batches of {batch_rows} rows, {len(model.label_names)} labels (best-label scoring "
-          f"runs the graph once per label):")
+    shared = "once per row" if scoring.labels_per_row(model) else "once per label"
+    print(f"one core, batches of {batch_rows} rows, {len(model.label_names)} labels (best-label scoring; "
+          f"the label-free parts of the graph, the forest among them, run {shared}):")
     for name, seconds in steps.items():
         print(f"  {name:<16} {rows / seconds:>12,.0f} rows/s per CPU second")
+    op_profile(model, table_values(model, batches[0], (str(source), 0)))
+
+
+def op_profile(model, values: np.ndarray) -> None:
+    """ONNX Runtime's profile of the scorer scoring `values` as an actor does (best label, ONNX_ROWS-row
+    calls, one thread): CPU time per op type, and the multiply-adds per input row of its matrix
+    products (each MatMul/Gemm's input rows x inner size x output size) - what a FLOP bound starts from."""
+    import json
+
+    import onnxruntime as ort
+
+    from gen_factory.services.bulk_score import score_in_chunks
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.enable_profiling = 1, True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="gf-ort-profile-")) / "scorer")
+    model.scorer = ort.InferenceSession(str(model.dir / model.card.files.scorer), options,
+                                        providers=["CPUExecutionProvider"])
+    score_in_chunks(model, values, None)
+    with open(model.scorer.end_profiling()) as fh:
+        events = [e for e in json.load(fh) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    by_op: dict[str, float] = {}
+    macs = 0
+    for e in events:
+        op = e["args"]["op_name"]
+        by_op[op] = by_op.get(op, 0.0) + e["dur"]
+        if op in ("MatMul", "Gemm", "FusedMatMul", "FusedGemm"):
+            a = next(iter(e["args"]["input_type_shape"][0].values()))  # (weights are not listed)
+            macs += int(np.prod(a)) * next(iter(e["args"]["output_type_shape"][0].values()))[-1]
+    total = sum(by_op.values())
+    print(f"scorer ops over {len(values)} rows: {total / len(values):.1f} us per row "
+          f"({len(values) / total * 1e6:,.0f} rows/s per CPU second, profiled), "
+          f"{macs / len(values) / 1e3:.0f}k multiply-adds per row in matrix products")
+    for op, us in sorted(by_op.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {op:<24} {100 * us / total:5.1f} %  {us / len(values):6.2f} us per row")
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
 """Attribution: each column's (pixel's) calibrated share of the f-AnoGAN residual, computed inside the
-exported ONNX scorer, against a torch reference written out here; and how scoring answers it."""
+exported ONNX scorer, against a torch reference written out here; and how scoring answers it. Also the
+scorer graph's shape: several labels per row, the forest as one tree-ensemble operator."""
 
 import copy
 import json
 import shutil
 
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 import torch
@@ -18,6 +20,7 @@ from gen_factory.data.transform import fit_encoding
 from gen_factory.export.bundle import (
     ATTRIBUTION_QUANTILE,
     PARITY_TOLERANCE,
+    PIXEL_SMOOTHING,
     card_for,
     export_bundle,
     export_onnx,
@@ -73,7 +76,8 @@ def _reference(g, encoder, enc, model, values, labels, scale, train_values):
     number past its column's training range extended by one unit per training sd; per encoded
     feature the squared residual of G(E(x), y) against x (conditional) and the squared z-score of x
     against the encoded training values (marginal, sd floored at 1 % of the mean sd); each summed per
-    column span (per pixel over channels) and divided by the exported scale; their geometric mean."""
+    column span (per pixel over channels, then averaged over the pixel's 3x3 neighbourhood inside the
+    image with PIXEL_SMOOTHING's weights) and divided by the exported scale; their geometric mean."""
     with torch.no_grad():
         x = enc.encoder()(torch.from_numpy(values))
         rebuilt = g(encoder(x), torch.from_numpy(labels))
@@ -82,7 +86,7 @@ def _reference(g, encoder, enc, model, values, labels, scale, train_values):
     sd = sd.clamp_min(0.01 * float(sd.mean()))
     if model.kind == "image":
         parts = [(rebuilt - x).pow(2), ((x - train_x.mean(dim=0)) / sd).pow(2)]
-        parts = [p.sum(dim=1).flatten(1) for p in parts]
+        parts = [torch.from_numpy(_smoothed(p.sum(dim=1).numpy())).flatten(1) for p in parts]
     else:
         columns = model.card.encoding.columns
         bounds = np.cumsum([0] + [width(c) for c in columns])
@@ -95,6 +99,15 @@ def _reference(g, encoder, enc, model, values, labels, scale, train_values):
         parts = [torch.stack([p[:, a:b].sum(dim=1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)], 1)
                  for p in parts]
     return torch.sqrt(parts[0] / scale[0] * parts[1] / scale[1]).numpy()
+
+
+def _smoothed(maps: np.ndarray) -> np.ndarray:
+    """[B, H, W] maps, each pixel the PIXEL_SMOOTHING-weighted mean of its 3x3 neighbours in the image."""
+    weights = np.outer(PIXEL_SMOOTHING, PIXEL_SMOOTHING)
+    h, w = maps.shape[1:]
+    padded, inside = np.pad(maps, ((0, 0), (1, 1), (1, 1))), np.pad(np.ones((h, w)), 1)
+    total = sum(weights[a, b] * padded[:, a:a + h, b:b + w] for a in range(3) for b in range(3))
+    return total / sum(weights[a, b] * inside[a:a + h, b:b + w] for a in range(3) for b in range(3))
 
 
 @pytest.mark.parametrize("which", ["table", "image"])
@@ -222,3 +235,27 @@ def test_a_bundle_without_attribution_still_scores_and_says_so(table, tmp_path):
     assert "before attribution" in body["attribution_note"] and "top" not in body
     np.testing.assert_allclose(body["scores"], scoring.score_request(model, rows, None, None, None)["scores"],
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["table", "image"])
+def test_every_label_per_row_in_one_call_and_the_forest_as_one_operator(request, which):
+    """The graph takes k labels per row: each row's label-free parts (the forest among them) run once,
+    and the answers are those of the row repeated k times; the forest is ONNX-ML's TreeEnsembleRegressor,
+    scoring as the torch module's own walk does."""
+    model, _, _, _, scorer, _, data = request.getfixturevalue(which)
+    assert scoring.labels_per_row(model)
+    graph = onnx.load(str(model.dir / SCORER_FILE)).graph
+    assert [i.name for i in graph.input] == ["values", "labels"]
+    assert [n.op_type for n in graph.node].count("TreeEnsembleRegressor") == 1
+    values, n_labels = values_of(data)[:30], len(model.label_names)
+    every = np.tile(np.arange(n_labels, dtype=np.int64), len(values))
+    once = model.scorer.run(None, {"values": values, "labels": every})
+    repeated = model.scorer.run(None, {"values": np.repeat(values, n_labels, axis=0), "labels": every})
+    for a, b in zip(once, repeated, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    iforest = model.card.score_methods.index("iforest")
+    with torch.no_grad():
+        expected = scorer.forest(torch.from_numpy(values)).numpy()
+    np.testing.assert_allclose(once[0][::n_labels, iforest], expected, rtol=1e-6)
+    best = scoring.score_attributed(model, values)  # and the runtime feeds it so
+    np.testing.assert_allclose(best.matrix, once[0].reshape(len(values), n_labels, -1).min(axis=1), rtol=1e-6)

@@ -32,7 +32,7 @@ from gen_factory.data.columns import width
 from gen_factory.data.conditions import FREE, cond_blocks, implicit_codes, one_hot
 from gen_factory.data.table_transformer import TableEncoding, sampling_uniforms
 from gen_factory.data.transform import encoding_spec
-from gen_factory.export.forest import IsolationForestGraph, fit_isolation_forest
+from gen_factory.export.forest import IsolationForestGraph, fit_isolation_forest, with_tree_ensemble
 from gen_factory.export.precision import add_precision
 from gen_factory.train.encoder import ScoreScales
 
@@ -43,6 +43,9 @@ FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category share
 CALIBRATION_ROWS = 50_000  # rows generated to place a table decoder's knots (`calibrate_decoder`)
 ATTRIBUTION_QUANTILE = 0.9  # each column's contribution is in units of this quantile on normal rows
 ATTRIBUTION_FLOOR = 0.01  # ... floored at this share of the columns' mean (and each sd likewise)
+# An image's per-pixel scores are averaged over each pixel's 3x3 neighbourhood with these binomial
+# weights (outer product; ~ a Gaussian of sd 0.7 px) before calibration: bench/attribution.py.
+PIXEL_SMOOTHING: tuple[float, ...] | None = (1.0, 2.0, 1.0)
 
 
 class GeneratorGraph(nn.Module):
@@ -81,9 +84,13 @@ def normal_to_uniform(z: torch.Tensor) -> torch.Tensor:
 
 
 class ScoreGraph(nn.Module):
-    """(values [B, ...] float32, labels [B] int64) -> anomaly scores [B, len(self.methods)];
-    higher = stranger. With an `attribution`, also each column's (pixel's) calibrated contribution
-    [B, columns or H * W] (`Attribution`): (scores, contributions).
+    """(values [B, ...] float32, labels [k * B] int64) -> anomaly scores [k * B, len(self.methods)];
+    higher = stranger. Each row of `values` is scored against k consecutive labels (k = 1: one label
+    per row; k = the model's labels: every label, as best-label scoring asks), and whatever does not
+    depend on the label - the value encoding, the encoder E(x), the critic's features of x and the
+    isolation forest - runs once per row, not once per label. With an `attribution`, also each
+    column's (pixel's) calibrated contribution [k * B, columns or H * W] (`Attribution`):
+    (scores, contributions).
 
     `critic`: the negated discriminator output. `fanogan`: the f-AnoGAN residual of x against
     G(E(x), label) - values plus discriminator features, each divided by its mean on the normal
@@ -106,25 +113,43 @@ class ScoreGraph(nn.Module):
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("grids", torch.zeros(2, GRID_POINTS) if grids is None else grids.float())
 
-    def forward(self, values: torch.Tensor, labels: torch.Tensor):
-        scores, x, difference = self.scored(values, labels)
-        return scores if self.attribution is None else (scores, self.attribution(values, x, difference))
+    def forward(self, values: torch.Tensor, labels: torch.Tensor, forest_path: torch.Tensor | None = None):
+        scores, x, difference = self.scored(values, labels, forest_path)
+        if self.attribution is None:
+            return scores
+        return scores, self.attribution(values[label_rows(values, labels)], x, difference)
 
-    def scored(self, values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(scores [B, methods], encoded x, G(E(x), label) - x per encoded feature [B, ...]): the
-        reconstruction residual as `models.encoder.residuals` takes it, before its square and mean."""
+    def scored(self, values: torch.Tensor, labels: torch.Tensor,
+               forest_path: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(scores [k * B, methods], encoded x, G(E(x), label) - x per encoded feature [k * B, ...]): the
+        reconstruction residual as `models.encoder.residuals` takes it, before its square and mean.
+        `forest_path`: the forest's mean path length per row [B], where something else computed it
+        (the exported graph's tree-ensemble operator, `forest.with_tree_ensemble`)."""
+        rows = label_rows(values, labels)
         x = self.value_encoder(values)
-        rebuilt = self.generator(self.encoder(x), labels)
+        latent, seen = self.encoder(x), self.discriminator.features(x)  # once per row
+        x, latent, seen = x[rows], latent[rows], seen[rows]
+        rebuilt = self.generator(latent, labels)
         difference = rebuilt - x
         reconstruction = difference.pow(2).flatten(1).mean(dim=1)
-        features = (self.discriminator.features(rebuilt) - self.discriminator.features(x)).pow(2).mean(dim=1)
+        features = (self.discriminator.features(rebuilt) - seen).pow(2).mean(dim=1)
         fanogan = reconstruction / self.scales[0] + features / self.scales[1]
-        scores = [-self.discriminator(x, labels), fanogan]
+        scores = [-self.discriminator.head(seen, labels), fanogan]
         if self.forest is not None:
-            iforest = self.forest(values)
+            path = self.forest.mean_path(values) if forest_path is None else forest_path
+            iforest = self.forest.from_path(path)[rows]
             ensemble = extended_cdf(fanogan, self.grids[0]) + extended_cdf(iforest, self.grids[1])
             scores += [iforest, ensemble]
         return torch.stack(scores, dim=1), x, difference
+
+
+def label_rows(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[k * B] int64: the row of `values` [B, ...] each of `labels` [k * B] belongs to, k consecutive
+    labels per row (in shape arithmetic the exported graph keeps dynamic)."""
+    index = torch.cumsum(torch.ones_like(labels), dim=0) - 1
+    rows = torch.ones_like(values.flatten(1)[:, 0], dtype=torch.int64).sum()
+    per_row = torch.ones_like(labels).sum() // rows
+    return torch.div(index, per_row, rounding_mode="floor")
 
 
 class Attribution(nn.Module):
@@ -144,13 +169,16 @@ class Attribution(nn.Module):
 
     A table's value encoding clamps a number to its column's training range, so x alone cannot tell
     4 from 40 standard deviations past it: both scores take x extended past the range (`Overshoot`),
-    which the anomaly scores themselves never see. bench/attribution.py measures each choice."""
+    which the anomaly scores themselves never see. An image's two per-pixel scores are smoothed over
+    each pixel's neighbourhood (`smoothing`, `PixelSmoothing`) before they are calibrated: what is
+    wrong in an image covers neighbouring pixels, while the residual's pixel-to-pixel noise does not.
+    bench/attribution.py measures each choice."""
 
     def __init__(self, groups: torch.Tensor | None, overshoot: Overshoot | None = None,
                  center: torch.Tensor | None = None, spread: torch.Tensor | None = None,
-                 scale: torch.Tensor | None = None):
+                 scale: torch.Tensor | None = None, smoothing: PixelSmoothing | None = None):
         super().__init__()
-        self.calibrated, self.overshoot = scale is not None, overshoot
+        self.calibrated, self.overshoot, self.smoothing = scale is not None, overshoot, smoothing
         self.grouped = groups is not None  # tables: [F, columns] 0/1; images: sum over channels
         self.register_buffer("groups", groups if groups is not None else torch.zeros(0))
         self.register_buffer("center", torch.zeros(1) if center is None else center.float())
@@ -166,11 +194,30 @@ class Attribution(nn.Module):
         return torch.stack([self._per_unit(difference.pow(2)), self._per_unit(marginal)])
 
     def _per_unit(self, features: torch.Tensor) -> torch.Tensor:
-        return features @ self.groups if self.grouped else features.sum(dim=1).flatten(1)
+        if self.grouped:
+            return features @ self.groups
+        pixels = features.sum(dim=1, keepdim=True)  # [B, 1, H, W]
+        return (pixels if self.smoothing is None else self.smoothing(pixels)).flatten(1)
 
     def forward(self, values: torch.Tensor, x: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
         conditional, marginal = (self.parts(values, x, difference) / self.scale.unsqueeze(1)).unbind(0)
         return torch.sqrt(conditional * marginal)
+
+
+class PixelSmoothing(nn.Module):
+    """Maps [B, 1, H, W] -> the same, each pixel the weighted mean of its 3x3 neighbourhood (weights the
+    outer product of `weights`), over the neighbours inside the image (a border pixel is not pulled
+    towards a zero outside it)."""
+
+    def __init__(self, weights: tuple[float, ...] = (1.0, 2.0, 1.0)):
+        super().__init__()
+        line = torch.tensor(weights, dtype=torch.float32)
+        self.register_buffer("kernel", torch.outer(line, line).reshape(1, 1, len(line), len(line)))
+        self.pad = len(line) // 2
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        inside = nn.functional.conv2d(torch.ones_like(maps[:1]), self.kernel, padding=self.pad)
+        return nn.functional.conv2d(maps, self.kernel, padding=self.pad) / inside
 
 
 class Overshoot(nn.Module):
@@ -230,38 +277,41 @@ def overshoot_for(encoding, values: np.ndarray | None) -> Overshoot | None:
 
 @torch.no_grad()
 def attribution_for(plain: ScoreGraph, encoding, values: torch.Tensor | None = None,
-                    labels: torch.Tensor | None = None) -> Attribution:
+                    labels: torch.Tensor | None = None,
+                    smoothing: tuple[float, ...] | None = PIXEL_SMOOTHING) -> Attribution:
     """The attribution of `plain`'s residual, calibrated on normal training `values` and their own
     `labels`: the encoded features' mean and sd (floored at ATTRIBUTION_FLOOR of their mean sd: a
     border pixel is 0 in every training image) and each score's ATTRIBUTION_QUANTILE per column,
     floored at ATTRIBUTION_FLOOR of their mean (a column rebuilt exactly on every training row would
     otherwise divide by ~0). Without values (no training data at hand): mean 0, sd 1, every scale 1,
-    uncalibrated."""
+    uncalibrated. `smoothing`: an image map's 3x3 weights (`PixelSmoothing`; None: none)."""
     groups = column_groups(encoding)
     overshoot = overshoot_for(encoding, None if values is None else values.numpy())
+    smoothing = PixelSmoothing(smoothing) if groups is None and smoothing else None
     if values is None:
-        return Attribution(groups, overshoot)
+        return Attribution(groups, overshoot, smoothing=smoothing)
     _, x, difference = plain.eval().scored(values, labels)
     spread = x.std(dim=0)
     spread = spread.clamp_min(max(ATTRIBUTION_FLOOR * float(spread.mean()), 1e-6))
-    raw = Attribution(groups, overshoot, x.mean(dim=0), spread)
+    raw = Attribution(groups, overshoot, x.mean(dim=0), spread, smoothing=smoothing)
     scale = torch.quantile(raw.parts(values, x, difference).double(), ATTRIBUTION_QUANTILE, dim=1)
     floor = (ATTRIBUTION_FLOOR * scale.mean(dim=1, keepdim=True)).clamp_min(1e-12)
-    return Attribution(groups, overshoot, raw.center, raw.spread, torch.maximum(scale, floor))
+    return Attribution(groups, overshoot, raw.center, raw.spread, torch.maximum(scale, floor), smoothing)
 
 
 @torch.no_grad()
 def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Module, encoding,
-               scales: ScoreScales | tuple[float, float]) -> ScoreGraph:
+               scales: ScoreScales | tuple[float, float],
+               pixel_smoothing: tuple[float, ...] | None = PIXEL_SMOOTHING) -> ScoreGraph:
     """The scorer graph, with per-column attribution. With `ScoreScales` (the normal training inputs
     at hand) it also gets the isolation forest, fitted on those inputs decoded to raw values, the
     quantiles of both scores on them (f-AnoGAN against each input's own label) and the attribution's
     calibration; bare (reconstruction, features) scales give the f-AnoGAN and critic scores alone and
-    an uncalibrated attribution."""
+    an uncalibrated attribution. `pixel_smoothing`: `attribution_for`'s `smoothing`."""
     value_encoder = encoding.encoder()
     if not isinstance(scales, ScoreScales):
         plain = ScoreGraph(discriminator, generator, encoder, value_encoder, scales)
-        plain.attribution = attribution_for(plain, encoding)
+        plain.attribution = attribution_for(plain, encoding, smoothing=pixel_smoothing)
         return plain
     residual = (scales.reconstruction, scales.features)
     values = encoding.decoder()(scales.x)
@@ -270,7 +320,7 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     fanogan, iforest = plain(values, scales.labels)[:, 1], forest(values)
     points = torch.linspace(0.0, 1.0, GRID_POINTS, dtype=torch.float64)
     grids = torch.stack([torch.quantile(s.double(), points) for s in (fanogan, iforest)])
-    attribution = attribution_for(plain, encoding, values, scales.labels)
+    attribution = attribution_for(plain, encoding, values, scales.labels, pixel_smoothing)
     return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution)
 
 
@@ -315,16 +365,51 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
     Without a unit (unbounded critic scores) the difference is relative to the largest output, or 1.
     """
     module = module.eval()
+    outputs = [output_name] if isinstance(output_name, str) else output_name
+    _write_onnx(module, example, path, input_names, outputs)
+    return parity(module, path, _fresh_like(example, seed=7, batch=37), unit)
+
+
+def _write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+                outputs: list[str], axes: dict[str, str] | None = None) -> None:
+    """The TorchScript export of `module` (`export_onnx`); `axes`: a batch dimension's name per input
+    or output (default "batch")."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
         # GroupNorm checks its batch size in Python, which the tracer flags as maybe not generalising;
         # the parity check runs the file at another batch size, so a trace that doesn't generalise fails.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        outputs = [output_name] if isinstance(output_name, str) else output_name
-        axes = {name: {0: "batch"} for name in [*input_names, *outputs]}
+        dynamic = {name: {0: (axes or {}).get(name, "batch")} for name in [*input_names, *outputs]}
         torch.onnx.export(_baked(module), example, str(path), input_names=input_names,
-                          output_names=outputs, dynamic_axes=axes, dynamo=False, opset_version=OPSET)
-    return parity(module, path, _fresh_like(example, seed=7, batch=37), unit)
+                          output_names=outputs, dynamic_axes=dynamic, dynamo=False, opset_version=OPSET)
+
+
+def export_scorer(scorer: ScoreGraph, example: tuple[torch.Tensor, torch.Tensor], path: Path) -> float:
+    """Export the scorer graph (inputs values, labels; outputs scores[, contributions]) and return its
+    parity with torch (`export_onnx`), checked on inputs of one label per row and of every label per
+    row. The file's metadata says the graph takes k labels per row (`ScoreGraph`; runtimes tile the
+    rows themselves for a file without it), and the isolation forest runs as ONNX-ML's tree-ensemble
+    operator (`forest.with_tree_ensemble`), checked against the torch module's own walk."""
+    import onnx
+
+    from gen_factory.runtime.scoring import LABELS_PER_ROW_KEY
+
+    scorer = scorer.eval()
+    outputs = ["scores"] + ([] if scorer.attribution is None else [ATTRIBUTION_OUTPUT])
+    values, labels = example
+    names, inputs = ["values", "labels"], (values, labels)
+    if scorer.forest is not None:
+        names, inputs = [*names, "forest_path"], (*inputs, scorer.forest.mean_path(values).detach())
+    axes = {"values": "rows", "forest_path": "rows"}
+    _write_onnx(scorer, inputs, path, names, outputs, axes)
+    model = onnx.load(str(path))
+    if scorer.forest is not None:
+        with_tree_ensemble(model, scorer.forest, "values", "forest_path")
+    onnx.helper.set_model_props(model, {LABELS_PER_ROW_KEY: "k"})
+    onnx.save(model, str(path))
+    fresh = _fresh_like(example, seed=7, batch=37)
+    every = torch.arange(int(labels.max()) + 1).repeat(len(fresh[0]))  # each row with every label
+    return max(parity(scorer, path, fresh), parity(scorer, path, (fresh[0], every)))
 
 
 def _baked(module: nn.Module) -> nn.Module:
@@ -489,12 +574,14 @@ def export_bundle(
     card: ModelCard,
     out_dir: Path,
     precisions: tuple[str, ...] = (),
+    pixel_smoothing: tuple[float, ...] | None = PIXEL_SMOOTHING,
 ) -> dict[str, float]:
     """Write model.onnx, discriminator.onnx (the scorer), encoder.onnx and `card` (with the files,
     parity figures, free shares and the calibrated encoding filled in) into `out_dir`; return the
     parity figures. A table `encoding`'s decoder is calibrated to `generator` first, in place
     (`calibrate_decoder`).
     `precisions` (opt-in, e.g. ("int8",)) adds reduced-precision generators (`export.precision`).
+    `pixel_smoothing`: an image model's attribution smoothing (`attribution_for`; the benches' controls).
 
     Raises if any graph disagrees with torch by more than PARITY_TOLERANCE: a model whose
     export is wrong must never reach the registry.
@@ -503,15 +590,15 @@ def export_bundle(
     n_labels, noise_dim, shape = card.n_labels, card.noise_dim, card.shape
     shares = free_shares(generator.eval(), encoding, n_labels, noise_dim)  # categories: not the knots'
     # The scorer decodes the training rows (its forest's inputs): before the decoder is calibrated.
-    scorer = scorer_for(discriminator, generator, encoder.eval(), encoding, scales)  # from raw values
+    scorer = scorer_for(discriminator, generator, encoder.eval(), encoding, scales,  # from raw values
+                        pixel_smoothing)
     calibrate_decoder(generator, encoding, card.label_counts, noise_dim, shares)
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
-    d_diff = export_onnx(scorer, (raw, labels), out_dir / SCORER_FILE, ["values", "labels"],
-                         ["scores", ATTRIBUTION_OUTPUT])
+    d_diff = export_scorer(scorer, (raw, labels), out_dir / SCORER_FILE)
     e_graph = EncodeGraph(encoder, scorer.value_encoder, card.flag_noise)  # noise as the generator takes it
     e_diff = export_onnx(e_graph, (raw,), out_dir / ENCODER_FILE, ["values"], "noise")
     diffs = {"generator": g_diff, "scorer": d_diff, "encoder": e_diff}

@@ -4,7 +4,9 @@ The graph returns every method at once (card `score_methods`): the negated criti
 residual through the encoder and generator, the isolation forest's score and their ensemble, the
 default (models exported before the forest have the first two, f-AnoGAN their default). Without a
 label, an input is scored against every label and keeps its lowest score (its most plausible class),
-so a normal row of any class scores low. A threshold per method, set at a false-positive rate on
+so a normal row of any class scores low; in one call, where the graph's label-free parts (value
+encoding, encoder, the critic's features of the input, the isolation forest) run once per input
+(`every_label`). A threshold per method, set at a false-positive rate on
 held-out normal data when the model was trained (card `anomaly`), turns a score into an
 `is_anomaly` flag.
 
@@ -27,6 +29,9 @@ from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
 
 MAX_INPUTS_PER_REQUEST = 100_000
+# Scorer metadata (bundles exported since): the graph takes k labels per row of `values` (`labels`
+# [k * n]) and runs what does not depend on the label once per row (`export.bundle.ScoreGraph`).
+LABELS_PER_ROW_KEY = "gen_factory.labels_per_row"
 DEFAULT_TOP_K = 3
 AttributionMode = Literal["top_k", "full", "none"]
 NO_ATTRIBUTION = ("this model version was exported before attribution: scores only -- fix: train it "
@@ -245,13 +250,12 @@ def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | 
         matrix = score_matrix(model, values, labels)
         return Scored(matrix, None, labels if labels is not None else np.zeros(len(values), np.int64))
     _check_size(values)
-    n_labels = len(model.label_names)
-    given = labels is not None
-    tiled = values if given else np.repeat(values, n_labels, axis=0)
-    ids = labels if given else np.tile(np.arange(n_labels, dtype=np.int64), len(values))
-    scores, contributions = model.scorer.run(["scores", ATTRIBUTION_OUTPUT], {"values": tiled, "labels": ids})
-    if given:
+    outputs = ["scores", ATTRIBUTION_OUTPUT]
+    if labels is not None:
+        scores, contributions = model.scorer.run(outputs, {"values": values, "labels": labels})
         return Scored(scores.astype(np.float32), contributions.astype(np.float32), labels)
+    n_labels = len(model.label_names)
+    scores, contributions = every_label(model, values, outputs)
     scores = scores.reshape(len(values), n_labels, -1)
     best = np.argmin(scores[:, :, model.card.score_methods.index("fanogan")], axis=1)
     chosen = contributions.reshape(len(values), n_labels, -1)[np.arange(len(values)), best]
@@ -263,11 +267,24 @@ def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None
     _check_size(values)
     if labels is not None:
         return model.score_raw(values, labels).astype(np.float32)
+    scores = every_label(model, values, None)[0]  # (a scorer from before f-AnoGAN returns [n]: one column)
+    return scores.reshape(len(values), len(model.label_names), -1).min(axis=1).astype(np.float32)
+
+
+def every_label(model: OnnxModel, values: np.ndarray, outputs: list[str] | None) -> list[np.ndarray]:
+    """The scorer's `outputs` (None: all) for each row against each label, row by row ([n * labels,
+    ...], labels in order within a row). A graph that takes several labels per row (`LABELS_PER_ROW_KEY`)
+    gets each row once, so its label-free parts, the isolation forest among them, run once per row;
+    an older one gets each row repeated once per label."""
     n_labels = len(model.label_names)
-    tiled = np.repeat(values, n_labels, axis=0)
-    every = np.tile(np.arange(n_labels, dtype=np.int64), len(values))
-    scores = model.score_raw(tiled, every)
-    return scores.reshape(len(values), n_labels, -1).min(axis=1).astype(np.float32)
+    ids = np.tile(np.arange(n_labels, dtype=np.int64), len(values))
+    rows = values if labels_per_row(model) else np.repeat(values, n_labels, axis=0)
+    return model.scorer.run(outputs, {"values": rows, "labels": ids})
+
+
+def labels_per_row(model: OnnxModel) -> bool:
+    """Whether the bundle's scorer graph takes several labels per row (exported since it does)."""
+    return LABELS_PER_ROW_KEY in model.scorer.get_modelmeta().custom_metadata_map
 
 
 def _check_size(values: np.ndarray) -> None:

@@ -48,9 +48,9 @@ from gen_factory.settings import filesystem
 
 DEFAULT_BLOCK_ROWS = 262_144  # rows per output file (whole input row groups: a larger group is one file)
 DEFAULT_BATCH_ROWS = 16_384  # rows an actor reads, converts and writes at a time (one output row group)
-# Rows per ONNX Runtime call: the scorer graph's isolation forest gathers [rows, trees, ...] tensors
-# that outgrow the cache, so 256-512 rows score ~25 % faster per CPU second than 4096 or more
-# (bench/bulk_score.py --profile, breast_cancer).
+# Rows per ONNX Runtime call: the scorer's [rows, ...] intermediates outgrow the cache, so 512-1024
+# rows score ~25 % faster per CPU second than 4096 (breast_cancer, best label: 64k vs 51k rows per
+# CPU second; bench/RESULTS.md, session 9).
 ONNX_ROWS = 512
 PARQUET_SUFFIXES = (".parquet", ".pq")
 METADATA_KEY = b"gen_factory.scores"
