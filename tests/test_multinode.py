@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# Its cluster lives in bench/multinode.py's processes; tests/lanes.sh runs it beside the other Ray tests.
+# Its cluster lives in bench/multinode.py's processes; tests/lanes.sh runs it in the shared-cluster lane.
 pytestmark = pytest.mark.ray
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "multinode.py"
 
