@@ -57,7 +57,9 @@ def test_gradient_penalty_is_zero_for_a_unit_slope_critic():
 MEAN_MARGIN = {"wgan-gp": 2.0, "hinge": 0.75, "nonsaturating": 0.75}
 
 
-@pytest.mark.parametrize("loss", ["wgan-gp", "hinge", "nonsaturating"])
+# The default loss in `make test-fast`; the other two take 16-20 s each and run in `make test` (`slow`).
+@pytest.mark.parametrize("loss", ["wgan-gp", pytest.param("hinge", marks=pytest.mark.slow),
+                                  pytest.param("nonsaturating", marks=pytest.mark.slow)])
 def test_in_process_training_learns_the_conditional_means(gauss_table, loss):
     """The ML core without Ray: a few hundred steps must move each label's samples to its own mode."""
     torch.manual_seed(0)
