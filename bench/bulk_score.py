@@ -143,7 +143,6 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.services.bulk_score import (
         dictionary_columns,
-        score_in_chunks,
         scored_columns,
         table_values,
     )
@@ -164,7 +163,7 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
         timed("read parquet", lambda: next(pq.ParquetFile(source).iter_batches(
             batch_rows, row_groups=[0], use_threads=False)))
         values = timed("arrow -> numpy", table_values, model, batch, (str(source), i))
-        scored = timed("onnx score", score_in_chunks, model, values, None)
+        scored = timed("onnx score", scoring.score_attributed, model, values, None)
         method = default_method(model.card.score_methods)
         added = timed("added columns", scored_columns, model, scored, method, threshold, top_k)
         table = pa.Table.from_batches([batch]).append_column("score", [added["score"]])
@@ -182,21 +181,22 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
 
 
 def op_profile(model, values: np.ndarray) -> None:
-    """ONNX Runtime's profile of the scorer scoring `values` as an actor does (best label, ONNX_ROWS-row
-    calls, one thread): CPU time per op type, and the multiply-adds per input row of its matrix
-    products (each MatMul/Gemm's input rows x inner size x output size) - what a FLOP bound starts from."""
+    """ONNX Runtime's profile of the scorer scoring `values` as an actor does (best label, calls of
+    `scoring.INPUTS_PER_CALL` inputs, one thread): CPU time per op type, and the multiply-adds per input
+    row of its matrix products (each MatMul/Gemm's input rows x inner size x output size) - what a FLOP
+    bound starts from."""
     import json
 
     import onnxruntime as ort
 
-    from gen_factory.services.bulk_score import score_in_chunks
+    from gen_factory.runtime.scoring import score_attributed
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.enable_profiling = 1, True
     options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="gf-ort-profile-")) / "scorer")
     model.scorer = ort.InferenceSession(str(model.dir / model.card.files.scorer), options,
                                         providers=["CPUExecutionProvider"])
-    score_in_chunks(model, values, None)
+    score_attributed(model, values, None)
     with open(model.scorer.end_profiling()) as fh:
         events = [e for e in json.load(fh) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     by_op: dict[str, float] = {}

@@ -259,3 +259,24 @@ def test_every_label_per_row_in_one_call_and_the_forest_as_one_operator(request,
     np.testing.assert_allclose(once[0][::n_labels, iforest], expected, rtol=1e-6)
     best = scoring.score_attributed(model, values)  # and the runtime feeds it so
     np.testing.assert_allclose(best.matrix, once[0].reshape(len(values), n_labels, -1).min(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["table", "image"])
+def test_scoring_in_bounded_calls_answers_as_one_call(request, which):
+    """Scoring runs in calls of at most `inputs_per_call` scorer inputs, a row without a label counting
+    once per label (every label of MNIST's 18k held-out images in one call held ~18 GB): the pieces
+    are that size and the answers those of one call."""
+    model, *_, data = request.getfixturevalue(which)
+    values, labels = values_of(data)[:50], data.labels[:50].astype(np.int64)
+    per_label = 12 // len(model.label_names)
+    assert [len(v) for v, _ in scoring.pieces(model, values, None, 12)] == [per_label] * (50 // per_label) + \
+        ([50 % per_label] if 50 % per_label else [])
+    assert [len(v) for v, _ in scoring.pieces(model, values, labels, 12)] == [12, 12, 12, 12, 2]
+    for given in (None, labels):
+        whole = scoring.score_attributed(model, values, given, inputs_per_call=10**6)
+        small = scoring.score_attributed(model, values, given, inputs_per_call=12)
+        np.testing.assert_allclose(small.matrix, whole.matrix, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(small.contributions, whole.contributions, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(small.labels, whole.labels)
+        matrix = scoring.score_matrix(model, values, given, inputs_per_call=12)
+        np.testing.assert_allclose(matrix, whole.matrix, rtol=1e-5, atol=1e-6)

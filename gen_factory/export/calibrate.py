@@ -18,9 +18,6 @@ from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_arrays
 
 DEFAULT_FPR = 0.05
-# Scorer inputs per ONNX call: scoring against every label runs each row once per label, and one
-# call over MNIST's 18k held-out images x 10 labels would hold ~18 GB of activations.
-SCORE_ROWS = 4096
 
 
 def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
@@ -32,8 +29,8 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
     holdout_names = np.asarray(holdout.label_names)[holdout.labels]
     normal = np.isin(holdout_names, names)
     ids = np.array([names.index(n) for n in holdout_names[normal]], dtype=np.int64)
-    best = score_matrix(model, values)  # best over labels: no label is known for an anomaly
-    given = score_matrix(model, values[normal], ids)
+    best = scoring.score_matrix(model, values)  # best over labels: no label is known for an anomaly
+    given = scoring.score_matrix(model, values[normal], ids)
     info = {"fpr": fpr, "default_method": default_method(methods),
             "thresholds": scoring.thresholds(methods, given, best[normal], fpr),
             "anomaly_labels": sorted(set(holdout.label_names) - set(names))}
@@ -70,17 +67,7 @@ def _training_scores(model: OnnxModel, data) -> tuple[np.ndarray, np.ndarray]:
     normal = np.isin(names, model.label_names)
     ids = np.array([model.label_names.index(n) for n in names[normal]], dtype=np.int64)
     values = values_of(data)[normal]
-    return score_matrix(model, values, ids), score_matrix(model, values)
-
-
-def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None,
-                 rows: int = SCORE_ROWS) -> np.ndarray:
-    """`scoring.score_matrix` over `values` in chunks of at most `rows` scorer inputs (a chunk scored
-    against every label counts once per label): the same scores in bounded memory."""
-    step = max(1, rows if labels is not None else rows // len(model.label_names))
-    parts = [scoring.score_matrix(model, values[i:i + step], None if labels is None else labels[i:i + step])
-             for i in range(0, len(values), step)]
-    return np.concatenate(parts) if parts else scoring.score_matrix(model, values, labels)
+    return scoring.score_matrix(model, values, ids), scoring.score_matrix(model, values)
 
 
 def _same_share(threshold: float, before: np.ndarray, after: np.ndarray) -> float:

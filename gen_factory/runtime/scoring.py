@@ -33,6 +33,11 @@ MAX_INPUTS_PER_REQUEST = 100_000
 # [k * n]) and runs what does not depend on the label once per row (`export.bundle.ScoreGraph`).
 LABELS_PER_ROW_KEY = "gen_factory.labels_per_row"
 DEFAULT_TOP_K = 3
+# Scorer inputs per ONNX Runtime call (a row scored against every label counts once per label): memory
+# stays bounded whatever the call (every label of MNIST's 18k held-out images at once held ~18 GB),
+# and the [inputs, ...] intermediates stay in cache: 512-1024 rows score ~25 % faster per CPU second
+# than 4096 (breast_cancer; bench/RESULTS.md, session 9).
+INPUTS_PER_CALL = 1024
 AttributionMode = Literal["top_k", "full", "none"]
 NO_ATTRIBUTION = ("this model version was exported before attribution: scores only -- fix: train it "
                   "again (or re-export it) with this gen_factory to get per-column contributions")
@@ -241,15 +246,24 @@ def has_attribution(model: OnnxModel) -> bool:
     return any(o.name == ATTRIBUTION_OUTPUT for o in model.scorer.get_outputs())
 
 
-def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> Scored:
+def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None,
+                     inputs_per_call: int = INPUTS_PER_CALL) -> Scored:
     """Scores [n, methods] as `score_matrix`, and each input's contributions where the bundle has
     them. Without labels every label is tried: scores take each method's minimum (as `score_matrix`),
     contributions come from the label with the lowest f-AnoGAN score (the reconstruction the row is
-    closest to), which is also the ensemble's."""
-    if not has_attribution(model):
-        matrix = score_matrix(model, values, labels)
-        return Scored(matrix, None, labels if labels is not None else np.zeros(len(values), np.int64))
+    closest to), which is also the ensemble's. In calls of at most `inputs_per_call` scorer inputs."""
     _check_size(values)
+    parts = [_score_attributed(model, *piece) for piece in pieces(model, values, labels, inputs_per_call)]
+    contributions = None if parts[0].contributions is None else \
+        np.concatenate([p.contributions for p in parts])
+    return Scored(np.concatenate([p.matrix for p in parts]), contributions,
+                  np.concatenate([p.labels for p in parts]))
+
+
+def _score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None) -> Scored:
+    if not has_attribution(model):
+        matrix = _score_matrix(model, values, labels)
+        return Scored(matrix, None, labels if labels is not None else np.zeros(len(values), np.int64))
     outputs = ["scores", ATTRIBUTION_OUTPUT]
     if labels is not None:
         scores, contributions = model.scorer.run(outputs, {"values": values, "labels": labels})
@@ -262,13 +276,29 @@ def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | 
     return Scored(scores.min(axis=1).astype(np.float32), chosen.astype(np.float32), best.astype(np.int64))
 
 
-def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """Scores [n, methods]: against each input's label, else the minimum over all labels (per method)."""
+def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None = None,
+                 inputs_per_call: int = INPUTS_PER_CALL) -> np.ndarray:
+    """Scores [n, methods]: against each input's label, else the minimum over all labels (per method),
+    in calls of at most `inputs_per_call` scorer inputs."""
     _check_size(values)
+    return np.concatenate([_score_matrix(model, *piece)
+                           for piece in pieces(model, values, labels, inputs_per_call)])
+
+
+def _score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
     if labels is not None:
         return model.score_raw(values, labels).astype(np.float32)
     scores = every_label(model, values, None)[0]  # (a scorer from before f-AnoGAN returns [n]: one column)
     return scores.reshape(len(values), len(model.label_names), -1).min(axis=1).astype(np.float32)
+
+
+def pieces(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None,
+           inputs_per_call: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """`values` (and their `labels`) in consecutive pieces of at most `inputs_per_call` scorer inputs,
+    a row without a label counting once per label it is scored against; one (empty) piece if none."""
+    step = max(1, inputs_per_call // (1 if labels is not None else len(model.label_names)))
+    starts = range(0, len(values), step) if len(values) else [0]
+    return [(values[i:i + step], None if labels is None else labels[i:i + step]) for i in starts]
 
 
 def every_label(model: OnnxModel, values: np.ndarray, outputs: list[str] | None) -> list[np.ndarray]:

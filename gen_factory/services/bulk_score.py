@@ -48,10 +48,6 @@ from gen_factory.settings import filesystem
 
 DEFAULT_BLOCK_ROWS = 262_144  # rows per output file (whole input row groups: a larger group is one file)
 DEFAULT_BATCH_ROWS = 16_384  # rows an actor reads, converts and writes at a time (one output row group)
-# Rows per ONNX Runtime call: the scorer's [rows, ...] intermediates outgrow the cache, so 512-1024
-# rows score ~25 % faster per CPU second than 4096 (breast_cancer, best label: 64k vs 51k rows per
-# CPU second; bench/RESULTS.md, session 9).
-ONNX_ROWS = 512
 PARQUET_SUFFIXES = (".parquet", ".pq")
 METADATA_KEY = b"gen_factory.scores"
 
@@ -300,24 +296,13 @@ class ScoreWriter:
         labels = None
         if self.label_column is not None:
             labels = label_codes(self.model, batch.column(self.label_column), where, self.label_column)
-        scored = score_in_chunks(self.model, values, labels)
+        scored = scoring.score_attributed(self.model, values, labels)  # in calls of bounded size
         added = scored_columns(self.model, scored, self.method, self.threshold, self.top_k)
         columns, names = list(batch.columns), list(batch.schema.names)
         for name, column in added.items():
             columns.append(column)
             names.append(name)
         return pa.RecordBatch.from_arrays(columns, names=names)
-
-
-def score_in_chunks(model, values: np.ndarray, labels: np.ndarray | None):
-    """`scoring.score_attributed` over `values` in calls of ONNX_ROWS rows, as one `scoring.Scored`."""
-    parts = [scoring.score_attributed(model, values[i:i + ONNX_ROWS],
-                                      None if labels is None else labels[i:i + ONNX_ROWS])
-             for i in range(0, len(values), ONNX_ROWS)]
-    contributions = None if parts[0].contributions is None else \
-        np.concatenate([p.contributions for p in parts])
-    return scoring.Scored(np.concatenate([p.matrix for p in parts]), contributions,
-                          np.concatenate([p.labels for p in parts]))
 
 
 def scored_columns(model, scored, method: str, threshold: float | None, top_k: int) -> dict[str, pa.Array]:
