@@ -117,6 +117,14 @@ class TableEncoding:
         return np.asarray([(c.high - c.low) or 1.0 if c.kind == "continuous" else 1.0
                            for c in self.columns], dtype=np.float32)
 
+    def decided(self) -> np.ndarray:
+        """Per output column, whether the decoder picks its value at a threshold (a category, a missing
+        flag, a mode, rounding, a discrete value, a spike): float noise at a threshold flips such a value by a
+        whole step, so parity counts those flips apart (`export.bundle.parity`)."""
+        return np.asarray([c.kind == "categorical" or c.missing or c.method == "modes" or c.integer
+                           or c.decimals is not None or c.cuts is not None or bool(c.spikes)
+                           for c in self.columns])
+
 
 def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int = 0,
                method: str = "quantile", labels: tuple[np.ndarray, int] | None = None,

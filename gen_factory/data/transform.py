@@ -48,6 +48,10 @@ class ImageEncoding:
         """Size of one encoded unit in raw pixel values."""
         return (self.high - self.low) / 2.0
 
+    def decided(self) -> None:
+        """No pixel is picked at a threshold inside the graph (sampling rounds whole-number pixels after)."""
+        return None
+
 
 Encoding = TableEncoding | ImageEncoding
 

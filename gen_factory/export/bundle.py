@@ -37,6 +37,8 @@ from gen_factory.export.precision import add_precision
 from gen_factory.train.encoder import ScoreScales
 
 PARITY_TOLERANCE = 1e-4
+PARITY_ROWS = 256  # fresh input rows each exported graph is checked on
+FLIP_SHARE = 0.01  # of the values a graph picks at a threshold, the share that may flip (`parity`)
 GRID_POINTS = 257  # quantiles of each score on normal training data that the ensemble compares against
 OPSET = 20  # the opset torch.export's exporter wrote before (models in the registry are on it too)
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
@@ -351,7 +353,7 @@ class EncodeGraph(nn.Module):
 
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                 input_names: list[str], output_name: str | list[str],
-                unit: np.ndarray | float | None = None) -> float:
+                unit: np.ndarray | float | None = None, decided: np.ndarray | None = None) -> float:
     """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs
     (over every output, when `output_name` is a list: a module returning a tuple).
 
@@ -363,11 +365,12 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
     `unit` rescales the difference into the network's own units (a column's std, half the pixel
     range): float32 cannot hold a raw value of 4000 to 1e-4, but it holds its code to 1e-6.
     Without a unit (unbounded critic scores) the difference is relative to the largest output, or 1.
+    `decided` marks output columns picked at a threshold (`parity`).
     """
     module = module.eval()
     outputs = [output_name] if isinstance(output_name, str) else output_name
     _write_onnx(module, example, path, input_names, outputs)
-    return parity(module, path, _fresh_like(example, seed=7, batch=37), unit)
+    return parity(module, path, _fresh_like(example, seed=7, batch=PARITY_ROWS), unit, decided)
 
 
 def _write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
@@ -407,7 +410,7 @@ def export_scorer(scorer: ScoreGraph, example: tuple[torch.Tensor, torch.Tensor]
         with_tree_ensemble(model, scorer.forest, "values", "forest_path")
     onnx.helper.set_model_props(model, {LABELS_PER_ROW_KEY: "k"})
     onnx.save(model, str(path))
-    fresh = _fresh_like(example, seed=7, batch=37)
+    fresh = _fresh_like(example, seed=7, batch=37)  # times every label: kept small for 28×28 critics
     every = torch.arange(int(labels.max()) + 1).repeat(len(fresh[0]))  # each row with every label
     return max(parity(scorer, path, fresh), parity(scorer, path, (fresh[0], every)))
 
@@ -434,10 +437,15 @@ def _baked(module: nn.Module) -> nn.Module:
 
 
 def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tensor],
-           unit: np.ndarray | float | None = None) -> float:
+           unit: np.ndarray | float | None = None, decided: np.ndarray | None = None) -> float:
     """Max abs difference between torch and ONNX Runtime on the same inputs, in `unit`s; a module
     with several outputs (the scorer with attribution): the largest over them, each relative to
-    its own largest value (`unit` applies to the first)."""
+    its own largest value (`unit` and `decided` apply to the first).
+
+    `decided` (per output column): values the graph picks at a threshold (a category, rounding to a
+    grid). Two float kernels may land on either side of one (43.315 rounds to 43.32 in torch and
+    43.31 in ONNX Runtime on AVX-512): such flips are left out of the difference while they stay
+    rare (at most FLIP_SHARE of those values); more means a real disagreement, and counts."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -446,21 +454,27 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
         expected = module(*inputs)
     got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
     if isinstance(expected, torch.Tensor):
-        return _difference(expected.numpy(), got[0], unit)
-    return max(_difference(e.numpy(), g, unit if k == 0 else None)
+        return _difference(expected.numpy(), got[0], unit, decided)
+    return max(_difference(e.numpy(), g, unit if k == 0 else None, decided if k == 0 else None)
                for k, (e, g) in enumerate(zip(expected, got, strict=True)))
 
 
-def _difference(expected: np.ndarray, got: np.ndarray, unit: np.ndarray | float | None) -> float:
-    """Max abs difference of two outputs in `unit`s (None: relative to the largest output, or 1)."""
+def _difference(expected: np.ndarray, got: np.ndarray, unit: np.ndarray | float | None,
+                decided: np.ndarray | None = None) -> float:
+    """Max abs difference of two outputs in `unit`s (None: relative to the largest output, or 1),
+    leaving out rare flips of `decided` columns (`parity`). A missing value (NaN) on one side only is
+    infinitely far, unless it is such a flip."""
     missing = np.isnan(expected)
-    if not np.array_equal(missing, np.isnan(got)):  # a decoded missing value (NaN) must match exactly
-        return float("inf")
-    same = missing | (expected == got)  # also the same infinity, whose difference is NaN
+    same = (missing & np.isnan(got)) | (expected == got)  # also the same infinity, whose difference is NaN
     expected, got = np.where(same, 0.0, expected), np.where(same, 0.0, got)
     if unit is None:
         unit = max(1.0, float(np.abs(expected).max()))
-    return float(np.max(np.abs(expected - got) / unit))
+    diff = np.nan_to_num(np.abs(expected - got) / unit, nan=np.inf)
+    if decided is not None and decided.any():
+        flips = decided & (diff > PARITY_TOLERANCE)
+        if flips.sum() <= FLIP_SHARE * decided.sum() * len(diff):
+            diff = np.where(flips, 0.0, diff)
+    return float(diff.max(initial=0.0))
 
 
 def _fresh_like(example: tuple[torch.Tensor, ...], seed: int, batch: int) -> tuple[torch.Tensor, ...]:
@@ -595,7 +609,8 @@ def export_bundle(
     calibrate_decoder(generator, encoding, card.label_counts, noise_dim, shares)
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
-    g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit())
+    g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit(),
+                         encoding.decided())
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
     d_diff = export_scorer(scorer, (raw, labels), out_dir / SCORER_FILE)
