@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-# Its cluster lives in bench/multinode.py's processes; tests/lanes.sh runs it in the shared-cluster lane.
-pytestmark = pytest.mark.ray
+# Its cluster lives in bench/multinode.py's processes (a cluster of its own): tests/lanes.sh runs it beside
+# the shared-cluster lane, whose own trainings would otherwise wait for it.
+pytestmark = [pytest.mark.ray, pytest.mark.own_cluster]
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "multinode.py"
 
 
