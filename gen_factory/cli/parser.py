@@ -112,7 +112,7 @@ def _serve(sub) -> None:
     )
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1; any other needs a token or --insecure)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="the API's port (default: 8000)")
     s.add_argument("--insecure", action="store_true",
                    help="listen on a non-loopback host without a token: anyone who reaches the port may "
                         "call it")
@@ -318,8 +318,12 @@ def _models(sub) -> None:
 
 
 def _demo(sub) -> None:
-    d = sub.add_parser("demo", help="train both demo models, serve them, pull datasets and score over HTTP")
-    d.add_argument("--port", type=int, default=8000)
-    d.add_argument("--workers", type=int, default=2)
+    d = sub.add_parser("demo", help="train both demo models, serve them, pull datasets and score over HTTP",
+                       description="Train the digits and breast_cancer models at their defaults with "
+                       "Ray Train, register them in MLflow, serve them with Ray Serve, pull a labelled "
+                       "Parquet dataset of each over HTTP and score real and perturbed rows over HTTP "
+                       "(about 5-10 min on 2 CPU cores).")
+    d.add_argument("--port", type=int, default=8000, help="the API's port on 127.0.0.1 (default: 8000)")
+    d.add_argument("--workers", type=int, default=2, help="Ray Train workers per model (default: 2)")
     d.add_argument("--keep-serving", action="store_true", help="keep the API up at the end until Ctrl-C")
     d.set_defaults(func=commands.demo)
