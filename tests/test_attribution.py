@@ -280,3 +280,17 @@ def test_scoring_in_bounded_calls_answers_as_one_call(request, which):
         np.testing.assert_array_equal(small.labels, whole.labels)
         matrix = scoring.score_matrix(model, values, given, inputs_per_call=12)
         np.testing.assert_allclose(matrix, whole.matrix, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["table", "image"])
+def test_zero_rows_score_to_empty_answers_of_the_right_shape(request, which):
+    """No row in, no row out, shaped as one row's answer (the graph itself cannot take zero rows: its
+    label-per-row index divides by the row count)."""
+    model, *_, data = request.getfixturevalue(which)
+    values = values_of(data)
+    one = scoring.score_attributed(model, values[:1])
+    for labels in (None, data.labels[:0].astype(np.int64)):
+        none = scoring.score_attributed(model, values[:0], labels)
+        assert none.matrix.shape == (0, *one.matrix.shape[1:]) and none.labels.shape == (0,)
+        assert none.contributions.shape == (0, *one.contributions.shape[1:])
+        assert scoring.score_matrix(model, values[:0], labels).shape == (0, *one.matrix.shape[1:])

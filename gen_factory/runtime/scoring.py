@@ -253,6 +253,10 @@ def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | 
     contributions come from the label with the lowest f-AnoGAN score (the reconstruction the row is
     closest to), which is also the ensemble's. In calls of at most `inputs_per_call` scorer inputs."""
     _check_size(values)
+    if not len(values):  # nothing to score: the shapes of one row's answer, with no row
+        one = _score_attributed(model, np.zeros((1, *values.shape[1:]), values.dtype), None)
+        return Scored(one.matrix[:0], None if one.contributions is None else one.contributions[:0],
+                      one.labels[:0])
     parts = [_score_attributed(model, *piece) for piece in pieces(model, values, labels, inputs_per_call)]
     contributions = None if parts[0].contributions is None else \
         np.concatenate([p.contributions for p in parts])
@@ -281,6 +285,8 @@ def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None
     """Scores [n, methods]: against each input's label, else the minimum over all labels (per method),
     in calls of at most `inputs_per_call` scorer inputs."""
     _check_size(values)
+    if not len(values):  # nothing to score (the graph cannot take zero rows): one row's shape, no row
+        return _score_matrix(model, np.zeros((1, *values.shape[1:]), values.dtype), None)[:0]
     return np.concatenate([_score_matrix(model, *piece)
                            for piece in pieces(model, values, labels, inputs_per_call)])
 
@@ -295,10 +301,10 @@ def _score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | Non
 def pieces(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None,
            inputs_per_call: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """`values` (and their `labels`) in consecutive pieces of at most `inputs_per_call` scorer inputs,
-    a row without a label counting once per label it is scored against; one (empty) piece if none."""
+    a row without a label counting once per label it is scored against."""
     step = max(1, inputs_per_call // (1 if labels is not None else len(model.label_names)))
-    starts = range(0, len(values), step) if len(values) else [0]
-    return [(values[i:i + step], None if labels is None else labels[i:i + step]) for i in starts]
+    return [(values[i:i + step], None if labels is None else labels[i:i + step])
+            for i in range(0, len(values), step)]
 
 
 def every_label(model: OnnxModel, values: np.ndarray, outputs: list[str] | None) -> list[np.ndarray]:
