@@ -3,7 +3,8 @@
 # one local cluster, one Serve app on its port and session fixtures, so they stay in one process, in
 # file order) and the unit tests, with the Ray tests that start a cluster of their own in subprocesses
 # (`own_cluster`: serve's signal test, the two-node test), which would otherwise leave a core idle. The
-# two-node test joins them now that bench/multinode.py gives a returning node 300 s, not Ray Train's 60 s.
+# two-node test sat in the Ray lane until session 10: beside another lane its restarted node once missed
+# Ray Train's 60 s; bench/multinode.py gives it 300 s since session 9, and two full runs passed so.
 # Three lanes (test_e2e apart) were measured and dropped: 612 s once, then 677 s with the two-node
 # test's `ray start` timing out; the suite is CPU-bound on 2 cores (bench/RESULTS.md, session 9).
 # pytest-xdist's `--dist loadgroup` would do this, but its groups do not reach the scheduler under

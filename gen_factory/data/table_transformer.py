@@ -117,13 +117,20 @@ class TableEncoding:
         return np.asarray([(c.high - c.low) or 1.0 if c.kind == "continuous" else 1.0
                            for c in self.columns], dtype=np.float32)
 
-    def decided(self) -> np.ndarray:
-        """Per output column, whether the decoder picks its value at a threshold (a category, a missing
-        flag, a mode, rounding, a discrete value, a spike): float noise at a threshold flips such a value by a
-        whole step, so parity counts those flips apart (`export.bundle.parity`)."""
-        return np.asarray([c.kind == "categorical" or c.missing or c.method == "modes" or c.integer
-                           or c.decimals is not None or c.cuts is not None or bool(c.spikes)
-                           for c in self.columns])
+    def flip_steps(self) -> np.ndarray:
+        """Per output column, in raw values, how far float noise can move a value by tipping it across
+        one of the decoder's thresholds: 0 with none (a plain continuous column), the grid step of a
+        rounded one (1, or 10^-decimals), inf where a threshold picks between values far apart (a
+        category, a missing flag, a mode, a discrete value, a spike). Parity forgives rare such flips
+        (`export.bundle.parity`)."""
+        def step(c) -> float:
+            if c.kind == "categorical" or c.missing or c.method == "modes" or c.cuts is not None or c.spikes:
+                return np.inf
+            if c.integer:
+                return 1.0
+            return 0.0 if c.decimals is None else 10.0 ** -c.decimals
+
+        return np.asarray([step(c) for c in self.columns])
 
 
 def fit_column(name: str, x: np.ndarray, categories: list[str] | None, seed: int = 0,

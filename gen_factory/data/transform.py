@@ -48,7 +48,7 @@ class ImageEncoding:
         """Size of one encoded unit in raw pixel values."""
         return (self.high - self.low) / 2.0
 
-    def decided(self) -> None:
+    def flip_steps(self) -> None:
         """No pixel is picked at a threshold inside the graph (sampling rounds whole-number pixels after)."""
         return None
 

@@ -37,8 +37,9 @@ from gen_factory.export.precision import add_precision
 from gen_factory.train.encoder import ScoreScales
 
 PARITY_TOLERANCE = 1e-4
-PARITY_ROWS = 256  # fresh input rows each exported graph is checked on
-FLIP_SHARE = 0.01  # of the values a graph picks at a threshold, the share that may flip (`parity`)
+PARITY_ROWS = 37  # fresh input rows an exported graph is checked on (the scorer: each with every label)
+GENERATOR_PARITY_ROWS = 256  # a table generator's: enough for FLIP_SHARE to mean something
+FLIP_SHARE = 0.01  # per column, the share of a generator's values that may flip at a threshold (`parity`)
 GRID_POINTS = 257  # quantiles of each score on normal training data that the ensemble compares against
 OPSET = 20  # the opset torch.export's exporter wrote before (models in the registry are on it too)
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
@@ -353,7 +354,8 @@ class EncodeGraph(nn.Module):
 
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                 input_names: list[str], output_name: str | list[str],
-                unit: np.ndarray | float | None = None, decided: np.ndarray | None = None) -> float:
+                unit: np.ndarray | float | None = None, steps: np.ndarray | None = None,
+                rows: int = PARITY_ROWS) -> float:
     """Export with a dynamic batch dimension; return the max abs difference to torch on new inputs
     (over every output, when `output_name` is a list: a module returning a tuple).
 
@@ -365,12 +367,13 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
     `unit` rescales the difference into the network's own units (a column's std, half the pixel
     range): float32 cannot hold a raw value of 4000 to 1e-4, but it holds its code to 1e-6.
     Without a unit (unbounded critic scores) the difference is relative to the largest output, or 1.
-    `decided` marks output columns picked at a threshold (`parity`).
+    `steps`: how far a threshold in the graph may move each output column (`parity`). Checked on
+    `rows` fresh input rows.
     """
     module = module.eval()
     outputs = [output_name] if isinstance(output_name, str) else output_name
     _write_onnx(module, example, path, input_names, outputs)
-    return parity(module, path, _fresh_like(example, seed=7, batch=PARITY_ROWS), unit, decided)
+    return parity(module, path, _fresh_like(example, seed=7, batch=rows), unit, steps)
 
 
 def _write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
@@ -410,7 +413,7 @@ def export_scorer(scorer: ScoreGraph, example: tuple[torch.Tensor, torch.Tensor]
         with_tree_ensemble(model, scorer.forest, "values", "forest_path")
     onnx.helper.set_model_props(model, {LABELS_PER_ROW_KEY: "k"})
     onnx.save(model, str(path))
-    fresh = _fresh_like(example, seed=7, batch=37)  # times every label: kept small for 28×28 critics
+    fresh = _fresh_like(example, seed=7, batch=PARITY_ROWS)
     every = torch.arange(int(labels.max()) + 1).repeat(len(fresh[0]))  # each row with every label
     return max(parity(scorer, path, fresh), parity(scorer, path, (fresh[0], every)))
 
@@ -437,15 +440,16 @@ def _baked(module: nn.Module) -> nn.Module:
 
 
 def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tensor],
-           unit: np.ndarray | float | None = None, decided: np.ndarray | None = None) -> float:
+           unit: np.ndarray | float | None = None, steps: np.ndarray | None = None) -> float:
     """Max abs difference between torch and ONNX Runtime on the same inputs, in `unit`s; a module
     with several outputs (the scorer with attribution): the largest over them, each relative to
-    its own largest value (`unit` and `decided` apply to the first).
+    its own largest value (`unit` and `steps` apply to the first).
 
-    `decided` (per output column): values the graph picks at a threshold (a category, rounding to a
-    grid). Two float kernels may land on either side of one (43.315 rounds to 43.32 in torch and
-    43.31 in ONNX Runtime on AVX-512): such flips are left out of the difference while they stay
-    rare (at most FLIP_SHARE of those values); more means a real disagreement, and counts."""
+    `steps` (per output column, raw values): how far a threshold inside the graph may move a value
+    (`TableEncoding.flip_steps`). Two correct float kernels may land on either side of one (43.315
+    rounds to 43.32 in torch and to 43.31 in ONNX Runtime on AVX-512): a difference within one step is
+    such a flip, and flips are left out of the figure while each column has at most FLIP_SHARE of its
+    values (at least one) flipped; more, or a larger difference, counts in full."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -454,25 +458,26 @@ def parity(module: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tens
         expected = module(*inputs)
     got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
     if isinstance(expected, torch.Tensor):
-        return _difference(expected.numpy(), got[0], unit, decided)
-    return max(_difference(e.numpy(), g, unit if k == 0 else None, decided if k == 0 else None)
+        return _difference(expected.numpy(), got[0], unit, steps)
+    return max(_difference(e.numpy(), g, unit if k == 0 else None, steps if k == 0 else None)
                for k, (e, g) in enumerate(zip(expected, got, strict=True)))
 
 
 def _difference(expected: np.ndarray, got: np.ndarray, unit: np.ndarray | float | None,
-                decided: np.ndarray | None = None) -> float:
+                steps: np.ndarray | None = None) -> float:
     """Max abs difference of two outputs in `unit`s (None: relative to the largest output, or 1),
-    leaving out rare flips of `decided` columns (`parity`). A missing value (NaN) on one side only is
-    infinitely far, unless it is such a flip."""
+    leaving out rare flips within each column's threshold step (`parity`). A missing value (NaN) on
+    one side only is infinitely far: only a column whose missing flag is a threshold may flip so."""
     missing = np.isnan(expected)
     same = (missing & np.isnan(got)) | (expected == got)  # also the same infinity, whose difference is NaN
     expected, got = np.where(same, 0.0, expected), np.where(same, 0.0, got)
     if unit is None:
-        unit = max(1.0, float(np.abs(expected).max()))
-    diff = np.nan_to_num(np.abs(expected - got) / unit, nan=np.inf)
-    if decided is not None and decided.any():
-        flips = decided & (diff > PARITY_TOLERANCE)
-        if flips.sum() <= FLIP_SHARE * decided.sum() * len(diff):
+        unit = max(1.0, float(np.nanmax(np.abs(expected), initial=0.0)))
+    diff = np.abs(expected - got) / unit
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    if steps is not None:
+        flips = (diff > PARITY_TOLERANCE) & (diff <= steps / unit + PARITY_TOLERANCE)
+        if (flips.sum(axis=0) <= max(1, int(FLIP_SHARE * len(diff)))).all():
             diff = np.where(flips, 0.0, diff)
     return float(diff.max(initial=0.0))
 
@@ -610,7 +615,7 @@ def export_bundle(
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)
     g_diff = export_onnx(g_graph, g_example, out_dir / GENERATOR_FILE, g_inputs, "values", encoding.unit(),
-                         encoding.decided())
+                         encoding.flip_steps(), rows=GENERATOR_PARITY_ROWS)
     # The scorer's parity inputs are in the raw value range: decode random codes to get them.
     raw = encoding.decoder()(torch.randn(4, *shape)).detach()
     d_diff = export_scorer(scorer, (raw, labels), out_dir / SCORER_FILE)
