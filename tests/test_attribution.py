@@ -294,3 +294,5 @@ def test_zero_rows_score_to_empty_answers_of_the_right_shape(request, which):
         assert none.matrix.shape == (0, *one.matrix.shape[1:]) and none.labels.shape == (0,)
         assert none.contributions.shape == (0, *one.contributions.shape[1:])
         assert scoring.score_matrix(model, values[:0], labels).shape == (0, *one.matrix.shape[1:])
+    with pytest.raises(DataValidationError, match="2 labels for 0 inputs"):
+        scoring.score_attributed(model, values[:0], data.labels[:2].astype(np.int64))
