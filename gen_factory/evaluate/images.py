@@ -41,11 +41,13 @@ class FeatureSpace:
     """A classifier trained on real images; `features` maps raw-range images to its embedding.
 
     It trains `epochs` epochs, at most `max_samples` samples' worth (at least one epoch); None: all
-    `epochs`. `self.epochs` is what it trained."""
+    `epochs`. `self.epochs` is what it trained. `decay`: the learning rate falls to 0 along a cosine
+    over all steps (the CAS CNN's, which must reach ~0.99 on real MNIST; the pipeline's feature space
+    trains at a constant rate)."""
 
     def __init__(
         self, images: np.ndarray, labels: np.ndarray, n_labels: int, seed: int = 0, epochs: int = 20,
-        max_samples: int | None = FEATURE_SAMPLES,
+        max_samples: int | None = FEATURE_SAMPLES, decay: bool = False,
     ):
         self.low, self.high = float(images.min()), float(images.max())
         self.epochs = max(1, epochs if max_samples is None else min(epochs, max_samples // len(images)))
@@ -53,6 +55,8 @@ class FeatureSpace:
         self.net = FeatureNet(images.shape[1], n_labels)
         x, y = self._scale(images), torch.as_tensor(labels, dtype=torch.long)
         opt = torch.optim.Adam(self.net.parameters(), lr=2e-3)
+        steps = self.epochs * -(-len(x) // 64)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if decay else None
         order = torch.Generator().manual_seed(seed)
         self.net.train()
         for _ in range(self.epochs):
@@ -63,6 +67,8 @@ class FeatureSpace:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if schedule:
+                    schedule.step()
         self.net.eval()
 
     def _scale(self, images: np.ndarray) -> torch.Tensor:
@@ -93,12 +99,14 @@ def classification_accuracy_score(fake_x: np.ndarray, fake_y: np.ndarray, test_x
 
 def cnn_classification_accuracy_score(fake_x: np.ndarray, fake_y: np.ndarray, test_x: np.ndarray,
                                       test_y: np.ndarray, n_labels: int, seed: int = 0,
-                                      epochs: int = 20) -> float:
+                                      epochs: int = 10) -> float:
     """CAS with a small CNN (FeatureNet) trained only on generated images, scored on real held-out
     ones: the classifier the MNIST figures use (an SVC on raw pixels underrates 28x28 digits). It
-    trains every one of `epochs`: capped like the feature space (3 epochs of 10k MNIST images), the
-    same CNN on 10k real images scored 0.9615, below the 0.98 goal it is meant to measure."""
-    return FeatureSpace(fake_x, fake_y, n_labels, seed, epochs, max_samples=None).accuracy(test_x, test_y)
+    trains every one of `epochs` with a cosine learning-rate decay: at a constant rate, 10 epochs of
+    10k real MNIST images scored 0.9747, under the 0.98 goal it is meant to measure; decayed, 0.9776,
+    and on 60k real images 0.9912 (bench/RESULTS.md, session 10)."""
+    space = FeatureSpace(fake_x, fake_y, n_labels, seed, epochs, max_samples=None, decay=True)
+    return space.accuracy(test_x, test_y)
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
