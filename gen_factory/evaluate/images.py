@@ -21,6 +21,7 @@ FEATURE_SAMPLES = 30_000
 # k-NN manifolds, per-class spreads and label fidelity's SVC use at most this many real training images
 # (a pairwise distance matrix of MNIST's 60k would take 29 GB); smaller sets are used whole.
 MANIFOLD_SAMPLES = 5_000
+FEATURE_BATCH = 64  # images per optimizer step of a FeatureSpace's classifier
 
 
 class FeatureNet(nn.Module):
@@ -55,14 +56,14 @@ class FeatureSpace:
         self.net = FeatureNet(images.shape[1], n_labels)
         x, y = self._scale(images), torch.as_tensor(labels, dtype=torch.long)
         opt = torch.optim.Adam(self.net.parameters(), lr=2e-3)
-        steps = self.epochs * -(-len(x) // 64)
+        steps = self.epochs * -(-len(x) // FEATURE_BATCH)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if decay else None
         order = torch.Generator().manual_seed(seed)
         self.net.train()
         for _ in range(self.epochs):
             perm = torch.randperm(len(x), generator=order)
-            for i in range(0, len(x), 64):
-                idx = perm[i:i + 64]
+            for i in range(0, len(x), FEATURE_BATCH):
+                idx = perm[i:i + FEATURE_BATCH]
                 loss = nn.functional.cross_entropy(self.net(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
