@@ -25,9 +25,16 @@ them) and scored against each image's true label besides its best one.
 
 Prints per table the hit rates on shifted and swapped columns, then
 `RESULT attribution table=T top1_4sigma=X top3_4sigma=X zscore_top1=X` per table (shifted columns:
-the 4-sigma rows) and `RESULT pixel_attribution auroc=X`.
+the 4-sigma rows) and `RESULT pixel_attribution dataset=digits auroc=X`.
 
-Run: `python bench/attribution.py [--tables iris,wine] [--no-images] [--image-epochs N]`.
+Real-size images (`--mnist-bundle DIR`): a registered MNIST model (every digit a label, as
+`bench/image_quality.py mnist` trains and registers it; DIR its downloaded model directory) on the
+first `--mnist-images` of the real 10k test set, patches of 3x3 and of 5, 7 and 10 pixels a side (the
+digits' 3x3 of 8x8 scaled to 28x28 is ~10x10) inverted (255 - x); `RESULT pixel_attribution
+dataset=mnist auroc=X` at 3x3.
+
+Run: `python bench/attribution.py [--tables iris,wine] [--no-images] [--image-epochs N]
+[--mnist-bundle DIR]`.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ PATCH = 3  # side of the image patch, in pixels
 PATCH_CONTROLS = (1, 2, 4)  # other sides, measured besides
 SMOOTHING_CONTROLS = {"unsmoothed": None, "box 3x3": (1.0, 1.0, 1.0)}  # exported besides, in-process
 PIXEL_MAX = 16.0  # digits' pixel range is 0..16
+MNIST_MAX, MNIST_SIDES = 255.0, (5, 7, 10)  # MNIST's pixel range; its patch sides besides PATCH
 RARE = 0.01  # a shifted value is rare when fewer than this share of training values are as extreme
 
 
@@ -187,43 +195,81 @@ def digits_in_process(train, out: Path, epochs: int | None) -> dict:
     return models
 
 
-def patched(images: np.ndarray, side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`images` [n, C, H, W] with a side x side patch inverted (PIXEL_MAX - x) at a random place in
+def patched(images: np.ndarray, side: int, seed: int,
+            pixel_max: float = PIXEL_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """`images` [n, C, H, W] with a side x side patch inverted (pixel_max - x) at a random place in
     each, and the patch mask per pixel [n, H * W]."""
     rng, mask = np.random.default_rng(seed), np.zeros(images.shape, dtype=bool)
     h, w = images.shape[2:]
     for i in range(len(images)):
         r, c = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
         mask[i, :, r:r + side, c:c + side] = True
-    return np.where(mask, PIXEL_MAX - images, images).astype(np.float32), mask[:, 0].reshape(len(images), -1)
+    return np.where(mask, pixel_max - images, images).astype(np.float32), mask[:, 0].reshape(len(images), -1)
 
 
-def run_images(workers: int, epochs: int | None, in_process: bool, seed: int = 0) -> dict:
-    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch, per model
-    variant (served; in-process also SMOOTHING_CONTROLS) and patch side, best label and true label."""
+def pixel_aurocs(models: dict, clean: np.ndarray, labels: np.ndarray, mean_image: np.ndarray,
+                 sides: tuple[int, ...], pixel_max: float, seed: int = 0) -> dict:
+    """{side: {map name: pixel AUROC}}: each model's map (best label; for the first side also the
+    true label's) and the mean-image difference, on `clean` images with an inverted patch."""
     from sklearn.metrics import roc_auc_score
 
-    from gen_factory.data import load_dataset, training_split
-    from gen_factory.data.datasets import values_of
     from gen_factory.runtime import scoring
 
-    train, test = training_split(load_dataset("digits"), 0.3, 0)
-    tmp = tempfile.mkdtemp(prefix="gf-attribution-digits-")
-    models = digits_in_process(train, Path(tmp), epochs) if in_process else digits_on_ray(workers, epochs)
-    clean, mean_image = values_of(test), values_of(train).mean(axis=0)
     rows = {}
-    for side in (PATCH, *PATCH_CONTROLS):
-        images, truth = patched(clean, side, seed)
+    for side in sides:
+        images, truth = patched(clean, side, seed, pixel_max)
         plain = np.abs(images - mean_image)[:, 0].reshape(len(images), -1)
         row = {"mean image": roc_auc_score(truth.ravel(), plain.ravel())}
         for name, model in models.items():
             maps = scoring.score_attributed(model, images).contributions
             row[name] = roc_auc_score(truth.ravel(), maps.ravel())
-            if side == PATCH:
-                given = scoring.score_attributed(model, images, test.labels.astype(np.int64)).contributions
+            if side == sides[0]:
+                given = scoring.score_attributed(model, images, labels.astype(np.int64)).contributions
                 row[f"{name}, true label"] = roc_auc_score(truth.ravel(), given.ravel())
         rows[side] = row
-    return {"auroc": float(rows[PATCH]["served"]), "by_patch": rows, "images": len(clean)}
+    return rows
+
+
+def run_images(workers: int, epochs: int | None, in_process: bool, seed: int = 0) -> dict:
+    """Pixel AUROC of the map of a digits model on held-out digits with an inverted patch, per model
+    variant (served; in-process also SMOOTHING_CONTROLS) and patch side, best label and true label."""
+    from gen_factory.data import load_dataset, training_split
+    from gen_factory.data.datasets import values_of
+
+    train, test = training_split(load_dataset("digits"), 0.3, 0)
+    tmp = tempfile.mkdtemp(prefix="gf-attribution-digits-")
+    models = digits_in_process(train, Path(tmp), epochs) if in_process else digits_on_ray(workers, epochs)
+    rows = pixel_aurocs(models, values_of(test), test.labels, values_of(train).mean(axis=0),
+                        (PATCH, *PATCH_CONTROLS), PIXEL_MAX, seed)
+    return {"dataset": "digits", "auroc": float(rows[PATCH]["served"]), "by_patch": rows,
+            "images": len(test.labels)}
+
+
+def run_mnist(bundle: str, images: int, seed: int = 0) -> dict:
+    """The same on real-size images: a registered MNIST model (`bundle`, a downloaded model directory,
+    e.g. from `bench/image_quality.py mnist`) on the first `images` of the real 10k test set, patches
+    of PATCH and of MNIST_SIDES (the digits' 3x3 scaled to 28x28 is ~10x10)."""
+    from gen_factory.data import load_dataset
+    from gen_factory.data.datasets import values_of
+    from gen_factory.data.mnist import write_npz
+    from gen_factory.runtime.onnx_model import OnnxModel
+
+    train_npz, test_npz = write_npz(Path(os.environ.get("GENFACTORY_MNIST", "data/mnist")))
+    test, train = load_dataset(str(test_npz)), load_dataset(str(train_npz))
+    clean, labels = values_of(test)[:images], test.labels[:images]
+    rows = pixel_aurocs({"served": OnnxModel(bundle)}, clean, labels, values_of(train).mean(axis=0),
+                        (PATCH, *MNIST_SIDES), MNIST_MAX, seed)
+    return {"dataset": "mnist", "auroc": float(rows[PATCH]["served"]), "by_patch": rows, "images": len(clean)}
+
+
+def print_images(image: dict, seconds: float) -> None:
+    print(f"\n{image['dataset']}: {image['images']} held-out images with an inverted patch, pixel AUROC "
+          f"({seconds:.0f} s):\n", flush=True)
+    names = list(next(iter(image["by_patch"].values())))
+    print("| patch | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for side, row in image["by_patch"].items():
+        cells = [f"{row[n]:.4f}" if n in row else "" for n in names]
+        print(f"| {side}x{side} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -238,6 +284,9 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="train the digits model without Ray "
                         "(the same recipe and trainer, no checkpoint selection): for a machine too loaded "
                         "for Ray")
+    parser.add_argument("--mnist-bundle", help="also measure a registered MNIST model's maps (a model "
+                        "directory; the data as bench/image_quality.py finds it: GENFACTORY_MNIST)")
+    parser.add_argument("--mnist-images", type=int, default=2000, help="MNIST test images to patch")
     args = parser.parse_args()
     import torch
 
@@ -257,23 +306,20 @@ def main() -> None:
               f"{r['rare_top1']:.3f} ({r['rare']}) | {r['swap_top1']:.3f} / "
               f"{r['swap_top3']:.3f} | {r['swap_zscore_top1']:.3f} | {r['clean_max']:.2f} / "
               f"{r['broken_max']:.2f} | {time.time() - started:.0f} |", flush=True)
-    image = None
+    images = []
     if not args.no_images:
         started = time.time()
-        image = run_images(args.workers, args.image_epochs, args.in_process)
-        print(f"\ndigits: {image['images']} held-out images with an inverted patch, pixel AUROC "
-              f"({time.time() - started:.0f} s):\n", flush=True)
-        names = list(image["by_patch"][PATCH])
-        print("| patch | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
-        for side, row in image["by_patch"].items():
-            cells = [f"{row[n]:.4f}" if n in row else "" for n in names]
-            print(f"| {side}x{side} | " + " | ".join(cells) + " |")
+        images.append(run_images(args.workers, args.image_epochs, args.in_process))
+        print_images(images[-1], time.time() - started)
+    if args.mnist_bundle:
+        started = time.time()
+        images.append(run_mnist(args.mnist_bundle, args.mnist_images))
+        print_images(images[-1], time.time() - started)
     for name, r in results.items():
         print(f"RESULT attribution table={name} top1_4sigma={r['shift_top1']:.4f} "
               f"top3_4sigma={r['shift_top3']:.4f} zscore_top1={r['shift_zscore_top1']:.4f}")
-    if image:
-        print(f"RESULT pixel_attribution auroc={image['auroc']:.4f}")
-
+    for image in images:
+        print(f"RESULT pixel_attribution dataset={image['dataset']} auroc={image['auroc']:.4f}")
 
 if __name__ == "__main__":
     main()
