@@ -121,7 +121,7 @@ def augment(args) -> None:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     info = augment_dataset(args.model, args.dataset, args.out, ratio=args.ratio, classes=classes,
                            synthetic_only=args.synthetic_only, label_column=args.label_column,
-                           holdout=args.holdout, seed=args.seed, spread=args.spread)
+                           holdout=args.holdout, seed=args.seed, spread=args.spread, evaluate=args.evaluate)
     print(
         f"wrote {info['rows']} rows ({info['synthetic_rows']} synthetic) from {info['model']} to "
         f"{info['path']}"
@@ -130,6 +130,23 @@ def augment(args) -> None:
         u = info["uplift"]
         print(f"SVC accuracy on the {u['test_rows']} held-out rows: real only {u['real_only']:.4f}, "
               f"augmented {u['augmented']:.4f} (uplift {u['uplift']:+.4f})")
+    if "controls" in info:
+        print(controls_report(info["controls"]))
+
+
+def controls_report(c: dict) -> str:
+    """The yardstick's three accuracies, the written set's beside the best control."""
+    names = {"real_only": "real only", "real_standard": "real + standard augmentation"}
+    return "\n".join([
+        f"CNN accuracy on {c['test_rows']} evaluation images (training length chosen on "
+        f"{c['val_rows']} others):",
+        *(f"  {arm:<52} {acc:.4f}" for arm, acc in (
+            (f"real only ({c['real_rows']} rows)", c["real_only"]),
+            (f"real + standard augmentation ({c['real_rows']} rows)", c["real_standard"]),
+            (f"written set + standard augmentation ({c['augmented_rows']} rows)", c["augmented"]))),
+        f"augmented {c['augmented']:.4f} vs best control {c['best_control']:.4f} "
+        f"({names[c['best_control_arm']]}): uplift {c['uplift']:+.4f}",
+    ])
 
 
 def baseline(args) -> None:
