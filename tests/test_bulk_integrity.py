@@ -207,6 +207,40 @@ def test_a_sigkilled_generate_leaves_no_dataset_and_the_rerun_is_byte_identical(
           f"whole test {time.monotonic() - started:.1f} s")
 
 
+def test_a_writer_actor_killed_mid_run_is_restarted_and_the_dataset_is_whole(model, tmp_path):
+    """Ray restarts a bulk writer actor that dies (OOM killer, a lost process) and retries its shard;
+    the run's result is the undisturbed run's, byte for byte. This is also why a bulk run logs Ray's
+    "constructor arguments in the object store and max_restarts > 0" line (ray-project/ray#57733): Ray
+    Data puts every pool actor's arguments there, and the driver holds them for the whole run, so the
+    restart that line warns about works (README, "Log lines")."""
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    args = {"rows": 100_000, "block_rows": 1_000, "seed": 5}
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(bulk.generate_dataset, model, out, workers=2, **args)
+        wait_for(lambda: parts_in(temporaries(out)) or run.done(), timeout=120)
+        writers = processes_named("MapWorker(MapBatches(ShardWriter))")
+        assert writers and not run.done(), "the run ended before a writer could be killed"
+        os.kill(writers[0], signal.SIGKILL)
+        manifest = run.result(timeout=300)
+    first = bulk.generate_dataset(model, reference, workers=1, **args)
+    assert writers[0] not in processes_named("MapWorker(MapBatches(ShardWriter))")
+    assert manifest["files"] == first["files"] and bulk.check_dataset(out).ok  # same paths, rows, sha256
+    assert leftovers(tmp_path) == []
+
+
+def processes_named(title: str) -> list[int]:
+    """Pids of the processes whose command line (a Ray actor's process title) contains `title`."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if title.encode() in fh.read():
+                    pids.append(int(pid))
+        except OSError:  # gone meanwhile
+            continue
+    return pids
+
+
 def settle(directory: Path, quiet: float = 1.5, timeout: float = 30.0) -> None:
     """Wait until nothing is added under `directory` for `quiet` seconds."""
     deadline, last, since = time.monotonic() + timeout, None, time.monotonic()

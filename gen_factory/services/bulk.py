@@ -42,6 +42,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -58,6 +59,7 @@ from pyarrow.fs import FileSelector, FileType
 from gen_factory import registry
 from gen_factory.data.conditions import split_conditions
 from gen_factory.data.validate import DataValidationError
+from gen_factory.logs import held_to
 from gen_factory.settings import filesystem
 
 MANIFEST = "_manifest.json"
@@ -220,16 +222,22 @@ def run_writers(shards: list[dict], writer: type, kwargs: dict, workers: int, to
     from gen_factory.services.cluster import ensure_ray
 
     ensure_ray()
+    # No more actors than shards: an actor without a shard would idle, and Ray Data warns of it.
+    pool = ray.data.ActorPoolStrategy(size=max(1, min(workers, len(shards))))
     dataset = (ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
-               .map_batches(writer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
-                            num_cpus=1, fn_constructor_kwargs=kwargs))
+               .map_batches(writer, batch_size=1, compute=pool, num_cpus=1, fn_constructor_kwargs=kwargs))
+    context = dataset.context
     # A writer's DataValidationError (a bad value in a shard) reaches the driver as itself, not
     # wrapped in Ray Data's UserCodeException, and is raised again without the worker's traceback.
-    dataset.context.raise_original_map_exception = True
+    context.raise_original_map_exception = True
+    # The progress line below is the run's; Ray Data's own (its plan, progress bars or, off a
+    # terminal, a block of log lines every few seconds) would repeat it.
+    context.print_on_execution_start, context.enable_progress_bars = False, False
     written = []
     try:
-        with progress(total, "rows", desc) as bar:  # one update per written file
-            for row in dataset.iter_rows():
+        with progress(total, "rows", desc) as bar, held_to("ray.data", logging.WARNING), \
+                held_to("ray.data._internal.progress", logging.ERROR):  # "progress bars disabled"
+            for row in dataset.iter_rows():  # one update per written file
                 written.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
                 bar.update(int(written[-1]["rows"]))
     except DataValidationError as err:
