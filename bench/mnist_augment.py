@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 from common import header, temp_home
 
-# GAN budget per regime, fixed before the full run: about 37k images seen (~2-3 min on 2 shared cores,
-# from the MNIST part-1 rate of ~240 images/s per worker), so 6 GANs and 24 yardstick arms fit ~45 min.
+# GAN budget per regime, fixed before any accuracy was seen: about 400 generator steps (~2.5 min on 2
+# shared cores). Steps, not images, cost here: a first try at batch 16 ran 3.4 steps/s (54 images/s)
+# and would have taken 12 min per GAN, so it was stopped and the batches raised.
 # (epochs, global batch, pipeline hold-out, encoder epochs)
-BUDGET = {100: (400, 16, 0.1, 100), 1000: (40, 32, 0.05, 20)}
+BUDGET = {100: (200, 32, 0.1, 50), 1000: (30, 64, 0.05, 8)}
 RATIO, SPREAD, VAL, SUBSETS = 2.0, 0.25, 2000, 3
 ARMS = ("real_only", "real_standard", "free", "spread")
 
@@ -128,7 +129,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=VAL, help=f"validation images ({VAL})")
     parser.add_argument("--ratio", type=float, default=RATIO, help=f"synthetic per real image ({RATIO:g})")
     parser.add_argument("--spread", type=float, default=SPREAD, help=f"the second arm's spread ({SPREAD:g})")
-    parser.add_argument("--rounds", type=int, default=None, help="yardstick rounds of 100 steps (default 15)")
+    parser.add_argument("--rounds", type=int, default=None, help="yardstick rounds of 100 steps (default 10)")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: 100 images, 1 subset, 2 GAN epochs")
     args = parser.parse_args()
     args.budget = dict(BUDGET)

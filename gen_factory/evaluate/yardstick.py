@@ -23,7 +23,7 @@ from torch import nn
 
 from gen_factory.evaluate.images import FeatureNet
 
-ROUND_STEPS, ROUNDS, BATCH = 100, 15, 64  # up to 1,500 steps of 64 images, scored every 100
+ROUND_STEPS, ROUNDS, BATCH = 100, 10, 64  # up to 1,000 steps of 64 images, scored every 100
 MAX_SHIFT_PX, MAX_DEGREES = 2.0, 10.0
 LR = 2e-3
 
