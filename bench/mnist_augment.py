@@ -130,9 +130,13 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=RATIO, help=f"synthetic per real image ({RATIO:g})")
     parser.add_argument("--spread", type=float, default=SPREAD, help=f"the second arm's spread ({SPREAD:g})")
     parser.add_argument("--rounds", type=int, default=None, help="yardstick rounds of 100 steps (default 10)")
+    parser.add_argument("--gan-epochs", type=int, help="GAN epochs for every regime (default: BUDGET's)")
+    parser.add_argument("--encoder-epochs", type=int, help="encoder epochs, every regime (default: BUDGET's)")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: 100 images, 1 subset, 2 GAN epochs")
     args = parser.parse_args()
-    args.budget = dict(BUDGET)
+    args.budget = {
+        n: (args.gan_epochs or e, b, h, args.encoder_epochs or enc) for n, (e, b, h, enc) in BUDGET.items()
+    }
     if args.tiny:
         args.images, args.subsets, args.val, args.rounds = "100", 1, 200, 2
         args.budget[100] = (2, 16, 0.1, 1)
