@@ -16,9 +16,11 @@ and scored by the exported ONNX scorer with the default method, without labels (
 model's labels), as `genfactory score` does. PyOD 3.6.7: IForest (seeded), KNN, ECOD and AutoEncoder,
 fitted on the standardised normal training rows.
 
-Printed: AUROC / AUPRC per case, the mean per detector, each detector's rank per case and its mean
-rank, then `RESULT anomaly_bench cases=N default_mean_auroc=X best_classic_mean_auroc=X
-worst_gap_vs_iforest=X` (worst gap: the largest IForest - default AUROC over the cases).
+Printed: AUROC / AUPRC per case, the f-AnoGAN's reconstruction R^2 on the normal training inputs
+(under `export.bundle.MIN_RECONSTRUCTION_R2` the ensemble is the forest alone), the mean per
+detector, each detector's rank per case and its mean rank, then `RESULT anomaly_bench cases=N
+default_mean_auroc=X best_classic_mean_auroc=X worst_gap_vs_iforest=X` (worst gap: the largest
+IForest - default AUROC over the cases).
 
 Run: `python bench/anomaly_broad.py [--cases iris:one-anomalous,...] [--digits 3,8]` (needs statsmodels).
 """
@@ -76,14 +78,15 @@ def normal_labels(data, protocol: str) -> list[str]:
     return [c] if protocol == "one-normal" else [n for n in data.label_names if n != c]
 
 
-def default_scores_table(train, test) -> np.ndarray:
+def default_scores_table(train, test) -> tuple[np.ndarray, float]:
     """Train as a user's model trains (default settings), export to ONNX, score `test` with the
-    exported scorer's default method over the best label."""
+    exported scorer's default method over the best label; also the card's reconstruction R^2."""
     from gen_factory.data.datasets import values_of
     from gen_factory.runtime import scoring
 
     with tempfile.TemporaryDirectory() as tmp:
-        return scoring.score(table_bundle(train, Path(tmp) / "bundle"), values_of(test))
+        model = table_bundle(train, Path(tmp) / "bundle")
+        return scoring.score(model, values_of(test)), model.card.ensemble.reconstruction_r2
 
 
 def table_bundle(train, out: Path, epochs: int | None = None, name: str = "bench"):
@@ -106,7 +109,7 @@ def table_bundle(train, out: Path, epochs: int | None = None, name: str = "bench
     return OnnxModel(out)
 
 
-def default_scores_digit(digit: str, workers: int) -> np.ndarray:
+def default_scores_digit(digit: str, workers: int) -> tuple[np.ndarray, float]:
     """A one-class digit model through `train_and_register` (Ray Train, ONNX, MLflow), as
     `genfactory train digits --normal-label D` trains it; its scores on the hold-out."""
     from gen_factory import registry
@@ -119,17 +122,19 @@ def default_scores_digit(digit: str, workers: int) -> np.ndarray:
     job = TrainJob("digits", model_name=f"broad-digits-{digit}", normal_labels=[digit], num_workers=workers)
     ref = train_and_register(job, log=lambda *_: None)["ref"]
     _, test = training_split(load_dataset("digits"), 0.3, 0, [digit])
-    return scoring.score(OnnxModel(registry.download(ref)), values_of(test))
+    model = OnnxModel(registry.download(ref))
+    return scoring.score(model, values_of(test)), model.card.ensemble.reconstruction_r2
 
 
-def evaluate(train, test, normal: list[str], default: np.ndarray) -> dict:
-    """{detector: {auroc, auprc}} on the hold-out, anomalies = labels outside `normal`."""
+def evaluate(train, test, normal: list[str], default: tuple[np.ndarray, float]) -> dict:
+    """{detector: {auroc, auprc}} on the hold-out, anomalies = labels outside `normal` (`default`: the
+    served scores and the model's reconstruction R^2, kept as `r2`)."""
     from gen_factory.data.datasets import values_of
     from gen_factory.evaluate.anomaly import detection_metrics, detector_scores
 
     is_anomaly = (~np.isin(np.asarray(test.label_names)[test.labels], normal)).astype(int)
-    scores = {"default": default, **detector_scores(values_of(train), values_of(test), deep=True)}
-    return {k: detection_metrics(scores[k], is_anomaly) for k in DETECTORS}
+    scores = {"default": default[0], **detector_scores(values_of(train), values_of(test), deep=True)}
+    return {**{k: detection_metrics(scores[k], is_anomaly) for k in DETECTORS}, "r2": default[1]}
 
 
 def run_table_case(dataset: str, protocol: str) -> tuple[dict, int]:
@@ -158,7 +163,8 @@ def ranks(result: dict) -> dict[str, float]:
 
 def print_row(name: str, rows: int, result: dict, seconds: float) -> None:
     cells = " | ".join(f"{result[k]['auroc']:.3f} / {result[k]['auprc']:.3f}" for k in DETECTORS)
-    print(f"| {name} | {rows} | {cells} | {seconds:.0f} | {os.getloadavg()[0]:.1f} |", flush=True)
+    print(f"| {name} | {rows} | {cells} | {result['r2']:.3f} | {seconds:.0f} | {os.getloadavg()[0]:.1f} |",
+          flush=True)
 
 
 def summary(results: dict[str, dict]) -> None:
@@ -194,7 +200,7 @@ def main() -> None:
     digits = [d for d in args.digits.split(",") if d]
     print(header("gen_factory broad anomaly bench") + f"; load {os.getloadavg()}\n", flush=True)
     print("| case | normal train rows | " + " | ".join(f"{k} AUROC / AUPRC" for k in DETECTORS)
-          + " | s | load |\n|" + "---|" * (len(DETECTORS) + 4), flush=True)
+          + " | f-AnoGAN R² | s | load |\n|" + "---|" * (len(DETECTORS) + 5), flush=True)
     results = {}
     for name, dataset, protocol in chosen:
         started = time.time()

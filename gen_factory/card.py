@@ -75,6 +75,17 @@ class AnomalyCalibration(BaseModel):
     baseline: dict[str, dict[str, float]] | None = None
 
 
+class EnsembleParts(BaseModel):
+    """The default `ensemble` score's parts: the f-AnoGAN residual joins the isolation forest only where
+    G(E(x)) rebuilds the normal training inputs (`reconstruction_r2` >= `min_reconstruction_r2`)."""
+
+    model_config = SPEC
+
+    parts: list[str]
+    reconstruction_r2: float
+    min_reconstruction_r2: float
+
+
 class ScoreAttribution(BaseModel):
     """What the scorer graph's `output` holds per input: each table column's (`unit` column, in the
     order of `names`) or each pixel's (`unit` pixel, row-major [H, W]) share of the f-AnoGAN
@@ -133,6 +144,7 @@ class ModelCard(BaseModel):
     rows_trained: int | None = None
     report_rows: int | None = None
     attribution: ScoreAttribution | None = None  # None: exported before attribution (scores only)
+    ensemble: EnsembleParts | None = None  # None: exported before the ensemble said its parts
 
 
 def _from_0(card: dict) -> dict:

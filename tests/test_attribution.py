@@ -19,12 +19,16 @@ from gen_factory.data.datasets import table_from_frame, values_of
 from gen_factory.data.transform import fit_encoding
 from gen_factory.export.bundle import (
     ATTRIBUTION_QUANTILE,
+    MIN_RECONSTRUCTION_R2,
     PARITY_TOLERANCE,
     PIXEL_SMOOTHING,
+    ScoreGraph,
     card_for,
     export_bundle,
     export_onnx,
+    extended_cdf,
     parity,
+    reconstruction_r2,
     scorer_for,
 )
 from gen_factory.models import build_models, spec_for
@@ -296,3 +300,29 @@ def test_zero_rows_score_to_empty_answers_of_the_right_shape(request, which):
         assert scoring.score_matrix(model, values[:0], labels).shape == (0, *one.matrix.shape[1:])
     with pytest.raises(DataValidationError, match="2 labels for 0 inputs"):
         scoring.score_attributed(model, values[:0], data.labels[:2].astype(np.int64))
+
+
+def test_reconstruction_r2_is_one_for_a_perfect_rebuild_and_zero_for_the_mean():
+    x = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
+    assert reconstruction_r2(x, torch.zeros_like(x)) == 1.0
+    assert abs(reconstruction_r2(x, x.mean(dim=0) - x)) < 1e-6  # every input rebuilt as the mean
+
+
+def test_an_f_anogan_that_does_not_rebuild_its_inputs_is_left_out_of_the_ensemble(table):
+    """An untrained model's G(E(x)) is not x: the default score is then the forest's alone, in torch
+    and in the exported graph, and the card says why; the same networks with a high enough R^2 sum
+    both scores."""
+    model, _, _, _, scorer, decoded, data = table
+    assert scorer.reconstruction_r2 < MIN_RECONSTRUCTION_R2
+    assert model.card.ensemble.parts == ["iforest"]
+    assert model.card.ensemble.reconstruction_r2 == round(scorer.reconstruction_r2, 4)
+    kept = ScoreGraph(scorer.discriminator, scorer.generator, scorer.encoder, scorer.value_encoder,
+                      tuple(scorer.scales.tolist()), scorer.forest, scorer.grids, None, MIN_RECONSTRUCTION_R2)
+    values, labels = torch.from_numpy(decoded[:50]), torch.from_numpy(data.labels[:50])
+    with torch.no_grad():
+        dropped, both = scorer.scored(values, labels)[0], kept.scored(values, labels)[0]
+    fanogan, forest = extended_cdf(both[:, 1], scorer.grids[0]), extended_cdf(both[:, 2], scorer.grids[1])
+    torch.testing.assert_close(dropped[:, 3], forest)
+    torch.testing.assert_close(both[:, 3], fanogan + forest)
+    served = scoring.score(model, decoded[:50], data.labels[:50].astype(np.int64), method="ensemble")
+    np.testing.assert_allclose(served, forest.numpy(), rtol=1e-4, atol=1e-4)

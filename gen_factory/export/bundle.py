@@ -24,6 +24,7 @@ from gen_factory.card import (
     SCORE_METHODS,
     SCORER_FILE,
     BundleFiles,
+    EnsembleParts,
     ModelCard,
     ScoreAttribution,
     write_card,
@@ -49,6 +50,11 @@ ATTRIBUTION_FLOOR = 0.01  # ... floored at this share of the columns' mean (and 
 # An image's per-pixel scores are averaged over each pixel's 3x3 neighbourhood with these binomial
 # weights (outer product; ~ a Gaussian of sd 0.7 px) before calibration: bench/attribution.py.
 PIXEL_SMOOTHING: tuple[float, ...] | None = (1.0, 2.0, 1.0)
+# The f-AnoGAN residual joins the ensemble only where G(E(x)) explains at least this share of the
+# normal training inputs' variance (R^2, encoded): an f-AnoGAN that does not rebuild its inputs
+# measures their size, not their fit (one-class MNIST: R^2 ~0.01, the residual ranked images by
+# ink, AUROC 0.49 against the forest's 0.86; bench/RESULTS.md, session 11).
+MIN_RECONSTRUCTION_R2 = 0.5
 
 
 class GeneratorGraph(nn.Module):
@@ -100,21 +106,26 @@ class ScoreGraph(nn.Module):
     training data (`scales`), so a typical normal input scores about 2. With a `forest` (what
     `scorer_for` fits on the normal training values): `iforest`, its isolation score of the raw values,
     and `ensemble`, the default: the sum of both scores' `extended_cdf` against their quantiles on the
-    normal training data (`grids` [2, GRID_POINTS]). On a common scale neither swamps the other among
-    normal rows, while an outlier far past the training scores of either keeps its distance
-    (bench/anomaly_broad.py: z-scores let an overfit f-AnoGAN drown the forest).
+    normal training data (`grids` [2, GRID_POINTS]), each times its `weights` entry (the f-AnoGAN's 0
+    where it does not rebuild its inputs: `reconstruction_r2` under `MIN_RECONSTRUCTION_R2`). On a
+    common scale neither swamps the other among normal rows, while an outlier far past the training
+    scores of either keeps its distance (bench/anomaly_broad.py: z-scores let an overfit f-AnoGAN
+    drown the forest).
     """
 
     def __init__(self, discriminator: nn.Module, generator: nn.Module, encoder: nn.Module,
                  value_encoder: nn.Module, scales: tuple[float, float],
                  forest: IsolationForestGraph | None = None, grids: torch.Tensor | None = None,
-                 attribution: Attribution | None = None):
+                 attribution: Attribution | None = None, reconstruction_r2: float | None = None):
         super().__init__()
         self.discriminator, self.generator, self.encoder = discriminator, generator, encoder
         self.value_encoder, self.forest, self.attribution = value_encoder, forest, attribution
         self.methods = list(SCORE_METHODS if forest is not None else SCORE_METHODS[:2])
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("grids", torch.zeros(2, GRID_POINTS) if grids is None else grids.float())
+        self.reconstruction_r2 = reconstruction_r2  # of the normal training inputs (`scorer_for`)
+        use_fanogan = reconstruction_r2 is None or reconstruction_r2 >= MIN_RECONSTRUCTION_R2
+        self.register_buffer("weights", torch.tensor([float(use_fanogan), 1.0]))
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor, forest_path: torch.Tensor | None = None):
         scores, x, difference = self.scored(values, labels, forest_path)
@@ -141,7 +152,8 @@ class ScoreGraph(nn.Module):
         if self.forest is not None:
             path = self.forest.mean_path(values) if forest_path is None else forest_path
             iforest = self.forest.from_path(path)[rows]
-            ensemble = extended_cdf(fanogan, self.grids[0]) + extended_cdf(iforest, self.grids[1])
+            ensemble = (self.weights[0] * extended_cdf(fanogan, self.grids[0])
+                        + self.weights[1] * extended_cdf(iforest, self.grids[1]))
             scores += [iforest, ensemble]
         return torch.stack(scores, dim=1), x, difference
 
@@ -308,7 +320,8 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
                pixel_smoothing: tuple[float, ...] | None = PIXEL_SMOOTHING) -> ScoreGraph:
     """The scorer graph, with per-column attribution. With `ScoreScales` (the normal training inputs
     at hand) it also gets the isolation forest, fitted on those inputs decoded to raw values, the
-    quantiles of both scores on them (f-AnoGAN against each input's own label) and the attribution's
+    quantiles of both scores on them (f-AnoGAN against each input's own label), the ensemble's weights
+    (`reconstruction_r2` of those inputs against `MIN_RECONSTRUCTION_R2`) and the attribution's
     calibration; bare (reconstruction, features) scales give the f-AnoGAN and critic scores alone and
     an uncalibrated attribution. `pixel_smoothing`: `attribution_for`'s `smoothing`."""
     value_encoder = encoding.encoder()
@@ -320,11 +333,20 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     values = encoding.decoder()(scales.x)
     forest = fit_isolation_forest(values.numpy())
     plain = ScoreGraph(discriminator, generator, encoder, value_encoder, residual).eval()
-    fanogan, iforest = plain(values, scales.labels)[:, 1], forest(values)
+    scores, x, difference = plain.scored(values, scales.labels)
+    fanogan, iforest = scores[:, 1], forest(values)
     points = torch.linspace(0.0, 1.0, GRID_POINTS, dtype=torch.float64)
     grids = torch.stack([torch.quantile(s.double(), points) for s in (fanogan, iforest)])
     attribution = attribution_for(plain, encoding, values, scales.labels, pixel_smoothing)
-    return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution)
+    return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution,
+                      reconstruction_r2(x, difference))
+
+
+def reconstruction_r2(x: torch.Tensor, difference: torch.Tensor) -> float:
+    """The share of the variance of encoded inputs `x` [n, ...] that their reconstructions explain,
+    1 - |G(E(x)) - x|^2 / |x - mean(x)|^2 over all of them (`difference` = G(E(x)) - x)."""
+    spread = (x - x.mean(dim=0)).pow(2).sum().double()
+    return float(1.0 - difference.pow(2).sum().double() / spread.clamp_min(1e-12))
 
 
 def extended_cdf(scores: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -563,6 +585,16 @@ def calibrate_decoder(generator: nn.Module, encoding, label_counts: list[int] | 
     encoding.calibrate(rows.numpy(), decoded.numpy())
 
 
+def ensemble_card(scorer: ScoreGraph) -> EnsembleParts | None:
+    """What the card says of the ensemble: the R^2 its f-AnoGAN rebuilds normal inputs with and the
+    scores it sums (None without a forest)."""
+    if scorer.forest is None:
+        return None
+    parts = [m for m, w in zip(("fanogan", "iforest"), scorer.weights.tolist(), strict=True) if w > 0]
+    return EnsembleParts(parts=parts, reconstruction_r2=round(scorer.reconstruction_r2, 4),
+                         min_reconstruction_r2=MIN_RECONSTRUCTION_R2)
+
+
 def attribution_card(scorer: ScoreGraph, card: ModelCard) -> ScoreAttribution:
     """The card's description of the scorer's attribution output."""
     quantile = ATTRIBUTION_QUANTILE if scorer.attribution.calibrated else None
@@ -630,6 +662,7 @@ def export_bundle(
     write_card(out_dir, card.model_copy(update={
         "files": BundleFiles(generator=GENERATOR_FILE, scorer=SCORER_FILE, encoder=ENCODER_FILE),
         "score_methods": scorer.methods, "attribution": attribution_card(scorer, card),
+        "ensemble": ensemble_card(scorer),
         "parity_max_abs_diff": diffs, "free_shares": shares, "encoding": encoding_spec(encoding)}))
     for precision in precisions:
         add_precision(out_dir, precision)

@@ -282,7 +282,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
         registry.finish_run(run_id, failed=True)
         raise
     log(f"[train] registered {ref.name} version {ref.version}" + (f" as @{ref.alias}" if ref.alias else "")
-        + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}" + _detection_line(detection))
+        + f" in {time.time() - started:.0f}s; quality: {_headline(metrics)}" + _detection_line(detection)
+        + _ensemble_line(model.card))
     return {
         "ref": ref,
         "run_id": run_id,
@@ -451,6 +452,16 @@ def _detection_line(info: AnomalyCalibration) -> str:
     if not held:
         return ""
     return "; anomaly AUROC on the hold-out: " + ", ".join(f"{m}={d['auroc']:.3f}" for m, d in held.items())
+
+
+def _ensemble_line(card: ModelCard) -> str:
+    """Said when the default anomaly score leaves the f-AnoGAN out (`export.bundle.MIN_RECONSTRUCTION_R2`)."""
+    parts = card.ensemble
+    if parts is None or "fanogan" in parts.parts:
+        return ""
+    return (f"; anomaly score `ensemble` = the isolation forest alone: G(E(x)) explains R²="
+            f"{parts.reconstruction_r2:.2f} of normal inputs (< {parts.min_reconstruction_r2}), so its "
+            "residual would measure their size, not their fit")
 
 
 _HEADLINE_KEYS = ("cas", "label_fidelity", "frechet_distance", "precision", "recall",
