@@ -82,7 +82,7 @@ class EnsembleParts(BaseModel):
     model_config = SPEC
 
     parts: list[str]
-    reconstruction_r2: float
+    reconstruction_r2: float | None  # None: a scorer built without measuring it
     min_reconstruction_r2: float
 
 

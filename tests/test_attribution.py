@@ -326,3 +326,14 @@ def test_an_f_anogan_that_does_not_rebuild_its_inputs_is_left_out_of_the_ensembl
     torch.testing.assert_close(both[:, 3], fanogan + forest)
     served = scoring.score(model, decoded[:50], data.labels[:50].astype(np.int64), method="ensemble")
     np.testing.assert_allclose(served, forest.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_train_says_when_the_refit_sums_other_parts_than_the_split_model(table):
+    from gen_factory.services.pipeline import _parts_changed
+
+    card = table[0].card  # the untrained model's: the forest alone
+    kept = card.model_copy(update={"ensemble": card.ensemble.model_copy(
+        update={"parts": ["fanogan", "iforest"], "reconstruction_r2": 0.9})})
+    assert _parts_changed(card, card) == "" and _parts_changed(kept, kept) == ""
+    line = _parts_changed(kept, card)
+    assert "the refit's `ensemble` sums iforest" in line and "the split model's fanogan+iforest" in line

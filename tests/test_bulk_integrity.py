@@ -215,30 +215,42 @@ def test_a_writer_actor_killed_mid_run_is_restarted_and_the_dataset_is_whole(mod
     restart that line warns about works (README, "Log lines")."""
     out, reference = tmp_path / "out", tmp_path / "reference"
     args = {"rows": 100_000, "block_rows": 1_000, "seed": 5}
+    earlier = set(own_writers())  # an earlier run's writers may still be shutting down
     with ThreadPoolExecutor(1) as pool:
         run = pool.submit(bulk.generate_dataset, model, out, workers=2, **args)
         wait_for(lambda: parts_in(temporaries(out)) or run.done(), timeout=120)
-        writers = processes_named("MapWorker(MapBatches(ShardWriter))")
+        writers = [pid for pid in own_writers() if pid not in earlier]
         assert writers and not run.done(), "the run ended before a writer could be killed"
         os.kill(writers[0], signal.SIGKILL)
         manifest = run.result(timeout=300)
     first = bulk.generate_dataset(model, reference, workers=1, **args)
-    assert writers[0] not in processes_named("MapWorker(MapBatches(ShardWriter))")
+    assert writers[0] not in own_writers()
     assert manifest["files"] == first["files"] and bulk.check_dataset(out).ok  # same paths, rows, sha256
     assert leftovers(tmp_path) == []
 
 
-def processes_named(title: str) -> list[int]:
-    """Pids of the processes whose command line (a Ray actor's process title) contains `title`."""
-    pids = []
+def own_writers() -> list[int]:
+    """Pids of this test process's bulk writer actors: descendants (the local Ray this process started)
+    whose command line, a Ray actor's process title, names the writer. Never another suite's."""
+    parents, titles = {}, {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
+            with open(f"/proc/{pid}/stat") as fh:
+                parents[int(pid)] = int(fh.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if title.encode() in fh.read():
-                    pids.append(int(pid))
-        except OSError:  # gone meanwhile
+                titles[int(pid)] = fh.read()
+        except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
-    return pids
+
+    def mine(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return [pid for pid, title in titles.items()
+            if b"MapWorker(MapBatches(ShardWriter))" in title and mine(pid)]
 
 
 def settle(directory: Path, quiet: float = 1.5, timeout: float = 30.0) -> None:

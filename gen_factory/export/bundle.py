@@ -106,8 +106,8 @@ class ScoreGraph(nn.Module):
     training data (`scales`), so a typical normal input scores about 2. With a `forest` (what
     `scorer_for` fits on the normal training values): `iforest`, its isolation score of the raw values,
     and `ensemble`, the default: the sum of both scores' `extended_cdf` against their quantiles on the
-    normal training data (`grids` [2, GRID_POINTS]), each times its `weights` entry (the f-AnoGAN's 0
-    where it does not rebuild its inputs: `reconstruction_r2` under `MIN_RECONSTRUCTION_R2`). On a
+    normal training data (`grids` [2, GRID_POINTS]); the forest's alone where the f-AnoGAN does not
+    rebuild its inputs (`reconstruction_r2` under `MIN_RECONSTRUCTION_R2`: `use_fanogan`). On a
     common scale neither swamps the other among normal rows, while an outlier far past the training
     scores of either keeps its distance (bench/anomaly_broad.py: z-scores let an overfit f-AnoGAN
     drown the forest).
@@ -124,8 +124,7 @@ class ScoreGraph(nn.Module):
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("grids", torch.zeros(2, GRID_POINTS) if grids is None else grids.float())
         self.reconstruction_r2 = reconstruction_r2  # of the normal training inputs (`scorer_for`)
-        use_fanogan = reconstruction_r2 is None or reconstruction_r2 >= MIN_RECONSTRUCTION_R2
-        self.register_buffer("weights", torch.tensor([float(use_fanogan), 1.0]))
+        self.use_fanogan = reconstruction_r2 is None or reconstruction_r2 >= MIN_RECONSTRUCTION_R2
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor, forest_path: torch.Tensor | None = None):
         scores, x, difference = self.scored(values, labels, forest_path)
@@ -152,8 +151,9 @@ class ScoreGraph(nn.Module):
         if self.forest is not None:
             path = self.forest.mean_path(values) if forest_path is None else forest_path
             iforest = self.forest.from_path(path)[rows]
-            ensemble = (self.weights[0] * extended_cdf(fanogan, self.grids[0])
-                        + self.weights[1] * extended_cdf(iforest, self.grids[1]))
+            ensemble = extended_cdf(iforest, self.grids[1])
+            if self.use_fanogan:  # fixed at construction: the exported graph has the sum or the forest alone
+                ensemble = extended_cdf(fanogan, self.grids[0]) + ensemble
             scores += [iforest, ensemble]
         return torch.stack(scores, dim=1), x, difference
 
@@ -320,10 +320,10 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
                pixel_smoothing: tuple[float, ...] | None = PIXEL_SMOOTHING) -> ScoreGraph:
     """The scorer graph, with per-column attribution. With `ScoreScales` (the normal training inputs
     at hand) it also gets the isolation forest, fitted on those inputs decoded to raw values, the
-    quantiles of both scores on them (f-AnoGAN against each input's own label), the ensemble's weights
-    (`reconstruction_r2` of those inputs against `MIN_RECONSTRUCTION_R2`) and the attribution's
-    calibration; bare (reconstruction, features) scales give the f-AnoGAN and critic scores alone and
-    an uncalibrated attribution. `pixel_smoothing`: `attribution_for`'s `smoothing`."""
+    quantiles of both scores on them (f-AnoGAN against each input's own label), whether the ensemble
+    keeps the f-AnoGAN (`reconstruction_r2` of those inputs against `MIN_RECONSTRUCTION_R2`) and the
+    attribution's calibration; bare (reconstruction, features) scales give the f-AnoGAN and critic
+    scores alone and an uncalibrated attribution. `pixel_smoothing`: `attribution_for`'s `smoothing`."""
     value_encoder = encoding.encoder()
     if not isinstance(scales, ScoreScales):
         plain = ScoreGraph(discriminator, generator, encoder, value_encoder, scales)
@@ -590,8 +590,9 @@ def ensemble_card(scorer: ScoreGraph) -> EnsembleParts | None:
     scores it sums (None without a forest)."""
     if scorer.forest is None:
         return None
-    parts = [m for m, w in zip(("fanogan", "iforest"), scorer.weights.tolist(), strict=True) if w > 0]
-    return EnsembleParts(parts=parts, reconstruction_r2=round(scorer.reconstruction_r2, 4),
+    fit = scorer.reconstruction_r2
+    return EnsembleParts(parts=["fanogan", "iforest"] if scorer.use_fanogan else ["iforest"],
+                         reconstruction_r2=None if fit is None else round(fit, 4),
                          min_reconstruction_r2=MIN_RECONSTRUCTION_R2)
 
 

@@ -259,6 +259,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
                                                         named="refit_")
                 with phases.phase("refit_calibrate"):
                     detection = transfer_calibration(detection, model, train, refitted, every.train)
+                if changed := _parts_changed(model.card, refitted.card):
+                    log(changed)
                 model, bundle = refitted, tmp / "refit"
             write_card(bundle, ModelCard.model_validate({
                 **model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump(),
@@ -452,6 +454,17 @@ def _detection_line(info: AnomalyCalibration) -> str:
     if not held:
         return ""
     return "; anomaly AUROC on the hold-out: " + ", ".join(f"{m}={d['auroc']:.3f}" for m, d in held.items())
+
+
+def _parts_changed(split: ModelCard, refit: ModelCard) -> str:
+    """A line when the refit's default anomaly score sums other parts than the split model's, whose
+    hold-out figures the card reports (each model's R^2 decides on its own); else nothing."""
+    before, after = split.ensemble, refit.ensemble
+    if before is None or after is None or before.parts == after.parts:
+        return ""
+    return (f"[train] note: the refit's `ensemble` sums {'+'.join(after.parts)} (R²="
+            f"{after.reconstruction_r2}), the split model's {'+'.join(before.parts)} (R²="
+            f"{before.reconstruction_r2}): the hold-out anomaly figures were measured on the split model's")
 
 
 def _ensemble_line(card: ModelCard) -> str:
