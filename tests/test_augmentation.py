@@ -1,5 +1,7 @@
 """Augmentation counts and the uplift measure (the Parquet path runs in test_image_e2e)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,17 @@ def test_augment_evaluate_refuses_tables_and_mismatched_images_before_writing(tm
              label_names=np.array(["0", "1"]))
     with pytest.raises(DataValidationError, match="labelled images like the real data's"):
         evaluation_split(str(other), digits, "label", 0)
+    own = tmp_path / "own.npz"  # 40 evaluation images, the first 5 of them in the real data too
+    np.savez(own, images=digits.images[995:1035], labels=digits.labels[995:1035],
+             label_names=np.array(digits.label_names))
+    with pytest.raises(DataValidationError, match="5 of its 40 images are in the real data too"):
+        evaluation_split(str(own), first(digits, 1000), "label", 0)
+    (val, _), (test, _) = evaluation_split(str(own), first(digits, 995), "label", 0)
+    assert len(val) + len(test) == 40
+
+
+def first(data, n: int):
+    """`data` cut to its first `n` images."""
+    cut = copy.copy(data)
+    cut.images, cut.labels = data.images[:n], data.labels[:n]
+    return cut

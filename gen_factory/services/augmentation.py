@@ -12,6 +12,7 @@ augmentation), so a user sees whether the synthetic images add anything a CNN co
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -194,5 +195,19 @@ def evaluation_split(path: str, real: Dataset, label_column: str, seed: int
             or data.images.shape[1:] != real.images.shape[1:]:
         raise DataValidationError("evaluate", path, f"give labelled images like the real data's (labels "
                                   f"{', '.join(real.label_names)}, shape {list(real.images.shape[1:])})")
+    shared = shared_images(data.images, real.images)
+    if shared:
+        raise DataValidationError("evaluate", f"{path}: {shared} of its {len(data.labels)} images are in the "
+                                  "real data too", "give labelled images the augmented set does not hold "
+                                  "(a held-out split): the CNN would be scored on images it trained on")
     val, test = split(data, 0.5, seed)
     return (val.images, val.labels), (test.images, test.labels)
+
+
+def shared_images(images: np.ndarray, others: np.ndarray) -> int:
+    """How many of `images` occur in `others`, pixel for pixel."""
+    def key(image: np.ndarray) -> bytes:
+        return hashlib.sha1(np.ascontiguousarray(image, dtype=np.float32).tobytes()).digest()
+
+    seen = {key(image) for image in others}
+    return sum(key(image) in seen for image in images)
