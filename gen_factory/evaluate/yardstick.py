@@ -26,6 +26,7 @@ from gen_factory.evaluate.images import FeatureNet
 ROUND_STEPS, ROUNDS, BATCH = 100, 10, 64  # up to 1,000 steps of 64 images, scored every 100
 MAX_SHIFT_PX, MAX_DEGREES = 2.0, 10.0
 LR = 2e-3
+CONTROLS = ("real_only", "real_standard")  # the arms without synthetic images
 
 
 def shift_rotate(
@@ -88,9 +89,10 @@ class Yardstick:
 
     def run(self, x: np.ndarray, y: np.ndarray, augment: bool) -> ArmResult:
         """Train on (x, y), with standard augmentation if `augment`; score the best round on test."""
-        torch.manual_seed(self.seed)
+        with torch.random.fork_rng():  # the seeded initial weights leave the caller's random state as it was
+            torch.manual_seed(self.seed)
+            net = FeatureNet(x.shape[1], self.n_labels)
         draws = torch.Generator().manual_seed(self.seed)
-        net = FeatureNet(x.shape[1], self.n_labels)
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         xs, ys = self._scale(x), torch.as_tensor(y, dtype=torch.long)
         best, best_round, best_state = -1.0, 0, None
@@ -117,6 +119,12 @@ def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
+def best_control(arms: dict[str, ArmResult]) -> str:
+    """The better of the two controls ("real_only", "real_standard"), chosen on the validation images:
+    chosen on the test images, it would be favoured by the test set's own noise."""
+    return max(CONTROLS, key=lambda k: arms[k].val_accuracy)
+
+
 def controlled_uplift(
     real_x: np.ndarray,
     real_y: np.ndarray,
@@ -141,9 +149,7 @@ def controlled_uplift(
         "real_standard": stick.run(real_x, real_y, augment=True),
         "augmented": stick.run(aug_x, aug_y, augment=True),
     }
-    # The better control is chosen on the validation images: choosing it on the test images would
-    # favour it by the test set's own noise.
-    control = max(("real_only", "real_standard"), key=lambda k: arms[k].val_accuracy)
+    control = best_control(arms)
     return {
         **{k: a.accuracy for k, a in arms.items()},
         "best_control": arms[control].accuracy,

@@ -164,8 +164,9 @@ def augment_dataset(
         "synthetic_rows": int(sum(table.column("synthetic").to_pylist())),
         "model": f"{ref.name}/{ref.version}",
     }
+    if test is not None or judged is not None:
+        x, y, _, _ = read_augmentation(out)  # what was written, as a consumer reads it
     if test is not None:
-        x, y, _, _ = read_augmentation(out)
         real_x = real.images if real.kind == "image" else real.features
         test_x = test.images if test.kind == "image" else test.features
         info["uplift"] = {**augmentation_uplift(real_x, real.labels, x, y, test_x, test.labels),
@@ -173,7 +174,6 @@ def augment_dataset(
     if judged is not None:
         from gen_factory.evaluate.yardstick import controlled_uplift
 
-        x, y, _, _ = read_augmentation(out)
         (val_x, val_y), (test_x, test_y) = judged
         info["controls"] = controlled_uplift(real.images, real.labels, x, y, val_x, val_y, test_x, test_y,
                                              len(real.label_names), seed, **(yardstick or {}))
