@@ -125,6 +125,8 @@ class ModelCard(BaseModel):
     variant: str | None = None  # images: the variant preset
     epochs: int
     encoder_epochs: int | None = None
+    # Trained on from the split model's networks for `epochs` (a warm refit on every row), not from noise
+    warm_start: bool = False
     seed: int
     mlflow_run_id: str | None = None
     selected_epoch: int | None = None  # the GAN epoch that shipped (checkpoint selection)

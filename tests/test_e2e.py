@@ -122,16 +122,18 @@ def _until_served(url: str, ref: str, version: str) -> None:
 
 
 def test_same_run_name_resumes_both_stages_from_the_latest_checkpoint(trained, api_url, capfd):
-    # The mixed model trained 2 epochs on 70 % of its rows, then 2 on every row, as two stages of one
-    # Ray Train run; 3 epochs now go on from each stage's own latest state.
+    # The mixed model trained 2 epochs on 70 % of its rows, then went on from those networks for 1 on
+    # every row (a quarter, rounded up), as two stages of one Ray Train run. 5 epochs now go on from each
+    # stage's own latest state: 3 more in the split, 1 more in the refit (a quarter of 5 is 2).
     job = TrainJob(str(settings.data_dir() / "datasets" / "e2e-mixed.parquet"), model_name="e2e-mixed",
-                   label_column="churn", epochs=3, num_workers=2)
+                   label_column="churn", epochs=5, num_workers=2)
     resumed = train_and_register(job)
-    assert capfd.readouterr().out.count("(2 GAN epochs done)") == 2  # each stage from its checkpoint
+    out = capfd.readouterr().out
+    assert "(2 GAN epochs done)" in out and "(1 GAN epochs done)" in out  # each stage from its checkpoint
     run_id = registry.client().get_model_version("e2e-mixed", trained["mixed"].ref.version).run_id
     assert resumed["run_id"] == run_id  # the same MLflow run continues
-    for metric in ("d_loss", "every_row_d_loss"):  # epoch 3 only was trained now, in each stage
-        assert sorted(m.step for m in registry.client().get_metric_history(run_id, metric)) == [1, 2, 3]
+    for metric, steps in (("d_loss", [1, 2, 3, 4, 5]), ("every_row_d_loss", [1, 2])):
+        assert sorted(m.step for m in registry.client().get_metric_history(run_id, metric)) == steps
     assert sorted(p.name for p in Path(settings.ray_storage()).iterdir() if "e2e-mixed" in p.name) == \
         ["e2e-mixed"]  # one Ray Train run, no second one for the refit
     assert resumed["rows_trained"] == 300
@@ -379,6 +381,7 @@ def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, ap
     assert 0 < mixed.metrics["quality"] <= 1 and 0 <= mixed.metrics["tstr_accuracy"] <= 1
     card = mixed.model.card  # measured on 90 held-out rows by a fit on 210; the shipped refit saw all 300
     assert (card.rows_given, card.rows_trained, card.report_rows) == (300, 300, 90)
+    assert card.warm_start and card.epochs == 1  # went on from the split's 2 epochs for a quarter of them
     assert sum(card.label_counts) == 300 and set(card.anomaly.thresholds) == set(SCORE_METHODS)
     given = customers(300)
     sampled = mixed.sample(500, seed=1)

@@ -82,7 +82,9 @@ def test_rayjob_and_job_specs_are_valid_genfactory_commands():
     patient = {**load_spec(ROOT / "jobs/breast_cancer_anomaly.yaml"),
                "model": {"patience": 5, "refit": False}}
     parsed = _parser().parse_args(train_args(patient))
-    assert parsed.patience == 5 and parsed.refit is False
+    assert parsed.patience == 5 and parsed.refit is False and parsed.warm_refit is True
+    cold = {**patient, "model": {"warm_refit": False}}
+    assert _parser().parse_args(train_args(cold)).warm_refit is False
 
 
 def test_job_entrypoint_runs_the_module_with_the_clusters_python_not_path():

@@ -89,6 +89,10 @@ def _train(sub) -> None:
                         "anomaly thresholds), train the model that ships on every row with the same "
                         "settings (default: tables yes, images no; --no-refit ships the split's model, "
                         "in about half the time)")
+    t.add_argument("--warm-refit", dest="warm_refit", action=argparse.BooleanOptionalAction, default=True,
+                   help="the refit goes on from the split model's networks for a quarter of the epochs, "
+                        "where both encode the columns alike (default; the card's `warm_start` says so); "
+                        "--no-warm-refit trains it from scratch for all of them")
     t.add_argument("--precisions", nargs="+", choices=("int8",), default=None, metavar="P",
                    help="also export the generator in these reduced precisions (int8: for `generate "
                         "--precision int8`, faster GEMMs on CPUs with VNNI/AMX; fp32 is always exported "

@@ -19,7 +19,7 @@ import yaml
 from gen_factory.data.validate import DataValidationError
 
 SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "anomaly", "seed", "env"}
-MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size", "patience", "refit"}
+MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size", "patience", "refit", "warm_refit"}
 ANOMALY_KEYS = {"normal_labels", "fpr"}
 RESOURCE_KEYS = {"workers", "gpus_per_worker"}
 
@@ -87,6 +87,8 @@ def train_args(spec: dict) -> list[str]:
             args += [flag, str(value)]
     if model.get("refit") is not None:
         args.append("--refit" if model["refit"] else "--no-refit")
+    if model.get("warm_refit") is not None:
+        args.append("--warm-refit" if model["warm_refit"] else "--no-warm-refit")
     for label in anomaly.get("normal_labels") or []:  # a one-class anomaly model of these labels
         args += ["--normal-label", str(label)]
     return args

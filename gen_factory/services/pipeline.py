@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from gen_factory import registry, settings
 from gen_factory.card import AnomalyCalibration, ModelCard, write_card
 from gen_factory.data import load_dataset, training_split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES, frame_from_codes, keep_labels
+from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.evaluate.quality import quality_report
@@ -35,6 +37,9 @@ from gen_factory.train.loop import GANTrainer
 from gen_factory.train.selection import best_models
 
 REPORTS_PER_RUN = 50  # checkpoints per run: more only add Ray round trips on small epochs
+# The refit on every row goes on from the split's networks (when both encode the columns alike) for this
+# share of a cold refit's epochs: it starts from a trained GAN, not from noise (bench/refit_warm.py).
+WARM_REFIT_SHARE = 0.25
 # Tables: quality, TSTR and the report are measured on at most this many rows of each side (a seeded
 # sample): on a 200k-row table the TSTR forests alone ran past 20 minutes on every row.
 EVALUATION_ROWS = 50_000
@@ -76,6 +81,8 @@ class TrainJob:
     refit: bool | None = None
     # Reduced-precision generators exported beside fp32 (opt-in: "int8"; `export.precision`).
     precisions: list[str] | None = None
+    # The refit goes on from the split's networks for WARM_REFIT_SHARE of the epochs (False: from scratch).
+    warm_refit: bool = True
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -151,17 +158,35 @@ def prepare(job: TrainJob, holdout_fraction: float | None = None, data=None) -> 
     encoding = fit_encoding(train)
     recipe = job.recipe(data.kind, len(train.labels))
     spec = spec_for(train, encoding, **recipe.networks)
-    epochs, encoder_epochs = recipe.epochs, recipe.encoder_epochs
     config = {
         "dataset": job.dataset, "label_column": job.label_column, "holdout": fraction, "seed": job.seed,
-        "normal_labels": job.normal_labels, "batch_size": job.batch_size, "epochs": epochs,
-        "encoder_epochs": encoder_epochs, "patience": job.patience,
-        "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN)),
-        "encoding": encoding_to_dict(encoding),
+        "normal_labels": job.normal_labels, "batch_size": job.batch_size, **_epochs_config(recipe),
+        "patience": job.patience, "encoding": encoding_to_dict(encoding),
         "spec": asdict(spec), "hyper": asdict(recipe.hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
     return Prepared(data, train, holdout, encoding, recipe, spec, config)
+
+
+def _epochs_config(recipe: Recipe) -> dict:
+    epochs, encoder_epochs = recipe.epochs, recipe.encoder_epochs
+    return {"epochs": epochs, "encoder_epochs": encoder_epochs,
+            "report_every": max(1, round((epochs + encoder_epochs) / REPORTS_PER_RUN))}
+
+
+def prepare_refit(job: TrainJob, split: Prepared) -> Prepared:
+    """The refit on every row. Warm (`job.warm_refit`): it goes on from the split's last networks for
+    WARM_REFIT_SHARE of the epochs, where both models encode the columns alike (same network shapes and
+    column widths); cold, from scratch and for all the epochs, where they do not (a category only the
+    holdout held widens the encoding)."""
+    every = prepare(job, holdout_fraction=0.0, data=split.data)
+    alike = every.spec == split.spec and _layout(every.encoding) == _layout(split.encoding)
+    if not (job.warm_refit and alike):
+        return every
+    recipe = replace(every.recipe, epochs=math.ceil(WARM_REFIT_SHARE * every.recipe.epochs),
+                     encoder_epochs=math.ceil(WARM_REFIT_SHARE * every.recipe.encoder_epochs))
+    config = {**every.config, **_epochs_config(recipe), "warm_start": True}
+    return replace(every, recipe=recipe, config=config)
 
 
 def train_and_register(job: TrainJob, log=print) -> dict:
@@ -221,12 +246,13 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
     data, train, holdout = prep.data, prep.train, prep.holdout
     hyper, recipe = prep.recipe.hyper, prep.recipe
     refit = job.refit if job.refit is not None else data.kind == "table"
+    every = prepare_refit(job, prep) if refit else None  # the refit on every row: the run's second stage
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": recipe.epochs,
                                                        **asdict(hyper), "kind": data.kind,
                                                        "rows": len(train.labels)})
     log(
         f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows"
-        + (f" (then every one of the {len(data.labels)} rows)" if refit else "")
+        + (f" (then every one of the {len(data.labels)} rows, {_refit_start(every)})" if every else "")
         + f", {len(train.label_names)} labels"
         + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")
         + f"; loss={hyper.loss}, epochs={recipe.epochs} + {recipe.encoder_epochs} encoder, "
@@ -236,9 +262,7 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
     try:
         with phases.phase("ray_start"):
             ensure_ray()
-        every = None  # the refit on every row: a second stage of the same Ray Train run
-        if refit:
-            every = prepare(job, holdout_fraction=0.0, data=data)
+        if every:
             check_resumable(every.config, job.run_name, settings.ray_storage(), REFIT_SETTINGS_FILE)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -300,6 +324,17 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
     }
 
 
+def _layout(encoding) -> list | None:
+    """A table encoding's (activation, width) blocks: equal layouts mean each weight sees the same column."""
+    return encoding.spans() if isinstance(encoding, TableEncoding) else None
+
+
+def _refit_start(every: Prepared) -> str:
+    epochs = f"{every.recipe.epochs} + {every.recipe.encoder_epochs} encoder epochs"
+    return f"going on from the split's networks for {epochs}" if every.config.get("warm_start") \
+        else f"from scratch for {epochs}"
+
+
 def _fit(job: TrainJob, prep: Prepared, every: Prepared | None, run_id: str) -> dict:
     """One Ray Train run: `prep`'s model, then (if given) `every`'s, the refit on every row, as its second
     stage in the same worker group. Returns the final state (the first fit's under `first` if refit)."""
@@ -320,7 +355,8 @@ def _export_fit(job: TrainJob, prep: Prepared, state: dict, run_id: str, out: Pa
     generator, discriminator, encoder = _restore(spec, recipe.hyper, state)
     card = card_for(prep.train, spec, prep.encoding, model_name=job.model_name, dataset=prep.data.name,
                     loss=recipe.hyper.loss, variant=recipe.variant, epochs=recipe.epochs,
-                    encoder_epochs=recipe.encoder_epochs, seed=job.seed, mlflow_run_id=run_id,
+                    encoder_epochs=recipe.encoder_epochs, warm_start=bool(prep.config.get("warm_start")),
+                    seed=job.seed, mlflow_run_id=run_id,
                     **_selected(state))
     with phases.phase(f"{named}export"):
         scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train, job.seed)

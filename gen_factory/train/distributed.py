@@ -245,23 +245,25 @@ def train_loop_per_worker(config: dict) -> None:
     nodes = _count_nodes(world)
     if rank == 0:
         print(f"training on {world} worker(s) across {nodes} node(s)", flush=True)
-    first, offset = None, 0
+    first, offset, networks = None, 0, None
     for index, stage_config in enumerate(stages):
-        stage = Stage(index, offset, first, rank, world)
-        final = _train_stage(stage_config, saved[index], stage, nodes)
+        stage = Stage(index, offset, first, rank, world, networks if stage_config.get("warm_start") else None)
+        final, networks = _train_stage(stage_config, saved[index], stage, nodes)
         first, offset = first or final, offset + _stage_epochs(stage_config)
 
 
 @dataclass(frozen=True)
 class Stage:
     """Where one stage sits in the run: its index, how many epochs came before it (the progress bar
-    counts over the whole run), stage 0's final state (carried in stage 1's checkpoints) and the rank."""
+    counts over the whole run), stage 0's final state (carried in stage 1's checkpoints), the rank, and
+    for a warm-started stage the networks it starts from (the previous stage's last, on every rank)."""
 
     index: int
     offset: int
     first: dict | None
     rank: int
     world: int
+    warm: dict | None = None
 
 
 def _stage_epochs(config: dict) -> int:
@@ -275,9 +277,11 @@ def _load_state(checkpoint) -> dict | None:
         return torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True, map_location="cpu")
 
 
-def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: int) -> dict | None:
+def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: int
+                 ) -> tuple[dict | None, dict]:
     """One model: the GAN, then the f-AnoGAN encoder, reporting a checkpoint every `report_every`
-    epochs. Returns rank 0's final state (None on the other ranks)."""
+    epochs. Returns rank 0's final state (None on the other ranks) and, on every rank, the networks'
+    last state (trainer and encoder), which a warm-started next stage goes on from."""
     import ray.train
     import ray.train.torch
 
@@ -325,9 +329,16 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
     report_every = config.get("report_every", 1)
     encoder = None  # the f-AnoGAN phase's trainer, made when the GAN is done
 
+    # A warm stage goes on from the previous stage's networks; resumed, from its own checkpoint instead.
+    # Every rank holds the same last state of the previous stage: nothing to broadcast.
+    warm = _warm_start(stage, trainer) if resume_from is None else None
+
     def encoder_trainer() -> EncoderTrainer:
         net = ray.train.torch.prepare_model(build_encoder(spec), parallel_strategy_kwargs=ddp)
-        return EncoderTrainer(net, *selector.best_models(trainer))
+        made = EncoderTrainer(net, *selector.best_models(trainer))
+        if warm and "encoder" in warm:
+            made.load_state_dict(warm["encoder"])
+        return made
 
     # gan_trained: GAN epochs actually trained (fewer than planned if stopped early)
     start, gan_trained, encoder = _resume(resume_from, trainer, selector, gan_epochs, encoder_trainer, rank)
@@ -378,7 +389,16 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
             progress = {"stage": stage.index, "run_epoch": stage.offset + epoch + 1,
                         "stage_gan_epochs": gan_epochs}
             ray.train.report({**metrics, **progress}, checkpoint=checkpoint)
-    return state
+    networks = {"trainer": trainer.state_dict(), **({"encoder": encoder.state_dict()} if encoder else {})}
+    return state, networks
+
+
+def _warm_start(stage: Stage, trainer: GANTrainer) -> dict | None:
+    """Load a warm stage's starting networks into `trainer`; returns them (the encoder's is loaded when
+    its phase starts), or None for a stage that starts from noise."""
+    if stage.warm is not None:
+        trainer.load_state_dict(stage.warm["trainer"])
+    return stage.warm
 
 
 def _select(selector: BestGenerator, trainer: GANTrainer, metrics: dict, done: int, gan_epochs: int,
