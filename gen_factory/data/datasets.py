@@ -6,14 +6,24 @@ node instead of receiving it through the object store: a bundled name (``digits`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gen_factory.data.columns import FoldedCategories, fold_rare
-from gen_factory.data.schema import TableSchema, TimeEncoding, capture, is_time, time_to_numbers
+from gen_factory.data.schema import (
+    CapturedColumn,
+    TableSchema,
+    TimeEncoding,
+    capture,
+    capture_column,
+    is_time,
+    time_to_numbers,
+)
 from gen_factory.data.validate import (
     DataValidationError,
     check_finite,
@@ -124,9 +134,7 @@ def load_dataset(spec: str, label_column: str = "label", categorical: list[str] 
         return load_image_source(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        # self_destruct: Arrow's buffers go as pandas takes each column (1M x 100: peak 2.0 -> 1.7 GiB)
-        frame = pd.read_parquet(path, to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
-        return table_from_frame(frame, label_column, name=path.stem, categorical=categorical)
+        return _table_from_parquet(path, label_column, categorical)
     if suffix == ".csv":
         _check_csv_header(path)
         return table_from_frame(pd.read_csv(path), label_column, name=path.stem, categorical=categorical)
@@ -145,38 +153,66 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     numeric columns to treat as categories instead. Missing values are kept (NaN) and modelled; a
     column that is missing everywhere is refused. The frame's schema is kept (`TableData.schema`).
     """
-    if df.shape[0] == 0:
+    return _table(list(df.columns), len(df), df.__getitem__, label_column, name, label_names, categorical)
+
+
+def _table_from_parquet(path: Path, label_column: str, categorical: list[str] | None) -> TableData:
+    """A Parquet table read a column at a time, each converted before the next is read: read whole, the
+    frame and the Arrow buffers behind it took the load's peak to 2.4 GiB for a 1M x 100 table (issue 17;
+    1.3 GiB this way). A stored index is no column of the table, as `pd.read_parquet` has it."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_metadata(path)
+    schema = metadata.schema.to_arrow_schema()
+    index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+
+    def column(name: str) -> pd.Series:
+        # without pre_buffer: its reads ahead left ~0.2 GB more with Arrow's allocator by the last column
+        return pd.read_parquet(path, columns=[name], pre_buffer=False)[name]
+
+    return _table([c for c in schema.names if c not in index], metadata.num_rows, column, label_column,
+                  path.stem, None, categorical)
+
+
+def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_column: str, name: str,
+           label_names: list[str] | None, categorical: list[str] | None) -> TableData:
+    """`table_from_frame` of the table whose columns are `names`, `column(name)` giving one as a Series. Each
+    is asked for once (the label first) and converted before the next: a source that reads it only then
+    holds one column at a time beside the features, never the whole table."""
+    if rows == 0:
         raise DataValidationError("dataset", "0 rows", "provide a table with at least 2 rows per label")
-    _check_unique_columns([str(c) for c in df.columns])
-    if label_column not in df.columns:
+    _check_unique_columns([str(c) for c in names])
+    if label_column not in names:
         raise DataValidationError(
             "label_column",
             repr(label_column),
             "name one of the table's columns with --label-column (columns: "
-            f"{', '.join(map(str, df.columns))})",
+            f"{', '.join(map(str, names))})",
         )
-    labels_raw = df[label_column]
+    labels_raw = column(label_column)
     if labels_raw.isna().any():
         raise DataValidationError(
             f"column {label_column!r}", f"missing label in {int(labels_raw.isna().sum())} row(s)",
             "drop the rows without a label or fill them",
         )
-    features = df.drop(columns=[label_column])
-    if features.shape[1] == 0:
+    features = [c for c in names if c != label_column]
+    if not features:
         raise DataValidationError(
             "dataset", "no feature columns", "add at least one column besides the label"
         )
-    unknown = sorted(set(categorical or []) - set(map(str, features.columns)))
+    unknown = sorted(set(categorical or []) - set(map(str, features)))
     if unknown:
         raise DataValidationError(
             "categorical", f"unknown column(s) {unknown}", "name feature columns of the table"
         )
-    columns = [str(c) for c in features.columns]
-    values = np.empty(features.shape, dtype=np.float32)  # what trains; float64 doubled a 1M-row load
+    columns = [str(c) for c in features]
+    values = np.empty((rows, len(features)), dtype=np.float32)  # what trains; float64 doubled a 1M-row load
     categories: dict[str, list[str]] = {}
     folded: dict[str, FoldedCategories] = {}
     times: dict[str, TimeEncoding] = {}
-    for i, (col, series) in enumerate(zip(columns, (features[c] for c in features.columns), strict=True)):
+    captured: dict[Any, CapturedColumn] = {}
+    for i, (col, key) in enumerate(zip(columns, features, strict=True)):
+        series = column(key)
         if series.isna().all():
             raise DataValidationError(f"column {col!r}", "missing in every row", "drop the column or fill it")
         if col in (categorical or []) or _is_categorical(series):
@@ -194,6 +230,7 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
                 f"value {example!r} of a type that cannot be modelled (dtype {series.dtype})",
                 "convert it to numbers, strings, datetimes or dates, or drop it",
             )
+        captured[key] = capture_column(series)  # once converted: a column Arrow cannot type is refused above
     check_finite(values, columns)
     label_names = label_names or sorted(labels_raw.astype(str).unique().tolist(), key=_natural_key)
     index = {name: i for i, name in enumerate(label_names)}
@@ -202,8 +239,10 @@ def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
     check_labels(labels, label_names, field=f"column {label_column!r}")
     check_varies(values, columns)
     others = {col: fold.other for col, fold in folded.items()}
+    captured[label_column] = capture_column(labels_raw)
+    schema = capture([captured[c] for c in names], times, others)
     return TableData(name, values, labels, columns, label_names, label_column,
-                     categories=categories, schema=capture(df, times, others), folded=folded)
+                     categories=categories, schema=schema, folded=folded)
 
 
 def _check_unique_columns(columns: list[str]) -> None:

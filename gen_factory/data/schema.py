@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -88,26 +89,39 @@ def time_to_numbers(col: str, series: pd.Series) -> tuple[np.ndarray, TimeEncodi
     return out, TimeEncoding(unit_ns=unit, offset_ns=offset)
 
 
-def capture(df: pd.DataFrame, times: dict[str, TimeEncoding], others: dict[str, str] | None = None
-            ) -> TableSchema:
-    """The frame's Arrow schema (with pandas metadata, without the index) and each column's extras.
-    `others`: the "other" category of each column whose rare values were folded, which a pandas category
-    column gains (last) so generated rows can hold it."""
-    schema = pa.Schema.from_pandas(df, preserve_index=False)
-    meta = json.loads(schema.metadata[PANDAS_KEY])
-    meta["index_columns"], meta["column_indexes"] = [], []
-    schema = schema.with_metadata({PANDAS_KEY: json.dumps(meta).encode()})
-    columns = []
-    for f in schema:
-        series = df[f.name]
-        categories = None
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            categories = [_plain(v) for v in series.cat.categories]
-            if f.name in (others or {}):
-                categories.append(others[f.name])
-        columns.append(ColumnSchema(name=f.name, arrow_type=str(f.type), time=times.get(f.name),
-                                    categories=categories))
-    return TableSchema(columns=columns, arrow=base64.b64encode(schema.serialize().to_pybytes()).decode())
+@dataclass(frozen=True)
+class CapturedColumn:
+    """What `capture` keeps of one column, taken while the column is at hand (a Parquet table loads a
+    column at a time, never whole): its Arrow field, its pandas metadata, a category column's categories."""
+
+    field: pa.Field
+    pandas: dict  # pandas metadata of the column alone: its entry in "columns", the frame's "attributes"
+    categories: list[str | int | float | bool] | None
+
+
+def capture_column(series: pd.Series) -> CapturedColumn:
+    schema = pa.Schema.from_pandas(series.to_frame(), preserve_index=False)
+    categories = ([_plain(v) for v in series.cat.categories]
+                  if isinstance(series.dtype, pd.CategoricalDtype) else None)
+    return CapturedColumn(schema.field(0), json.loads(schema.metadata[PANDAS_KEY]), categories)
+
+
+def capture(columns: list[CapturedColumn], times: dict[str, TimeEncoding],
+            others: dict[str, str] | None = None) -> TableSchema:
+    """The table's Arrow schema (with pandas metadata, without the index) from its columns in order, and each
+    column's extras. `others`: the "other" category of each column whose rare values were folded, which a
+    pandas category column gains (last) so generated rows can hold it."""
+    meta = {**columns[0].pandas, "index_columns": [], "column_indexes": [],
+            "columns": [c.pandas["columns"][0] for c in columns]}
+    schema = pa.schema([c.field for c in columns], metadata={PANDAS_KEY: json.dumps(meta).encode()})
+    described = []
+    for column in columns:
+        name, categories = column.field.name, column.categories
+        if categories is not None and name in (others or {}):
+            categories = [*categories, others[name]]
+        described.append(ColumnSchema(name=name, arrow_type=str(column.field.type), time=times.get(name),
+                                      categories=categories))
+    return TableSchema(columns=described, arrow=base64.b64encode(schema.serialize().to_pybytes()).decode())
 
 
 def restore(table: pa.Table, schema: TableSchema, drop: tuple[str, ...] = ()) -> pa.Table:

@@ -39,16 +39,16 @@ def check_labels(labels: np.ndarray, label_names: list[str], field: str = "label
 
 
 def check_finite(values: np.ndarray, columns: list[str]) -> None:
-    """Infinities cannot be modelled: reject them with the column and the count (NaN = missing is fine)."""
-    bad = np.isinf(values)
-    if bad.any():
-        col = int(np.argmax(bad.any(axis=0)))
-        rows = np.flatnonzero(bad[:, col])
-        sample = values[rows[0], col]
-        raise DataValidationError(
-            f"column {columns[col]!r}", f"{sample} in {len(rows)} row(s) (first at row {int(rows[0])})",
-            "replace the infinite values (e.g. by NaN, a missing value) before training",
-        )
+    """Infinities cannot be modelled: reject them with the column and the count (NaN = missing is fine).
+    A column at a time: a whole-table mask is a copy of the table's size (1M x 100: 100 MB)."""
+    for i, col in enumerate(columns):
+        rows = np.flatnonzero(np.isinf(values[:, i]))
+        if len(rows):
+            first = int(rows[0])
+            raise DataValidationError(
+                f"column {col!r}", f"{values[first, i]} in {len(rows)} row(s) (first at row {first})",
+                "replace the infinite values (e.g. by NaN, a missing value) before training",
+            )
 
 
 MIN_TRAIN_ROWS = 2  # per label: the selection's Fréchet distance needs a spread (a covariance) to compare
@@ -75,14 +75,16 @@ def check_varies(values: np.ndarray, columns: list[str]) -> None:
     a perfect 1.0 beside a NaN privacy figure."""
     if len(values) == 0 or not columns:
         return
-    with np.errstate(invalid="ignore"):
-        present = ~np.isnan(values)
-        lo = np.where(present, values, np.inf).min(axis=0)
-        hi = np.where(present, values, -np.inf).max(axis=0)
-    varies = (hi > lo) | (present.any(axis=0) & ~present.all(axis=0))  # missing vs present also varies
-    if not varies.any():
+    if not any(_varies(values[:, i]) for i in range(len(columns))):
         shown = ", ".join(f"{c!r}" for c in columns[:5]) + (", ..." if len(columns) > 5 else "")
         raise DataValidationError(
             "columns", f"every feature column is constant ({shown})",
             "give at least one column whose values vary (a GAN learns nothing from a constant)",
         )
+
+
+def _varies(column: np.ndarray) -> bool:
+    """Two different values, or a value beside a missing one: one column at a time (and only up to the
+    first that varies), where whole-table masks and copies held twice the table (1M x 100: 0.5 GB)."""
+    present = column[~np.isnan(column)]
+    return 0 < len(present) < len(column) or (len(present) > 0 and bool(present.max() > present.min()))
