@@ -93,7 +93,7 @@ def test_the_last_unversioned_cards_keep_every_field():
     assert card.free_shares == [[[0.7, 0.3, 0.0]]] and card.files.encoder == "encoder.onnx"
     assert card.selected_epoch == 240 and card.anomaly.baseline["iforest"]["loss"] == 0.05
     assert card.metrics["column_shapes_per_column"] == {"spend": 0.9}
-    added = {"schema_version", "flag_noise"}  # fields with a value for every card, added since
+    added = {"schema_version", "flag_noise", "warm_start"}  # fields with a value for every card, added since
     assert card.model_dump(exclude_none=True, exclude=added).keys() == raw.keys() - {"variant"}
 
 
