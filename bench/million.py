@@ -296,12 +296,13 @@ def main() -> None:
     quality = evaluate(prep, two["state"])
     print(f"quality {quality['quality']:.3f}, TSTR {quality['tstr']}, TRTR {quality['trtr']}, "
           f"synthetic fraud share {quality['synth_fraud_share']:.4f} ({quality['eval_s']:.0f} s)", flush=True)
-    print(f"load after: {os.getloadavg()}", flush=True)
+    eval_rss = vm_peak_gib()  # the driver's peak with the evaluation on 50k-row samples too
+    print(f"driver peak after the evaluation: {eval_rss:.2f} GiB; load after: {os.getloadavg()}", flush=True)
     print(f"RESULT million rows={rows} cols={cols} workers=2 worker_rss_gib={max(two['worker_rss_gib']):.2f} "
           f"driver_rss_gib={driver_rss:.2f} rows_per_s_per_worker={two['rows_per_s_per_worker']:.0f} "
           f"epoch_s={two['epoch_s']:.0f} epochs={args.epochs} quality={quality['quality']:.3f} "
           f"tstr_f1={quality['tstr']['macro_f1']:.3f} trtr_f1={quality['trtr']['macro_f1']:.3f} "
-          f"scaling_1to2={scaling:.2f}")
+          f"scaling_1to2={scaling:.2f} driver_eval_rss_gib={eval_rss:.2f}")
     if not args.no_sdv:
         del prep
         sdv_results(args, str(table), rows)
