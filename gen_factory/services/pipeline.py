@@ -47,6 +47,10 @@ EVALUATION_ROWS = 50_000
 # attribution) on a seeded sample of at most this many training images. Each pass runs them as one
 # batch; on MNIST's 42k the activations alone took the process past 22 GB (killed for memory).
 CALIBRATION_IMAGES = 5_000
+# Tables: the same, on at most this many training rows: on the million-row table the scorer's calibration
+# ran its networks over all 700k rows at once and took the driver past 13 GB. The score quantiles, the
+# forest (256-row trees) and the refit's threshold shares need far fewer (bench/RESULTS.md, session 12).
+CALIBRATION_ROWS = 20_000
 
 
 @dataclass
@@ -282,7 +286,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
                 shipped, refitted, parity = _export_fit(job, every, state, run_id, tmp / "refit", phases,
                                                         named="refit_")
                 with phases.phase("refit_calibrate"):
-                    detection = transfer_calibration(detection, model, train, refitted, every.train)
+                    detection = transfer_calibration(detection, model, _calibration_rows(train, job.seed),
+                                                     refitted, _calibration_rows(every.train, job.seed))
                 if changed := _parts_changed(model.card, refitted.card):
                     log(changed)
                 model, bundle = refitted, tmp / "refit"
@@ -471,9 +476,13 @@ def _restore(spec: ModelSpec, hyper: Hyper, state: dict) -> tuple[torch.nn.Modul
     return generator, discriminator, encoder.eval()
 
 
+def _calibration_rows(data, seed: int):
+    """The training rows the scorer is calibrated on: a seeded sample of a large set (`_at_most`)."""
+    return _at_most(data, CALIBRATION_IMAGES if data.kind == "image" else CALIBRATION_ROWS, seed)
+
+
 def _residual_scales(encoder, generator, discriminator, encoding, train, seed: int = 0) -> ScoreScales:
-    if train.kind == "image":
-        train = _at_most(train, CALIBRATION_IMAGES, seed)
+    train = _calibration_rows(train, seed)
     values = train.features if train.kind == "table" else train.images
     x = torch.from_numpy(encoding.encode(values))
     return residual_scales(encoder, generator, discriminator, x, torch.from_numpy(train.labels))
