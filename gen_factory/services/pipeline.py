@@ -278,7 +278,9 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
             with phases.phase("evaluate"):
                 metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
             with phases.phase("calibrate"):
-                detection = calibrate_bundle(model, train, holdout, job.fpr, job.seed)
+                # (a large table's thresholds on the rows its quality was measured on: `evaluate_bundle`)
+                detection = calibrate_bundle(model, _calibration_rows(train, job.seed),
+                                             _at_most(holdout, EVALUATION_ROWS, job.seed), job.fpr, job.seed)
             with phases.phase("log_artifacts"):
                 _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
             shipped, bundle = first, tmp / "model"
