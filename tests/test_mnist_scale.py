@@ -47,3 +47,21 @@ def test_the_export_calibrates_on_a_seeded_sample_of_a_large_tables_rows(monkeyp
     assert len(scales.x) == len(sample.labels) == 25
     torch.testing.assert_close(scales.x, torch.from_numpy(encoding.encode(sample.features)))
     assert set(map(tuple, sample.features.tolist())) < set(map(tuple, table.features.tolist()))
+
+
+def test_the_decoder_is_calibrated_in_pieces_with_the_knots_of_one_pass(monkeypatch):
+    from gen_factory.data import load_dataset, training_split
+    from gen_factory.export import bundle
+
+    train, _ = training_split(load_dataset("customers"), 0.3, 0)
+    knots = []
+    for piece in (bundle.CALIBRATION_ROWS, 777):  # one pass, then 65 pieces
+        monkeypatch.setattr(bundle, "DECODE_PIECE_ROWS", piece)
+        encoding = fit_encoding(train)
+        torch.manual_seed(0)
+        g = build_models(spec := spec_for(train, encoding))[0].eval()
+        with torch.no_grad():
+            shares = bundle.free_shares(g, encoding, spec.n_labels, spec.noise_dim)
+            bundle.calibrate_decoder(g, encoding, np.bincount(train.labels).tolist(), spec.noise_dim, shares)
+        knots.append([c.model_dump() for c in encoding.columns])
+    assert knots[0] == knots[1] and knots[0] != [c.model_dump() for c in fit_encoding(train).columns]

@@ -23,9 +23,10 @@ def _scaled(frame: pd.DataFrame, train: pd.DataFrame, categorical: set[str]) -> 
     return np.nan_to_num(np.column_stack(cols), nan=-1.0)
 
 
-def _nearest(a: np.ndarray, b: np.ndarray, categorical_mask: np.ndarray, budget: int = 2**24) -> np.ndarray:
-    """Each row of `a`'s distance to its nearest row of `b`, `a` in chunks of at most `budget` differences
-    (128 MiB): a fixed 256 rows against 50,000 training rows x 100 columns was a 10 GB transient."""
+def _nearest(a: np.ndarray, b: np.ndarray, categorical_mask: np.ndarray, budget: int = 2**22) -> np.ndarray:
+    """Each row of `a`'s distance to its nearest row of `b`, `a` in chunks of about `budget` differences
+    (32 MiB, a few times that with the temporaries): a fixed 256 rows against 50,000 training rows x 100
+    columns was a 10 GB transient."""
     chunk = max(1, budget // max(1, b.size))
     out = []
     for start in range(0, len(a), chunk):

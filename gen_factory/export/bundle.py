@@ -45,6 +45,7 @@ GRID_POINTS = 257  # quantiles of each score on normal training data that the en
 OPSET = 20  # the opset torch.export's exporter wrote before (models in the registry are on it too)
 FREE_SHARE_ROWS = 4000  # rows per label generated to measure the category shares of free rows
 CALIBRATION_ROWS = 50_000  # rows generated to place a table decoder's knots (`calibrate_decoder`)
+DECODE_PIECE_ROWS = 8_192  # `calibrate_decoder` runs the networks over that many rows at a time
 ATTRIBUTION_QUANTILE = 0.9  # each column's contribution is in units of this quantile on normal rows
 ATTRIBUTION_FLOOR = 0.01  # ... floored at this share of the columns' mean (and each sd likewise)
 # An image's per-pixel scores are averaged over each pixel's 3x3 neighbourhood with these binomial
@@ -576,13 +577,18 @@ def calibrate_decoder(generator: nn.Module, encoding, label_counts: list[int] | 
     noise = torch.randn(len(labels), noise_dim + decoder.n_uniforms, generator=gen)
     codes = implicit_codes(encoding.columns, labels, np.random.default_rng(1), shares) \
         if getattr(generator, "cond_dim", 0) else None
-    if codes is None:
-        rows = generator(noise[:, :noise_dim], y)
-    else:
-        cond = torch.from_numpy(one_hot(codes, cond_blocks(encoding.columns)))
-        rows = encoding.forcer()(generator(noise[:, :noise_dim], y, cond), cond)
-    decoded = decoder(rows, normal_to_uniform(noise[:, noise_dim:]) if decoder.n_uniforms else None)
-    encoding.calibrate(rows.numpy(), decoded.numpy())
+    cond = None if codes is None else torch.from_numpy(one_hot(codes, cond_blocks(encoding.columns)))
+    forcer, parts = encoding.forcer(), []
+    # In pieces: the networks' activations for all the rows at once took 1.1 GB on a 535-wide encoding.
+    for at in range(0, len(labels), DECODE_PIECE_ROWS):
+        piece = slice(at, at + DECODE_PIECE_ROWS)
+        z, uniforms = noise[piece, :noise_dim], noise[piece, noise_dim:]
+        if cond is None:
+            rows = generator(z, y[piece])
+        else:
+            rows = forcer(generator(z, y[piece], cond[piece]), cond[piece])
+        parts.append((rows, decoder(rows, normal_to_uniform(uniforms) if decoder.n_uniforms else None)))
+    encoding.calibrate(torch.cat([r for r, _ in parts]).numpy(), torch.cat([d for _, d in parts]).numpy())
 
 
 def ensemble_card(scorer: ScoreGraph) -> EnsembleParts | None:

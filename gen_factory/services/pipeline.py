@@ -50,7 +50,7 @@ CALIBRATION_IMAGES = 5_000
 # Tables: the same, on at most this many training rows: on the million-row table the scorer's calibration
 # ran its networks over all 700k rows at once and took the driver past 13 GB. The score quantiles, the
 # forest (256-row trees) and the refit's threshold shares need far fewer (bench/RESULTS.md, session 12).
-CALIBRATION_ROWS = 20_000
+CALIBRATION_ROWS = 10_000
 
 
 @dataclass
