@@ -40,7 +40,7 @@ def test_the_export_calibrates_on_a_seeded_sample_of_a_large_tables_rows(monkeyp
                                            "label": np.arange(60) % 2}), "label")
     encoding = fit_encoding(table)
     g, d = build_models(spec := spec_for(table, encoding))
-    monkeypatch.setattr(pipeline, "CALIBRATION_ROWS", 25)
+    monkeypatch.setattr(pipeline, "SCORER_CALIBRATION_ROWS", 25)
     with torch.no_grad():
         scales = pipeline._residual_scales(build_encoder(spec).eval(), g.eval(), d.eval(), encoding, table, 0)
     sample = pipeline._calibration_rows(table, 0)  # what the refit's thresholds are carried over on too

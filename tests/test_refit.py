@@ -12,6 +12,7 @@ import torch
 
 from gen_factory import settings
 from gen_factory.models import build_models
+from gen_factory.models.encoder import build_encoder
 from gen_factory.services.pipeline import WARM_REFIT_SHARE, TrainJob, _fit, prepare, prepare_refit
 
 
@@ -20,7 +21,7 @@ def _distance(a: dict, b: dict) -> float:
 
 
 @pytest.mark.ray
-def test_the_warm_refit_goes_on_from_the_split_models_networks(tmp_path):
+def test_the_warm_refit_goes_on_from_the_split_models_networks():
     from gen_factory.services.cluster import ensure_ray
 
     ensure_ray()
@@ -37,6 +38,22 @@ def test_the_warm_refit_goes_on_from_the_split_models_networks(tmp_path):
     # Warm: the refit's 2 epochs moved the split's last generator a little way, and it stays about as far
     # from the start as the split's 8 epochs took that. A cold refit would be 2 epochs from `start`.
     assert _distance(refit, first) < 0.7 * _distance(refit, start)
+    _assert_warm_encoder(state, split)
+
+    # More epochs resume both stages from their checkpoints; the refit's GAN gets 1 more epoch, and its
+    # encoder, made afresh after it, still starts from the split's (now retrained) encoder.
+    job = TrainJob("breast_cancer", model_name="refit-warm", run_name="refit-warm", epochs=12, num_workers=1)
+    split = prepare(job)
+    state = _fit(job, split, prepare_refit(job, split), run_id="")
+    assert state["gan_epochs_done"] == 3 and state["first"]["gan_epochs_done"] == 12
+    _assert_warm_encoder(state, split)
+
+
+def _assert_warm_encoder(state: dict, split) -> None:
+    """The refit's encoder is far nearer the split's than a newly built encoder is: one warm epoch."""
+    first, refit = state["first"]["encoder"]["encoder"], state["encoder"]["encoder"]
+    fresh = build_encoder(split.spec).state_dict()
+    assert _distance(refit, first) < 0.5 * _distance(fresh, first)
 
 
 def test_a_refit_whose_encoding_is_wider_starts_from_scratch():
@@ -63,3 +80,15 @@ def test_warm_refit_false_refits_from_scratch():
     job = TrainJob("iris", epochs=8, warm_refit=False)
     assert "warm_start" not in prepare_refit(job, split := prepare(job)).config
     assert prepare_refit(job, split).recipe.epochs == 8
+
+
+def test_a_run_begun_with_a_cold_refit_is_told_how_to_resume(tmp_path):
+    from gen_factory.data.validate import DataValidationError
+    from gen_factory.train.distributed import REFIT_SETTINGS_FILE, check_resumable
+
+    job = TrainJob("iris", epochs=8)
+    split = prepare(job)
+    cold = prepare_refit(TrainJob("iris", epochs=8, warm_refit=False), split)
+    check_resumable(cold.config, "begun-cold", str(tmp_path), REFIT_SETTINGS_FILE)  # the run's first start
+    with pytest.raises(DataValidationError, match=r"warm_start.*--no-warm-refit\) to resume"):
+        check_resumable(prepare_refit(job, split).config, "begun-cold", str(tmp_path), REFIT_SETTINGS_FILE)

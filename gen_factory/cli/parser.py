@@ -87,8 +87,8 @@ def _train(sub) -> None:
     t.add_argument("--refit", dest="refit", action=argparse.BooleanOptionalAction, default=None,
                    help="after the fit on the split (which measures quality on --holdout and sets the "
                         "anomaly thresholds), train the model that ships on every row with the same "
-                        "settings (default: tables yes, images no; --no-refit ships the split's model, "
-                        "in about half the time)")
+                        "settings, warm by default (see --warm-refit) (default: tables yes, images no; "
+                        "--no-refit ships the split's model, in less time)")
     t.add_argument("--warm-refit", dest="warm_refit", action=argparse.BooleanOptionalAction, default=True,
                    help="the refit goes on from the split model's networks for a quarter of the epochs, "
                         "where both encode the columns alike (default; the card's `warm_start` says so); "

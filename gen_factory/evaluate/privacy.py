@@ -25,8 +25,8 @@ def _scaled(frame: pd.DataFrame, train: pd.DataFrame, categorical: set[str]) -> 
 
 def _nearest(a: np.ndarray, b: np.ndarray, categorical_mask: np.ndarray, budget: int = 2**22) -> np.ndarray:
     """Each row of `a`'s distance to its nearest row of `b`, `a` in chunks of about `budget` differences
-    (32 MiB, a few times that with the temporaries): a fixed 256 rows against 50,000 training rows x 100
-    columns was a 10 GB transient."""
+    (32 MiB, a few times that with the temporaries; one row at a time when `b` alone is larger): a fixed
+    256 rows against 50,000 training rows x 100 columns was a 10 GB transient."""
     chunk = max(1, budget // max(1, b.size))
     out = []
     for start in range(0, len(a), chunk):

@@ -15,7 +15,6 @@ from gen_factory import registry, settings
 from gen_factory.card import AnomalyCalibration, ModelCard, write_card
 from gen_factory.data import load_dataset, training_split
 from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES, frame_from_codes, keep_labels
-from gen_factory.data.table_transformer import TableEncoding
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.evaluate.quality import quality_report
@@ -50,7 +49,7 @@ CALIBRATION_IMAGES = 5_000
 # Tables: the same, on at most this many training rows: on the million-row table the scorer's calibration
 # ran its networks over all 700k rows at once and took the driver past 13 GB. The score quantiles, the
 # forest (256-row trees) and the refit's threshold shares need far fewer (bench/RESULTS.md, session 12).
-CALIBRATION_ROWS = 10_000
+SCORER_CALIBRATION_ROWS = 10_000
 
 
 @dataclass
@@ -180,12 +179,12 @@ def _epochs_config(recipe: Recipe) -> dict:
 
 def prepare_refit(job: TrainJob, split: Prepared) -> Prepared:
     """The refit on every row. Warm (`job.warm_refit`): it goes on from the split's last networks for
-    WARM_REFIT_SHARE of the epochs, where both models encode the columns alike (same network shapes and
-    column widths); cold, from scratch and for all the epochs, where they do not (a category only the
-    holdout held widens the encoding)."""
+    WARM_REFIT_SHARE of the epochs, where both have the same ModelSpec (network shapes and, for tables,
+    the encoded column layout); cold, from scratch and for all the epochs, where they do not (a column
+    missing only in held-out rows gains a missing-value flag on every row: categories come from the
+    whole table, so they never differ)."""
     every = prepare(job, holdout_fraction=0.0, data=split.data)
-    alike = every.spec == split.spec and _layout(every.encoding) == _layout(split.encoding)
-    if not (job.warm_refit and alike):
+    if not (job.warm_refit and every.spec == split.spec):  # (a table's spec holds its column layout)
         return every
     recipe = replace(every.recipe, epochs=math.ceil(WARM_REFIT_SHARE * every.recipe.epochs),
                      encoder_epochs=math.ceil(WARM_REFIT_SHARE * every.recipe.encoder_epochs))
@@ -278,7 +277,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
             with phases.phase("evaluate"):
                 metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
             with phases.phase("calibrate"):
-                # (a large table's thresholds on the rows its quality was measured on: `evaluate_bundle`)
+                # A large table's thresholds on a seeded sample of its held-out rows, as `evaluate_bundle`
+                # samples them (one scoring call of all 300k held-out rows of a million passed the limit)
                 detection = calibrate_bundle(model, _calibration_rows(train, job.seed),
                                              _at_most(holdout, EVALUATION_ROWS, job.seed), job.fpr, job.seed)
             with phases.phase("log_artifacts"):
@@ -329,11 +329,6 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
         "phases": phases.rounded(),
         **({"champion_veto": veto} if veto else {}),
     }
-
-
-def _layout(encoding) -> list | None:
-    """A table encoding's (activation, width) blocks: equal layouts mean each weight sees the same column."""
-    return encoding.spans() if isinstance(encoding, TableEncoding) else None
 
 
 def _refit_start(every: Prepared) -> str:
@@ -480,7 +475,7 @@ def _restore(spec: ModelSpec, hyper: Hyper, state: dict) -> tuple[torch.nn.Modul
 
 def _calibration_rows(data, seed: int):
     """The training rows the scorer is calibrated on: a seeded sample of a large set (`_at_most`)."""
-    return _at_most(data, CALIBRATION_IMAGES if data.kind == "image" else CALIBRATION_ROWS, seed)
+    return _at_most(data, CALIBRATION_IMAGES if data.kind == "image" else SCORER_CALIBRATION_ROWS, seed)
 
 
 def _residual_scales(encoder, generator, discriminator, encoding, train, seed: int = 0) -> ScoreScales:

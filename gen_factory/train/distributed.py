@@ -165,9 +165,12 @@ def check_resumable(config: dict, name: str, storage_path: str, settings_file: s
         old, new = _flatten(saved), _flatten(wanted)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
+            same = "the same settings"
+            if "warm_start" in changed:  # e.g. a run begun before refits went on from the split's networks
+                same += " (" + ("--warm-refit" if saved.get("warm_start") else "--no-warm-refit") + ")"
             raise DataValidationError(
                 "run_name", f"{name!r} exists with other settings ({', '.join(changed)})",
-                "pass a new --run-name to start a fresh run, or the same settings to resume it")
+                f"pass a new --run-name to start a fresh run, or {same} to resume it")
         return
     fs.create_dir(f"{root}/{name}", recursive=True)
     with fs.open_output_stream(path) as fh:
@@ -329,14 +332,12 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
     report_every = config.get("report_every", 1)
     encoder = None  # the f-AnoGAN phase's trainer, made when the GAN is done
 
-    # A warm stage goes on from the previous stage's networks; resumed, from its own checkpoint instead.
-    # Every rank holds the same last state of the previous stage: nothing to broadcast.
-    warm = _warm_start(stage, trainer) if resume_from is None else None
+    warm = _warm_start(stage, trainer, resumed=resume_from is not None)
 
     def encoder_trainer() -> EncoderTrainer:
         net = ray.train.torch.prepare_model(build_encoder(spec), parallel_strategy_kwargs=ddp)
         made = EncoderTrainer(net, *selector.best_models(trainer))
-        if warm and "encoder" in warm:
+        if "encoder" in warm:  # (a resumed encoder phase then loads its own checkpoint over it)
             made.load_state_dict(warm["encoder"])
         return made
 
@@ -393,12 +394,15 @@ def _train_stage(config: dict, resume_from: dict | None, stage: Stage, nodes: in
     return state, networks
 
 
-def _warm_start(stage: Stage, trainer: GANTrainer) -> dict | None:
-    """Load a warm stage's starting networks into `trainer`; returns them (the encoder's is loaded when
-    its phase starts), or None for a stage that starts from noise."""
-    if stage.warm is not None:
-        trainer.load_state_dict(stage.warm["trainer"])
-    return stage.warm
+def _warm_start(stage: Stage, trainer: GANTrainer, resumed: bool) -> dict:
+    """A warm stage's GAN goes on from the previous stage's networks (loaded into `trainer` here; a
+    resumed stage has its own checkpoint instead); its encoder, whenever it is made (resumed mid-GAN
+    too), from the previous stage's encoder: returns those networks ({} for a stage from noise). Every
+    rank holds the same last state of the previous stage: nothing to broadcast."""
+    warm = stage.warm or {}
+    if warm and not resumed:
+        trainer.load_state_dict(warm["trainer"])
+    return warm
 
 
 def _select(selector: BestGenerator, trainer: GANTrainer, metrics: dict, done: int, gan_epochs: int,
