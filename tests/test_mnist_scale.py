@@ -65,3 +65,20 @@ def test_the_decoder_is_calibrated_in_pieces_with_the_knots_of_one_pass(monkeypa
             bundle.calibrate_decoder(g, encoding, np.bincount(train.labels).tolist(), spec.noise_dim, shares)
         knots.append([c.model_dump() for c in encoding.columns])
     assert knots[0] == knots[1] and knots[0] != [c.model_dump() for c in fit_encoding(train).columns]
+
+
+def test_a_large_tables_driver_keeps_samples_and_the_whole_sets_counts(monkeypatch):
+    job = pipeline.TrainJob("customers", epochs=2)
+    whole = pipeline.prepare(job)
+    prep = pipeline.prepare(job)
+    monkeypatch.setattr(pipeline, "EVALUATION_ROWS", 100)
+    pipeline._keep_samples(prep, job.seed)
+    assert [len(d.labels) for d in (prep.data, prep.train, prep.holdout)] == [100, 100, 100]
+    assert prep.counts == whole.counts and prep.counts.given == len(whole.data.labels)
+    assert prep.counts.per_label == np.bincount(whole.train.labels).tolist()
+    card = pipeline.card_for(prep.train, prep.spec, prep.encoding, label_counts=prep.counts.per_label,
+                             model_name="m", dataset="customers", loss="wgan-gp", epochs=2, seed=0)
+    assert card.label_counts == prep.counts.per_label != np.bincount(prep.train.labels).tolist()
+    monkeypatch.setattr(pipeline, "EVALUATION_ROWS", 50_000)  # under the cap: the sets themselves
+    pipeline._keep_samples(whole, job.seed)
+    assert len(whole.train.labels) == whole.counts.trained

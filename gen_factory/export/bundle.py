@@ -610,14 +610,15 @@ def attribution_card(scorer: ScoreGraph, card: ModelCard) -> ScoreAttribution:
     return ScoreAttribution(unit="pixel", quantile=quantile)
 
 
-def card_for(train, spec, encoding, **training) -> ModelCard:
+def card_for(train, spec, encoding, label_counts: list[int] | None = None, **training) -> ModelCard:
     """The card of a model of `spec` fitted to `train` with `encoding`: what it takes and returns,
-    plus `training`'s ModelCard fields (model_name, dataset, loss, epochs, seed, ...)."""
+    plus `training`'s ModelCard fields (model_name, dataset, loss, epochs, seed, ...). `label_counts`:
+    the training rows per label where `train` is a sample of them (else counted from `train`)."""
     return ModelCard(
         kind=train.kind, label_column=train.label_column, label_names=train.label_names,
         columns=getattr(train, "columns", None), shape=spec.shape, n_labels=spec.n_labels,
         noise_dim=spec.noise_dim, encoding=encoding_spec(encoding),
-        label_counts=np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
+        label_counts=label_counts or np.bincount(train.labels, minlength=len(train.label_names)).tolist(),
         table_schema=getattr(train, "schema", None),
         flag_noise=sampling_uniforms(encoding.columns) if train.kind == "table" else 0, **training,
     )

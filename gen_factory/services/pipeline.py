@@ -129,7 +129,9 @@ class TrainJob:
 
 @dataclass
 class Prepared:
-    """A job's validated data and settings: everything decided before any lock, Ray or MLflow."""
+    """A job's validated data and settings: everything decided before any lock, Ray or MLflow. The
+    `counts` are the whole sets'; a large table's sets may be samples once training starts
+    (`_keep_samples`)."""
 
     data: object
     train: object
@@ -138,6 +140,17 @@ class Prepared:
     recipe: Recipe
     spec: ModelSpec
     config: dict
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many rows the dataset, its training set (per label) and its hold-out have: what the card says."""
+
+    given: int
+    trained: int
+    held_out: int
+    per_label: list[int]
 
 
 @dataclass
@@ -168,7 +181,19 @@ def prepare(job: TrainJob, holdout_fraction: float | None = None, data=None) -> 
         "spec": asdict(spec), "hyper": asdict(recipe.hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
-    return Prepared(data, train, holdout, encoding, recipe, spec, config)
+    counts = Counts(len(data.labels), len(train.labels), len(holdout.labels),
+                    np.bincount(train.labels, minlength=len(train.label_names)).tolist())
+    return Prepared(data, train, holdout, encoding, recipe, spec, config, counts)
+
+
+def _keep_samples(prep: Prepared, seed: int) -> None:
+    """Once a table's training is prepared, the driver needs samples only: the workers read their rows
+    from the file themselves, and the export, evaluation and calibration take at most EVALUATION_ROWS
+    of each set. So a large table's sets become those samples (in place: the caller's reference must
+    not keep the whole arrays alive); on 1M x 100 that frees 0.75 GiB of the driver."""
+    if prep.data.kind == "table":
+        prep.data, prep.train, prep.holdout = (_at_most(d, EVALUATION_ROWS, seed)
+                                               for d in (prep.data, prep.train, prep.holdout))
 
 
 def _epochs_config(recipe: Recipe) -> dict:
@@ -246,22 +271,24 @@ def _already_finished(job: TrainJob, run, version, started: float, log) -> dict:
 def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases, log) -> dict:
     from gen_factory.services.cluster import ensure_ray
 
-    data, train, holdout = prep.data, prep.train, prep.holdout
-    hyper, recipe = prep.recipe.hyper, prep.recipe
+    data, hyper, recipe = prep.data, prep.recipe.hyper, prep.recipe
     refit = job.refit if job.refit is not None else data.kind == "table"
     every = prepare_refit(job, prep) if refit else None  # the refit on every row: the run's second stage
     run_id, resumed = registry.start_run(job.run_name, {**asdict(job), "epochs": recipe.epochs,
                                                        **asdict(hyper), "kind": data.kind,
-                                                       "rows": len(train.labels)})
+                                                       "rows": prep.counts.trained})
+    names = prep.train.label_names
     log(
-        f"[train] {data.kind} dataset {data.name!r}: {len(train.labels)} training rows"
-        + (f" (then every one of the {len(data.labels)} rows, {_refit_start(every)})" if every else "")
-        + f", {len(train.label_names)} labels"
-        + (f" (one-class: {', '.join(train.label_names)} normal)" if job.normal_labels else "")
+        f"[train] {data.kind} dataset {data.name!r}: {prep.counts.trained} training rows"
+        + (f" (then every one of the {prep.counts.given} rows, {_refit_start(every)})" if every else "")
+        + f", {len(names)} labels" + (f" (one-class: {', '.join(names)} normal)" if job.normal_labels else "")
         + f"; loss={hyper.loss}, epochs={recipe.epochs} + {recipe.encoder_epochs} encoder, "
         f"workers={job.num_workers}; MLflow run {run_id}"
         + (" (resumed)" if resumed else "")
     )
+    for prepared in (prep, every) if every else (prep,):
+        _keep_samples(prepared, job.seed)
+    data, train, holdout = prep.data, prep.train, prep.holdout
     try:
         with phases.phase("ray_start"):
             ensure_ray()
@@ -295,8 +322,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
                 model, bundle = refitted, tmp / "refit"
             write_card(bundle, ModelCard.model_validate({
                 **model.card.model_dump(), "metrics": metrics, "anomaly": detection.model_dump(),
-                "rows_given": len(data.labels), "rows_trained": shipped.rows,
-                "report_rows": len(holdout.labels)}))
+                "rows_given": prep.counts.given, "rows_trained": shipped.rows,
+                "report_rows": prep.counts.held_out}))
             veto = champion_veto(metrics, _selected(shipped.state))
             if veto and job.alias:
                 log(f"[train] WARNING: registering without @{job.alias}: {veto}")
@@ -355,7 +382,8 @@ def _export_fit(job: TrainJob, prep: Prepared, state: dict, run_id: str, out: Pa
     for part, seconds in state.get("seconds", {}).items():  # rank 0's epochs, inside the fit
         phases.add(f"{named}{part}_epochs", seconds)
     generator, discriminator, encoder = _restore(spec, recipe.hyper, state)
-    card = card_for(prep.train, spec, prep.encoding, model_name=job.model_name, dataset=prep.data.name,
+    card = card_for(prep.train, spec, prep.encoding, label_counts=prep.counts.per_label,
+                    model_name=job.model_name, dataset=prep.data.name,
                     loss=recipe.hyper.loss, variant=recipe.variant, epochs=recipe.epochs,
                     encoder_epochs=recipe.encoder_epochs, warm_start=bool(prep.config.get("warm_start")),
                     seed=job.seed, mlflow_run_id=run_id,
@@ -365,7 +393,7 @@ def _export_fit(job: TrainJob, prep: Prepared, state: dict, run_id: str, out: Pa
         parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out,
                                precisions=tuple(job.precisions or ()))
     # What ships is evaluated, calibrated and sampled as served: through the exported graphs.
-    return Fitted(generator, state, len(prep.train.labels)), OnnxModel(out), parity
+    return Fitted(generator, state, prep.counts.trained), OnnxModel(out), parity
 
 
 def _log_artifacts(job: TrainJob, kind: str, fitted: Fitted, model: OnnxModel, metrics: dict, run_id: str,
