@@ -301,6 +301,9 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
             first, model, parity = _export_fit(job, prep, state.get("first", state), run_id, tmp / "model",
                                                phases)
             train_seconds = time.time() - started
+            # The refit's export before the evaluation: on a large table its transients then sit on the
+            # driver's lower floor (the evaluation keeps 0.3 GiB of a 1M-row table's; bench/RESULTS.md)
+            refit = every and _export_fit(job, every, state, run_id, tmp / "refit", phases, named="refit_")
             with phases.phase("evaluate"):
                 metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
             with phases.phase("calibrate"):
@@ -311,9 +314,8 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
             with phases.phase("log_artifacts"):
                 _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
             shipped, bundle = first, tmp / "model"
-            if every:  # the split measured the model; the one that ships trained on every row
-                shipped, refitted, parity = _export_fit(job, every, state, run_id, tmp / "refit", phases,
-                                                        named="refit_")
+            if refit:  # the split measured the model; the one that ships trained on every row
+                shipped, refitted, parity = refit
                 with phases.phase("refit_calibrate"):
                     detection = transfer_calibration(detection, model, _calibration_rows(train, job.seed),
                                                      refitted, _calibration_rows(every.train, job.seed))
