@@ -286,6 +286,21 @@ def test_scoring_in_bounded_calls_answers_as_one_call(request, which):
         np.testing.assert_allclose(matrix, whole.matrix, rtol=1e-5, atol=1e-6)
 
 
+def test_the_request_limit_is_the_requests_and_in_process_scoring_takes_any_number(table, monkeypatch):
+    """A request of more than MAX_INPUTS_PER_REQUEST inputs is refused where it comes in (`prepare`:
+    ingress, batching runner, `score --local`); scoring itself goes in bounded calls, so calibration
+    scores every held-out row (a million-row table's 300k once failed `train` at that limit)."""
+    model, *_, data = table
+    values = values_of(data)[:50]
+    monkeypatch.setattr(scoring, "MAX_INPUTS_PER_REQUEST", 10)
+    rows = data.frame().drop(columns=[data.label_column]).head(11).to_dict(orient="records")
+    with pytest.raises(DataValidationError, match="inputs: 11 inputs -- fix: send at most 10 per request"):
+        scoring.prepare(model, rows, None, None, None)
+    assert scoring.prepare(model, rows[:10], None, None, None)[0].shape == (10, values.shape[1])
+    assert len(scoring.score_matrix(model, values)) == 50  # 5x the limit, in this process
+    assert len(scoring.score_attributed(model, values).labels) == 50
+
+
 @pytest.mark.parametrize("which", ["table", "image"])
 def test_zero_rows_score_to_empty_answers_of_the_right_shape(request, which):
     """No row in, no row out, shaped as one row's answer (the graph itself cannot take zero rows: its

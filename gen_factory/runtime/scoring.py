@@ -156,10 +156,12 @@ def prepare(model: OnnxModel, rows: list | None, images, labels: list | None,
     if model.kind == "table":
         if rows is None:
             raise DataValidationError("rows", "missing", "send table rows in `rows` for a table model")
+        _check_size(rows)
         values = rows_to_array(model, rows)
     else:
         if images is None:
             raise DataValidationError("images", "missing", "send `images` for an image model")
+        _check_size(images)
         values = images_to_array(model, images)
     method = method or default_method(model.card.score_methods)
     method_index(model, method)
@@ -252,7 +254,7 @@ def score_attributed(model: OnnxModel, values: np.ndarray, labels: np.ndarray | 
     them. Without labels every label is tried: scores take each method's minimum (as `score_matrix`),
     contributions come from the label with the lowest f-AnoGAN score (the reconstruction the row is
     closest to), which is also the ensemble's. In calls of at most `inputs_per_call` scorer inputs."""
-    _check_size(values, labels)
+    _check_labels(values, labels)
     if not len(values):  # nothing to score: the shapes of one row's answer, with no row
         one = _score_attributed(model, np.zeros((1, *values.shape[1:]), values.dtype), None)
         return Scored(one.matrix[:0], None if one.contributions is None else one.contributions[:0],
@@ -284,7 +286,7 @@ def score_matrix(model: OnnxModel, values: np.ndarray, labels: np.ndarray | None
                  inputs_per_call: int = INPUTS_PER_CALL) -> np.ndarray:
     """Scores [n, methods]: against each input's label, else the minimum over all labels (per method),
     in calls of at most `inputs_per_call` scorer inputs."""
-    _check_size(values, labels)
+    _check_labels(values, labels)
     if not len(values):  # nothing to score (the graph cannot take zero rows): one row's shape, no row
         return _score_matrix(model, np.zeros((1, *values.shape[1:]), values.dtype), None)[:0]
     return np.concatenate([_score_matrix(model, *piece)
@@ -323,11 +325,16 @@ def labels_per_row(model: OnnxModel) -> bool:
     return LABELS_PER_ROW_KEY in model.scorer.get_modelmeta().custom_metadata_map
 
 
-def _check_size(values: np.ndarray, labels: np.ndarray | None) -> None:
-    if len(values) > MAX_INPUTS_PER_REQUEST:
+def _check_size(inputs) -> None:
+    """A request's size limit, at the request (`prepare`): scoring itself goes in calls of bounded size,
+    so in-process callers (calibration, bulk batches) may score any number."""
+    if len(inputs) > MAX_INPUTS_PER_REQUEST:
         raise DataValidationError(
-            "inputs", f"{len(values)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request"
+            "inputs", f"{len(inputs)} inputs", f"send at most {MAX_INPUTS_PER_REQUEST} per request"
         )
+
+
+def _check_labels(values: np.ndarray, labels: np.ndarray | None) -> None:
     if labels is not None and len(labels) != len(values):
         raise DataValidationError(
             "labels", f"{len(labels)} labels for {len(values)} inputs", "give one label per input, or none"

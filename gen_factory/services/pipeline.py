@@ -148,9 +148,12 @@ class Counts:
     """How many rows the dataset, its training set (per label) and its hold-out have: what the card says."""
 
     given: int
-    trained: int
     held_out: int
-    per_label: list[int]
+    per_label: list[int]  # training rows per label
+
+    @property
+    def trained(self) -> int:
+        return sum(self.per_label)
 
 
 @dataclass
@@ -181,7 +184,7 @@ def prepare(job: TrainJob, holdout_fraction: float | None = None, data=None) -> 
         "spec": asdict(spec), "hyper": asdict(recipe.hyper), "mlflow_tracking_uri": settings.tracking_uri(),
         **({"categorical": categorical} if categorical else {}),  # absent: runs from before overrides resume
     }
-    counts = Counts(len(data.labels), len(train.labels), len(holdout.labels),
+    counts = Counts(len(data.labels), len(holdout.labels),
                     np.bincount(train.labels, minlength=len(train.label_names)).tolist())
     return Prepared(data, train, holdout, encoding, recipe, spec, config, counts)
 
@@ -306,19 +309,17 @@ def _train_locked(job: TrainJob, prep: Prepared, started: float, phases: Phases,
             refit = every and _export_fit(job, every, state, run_id, tmp / "refit", phases, named="refit_")
             with phases.phase("evaluate"):
                 metrics = evaluate_bundle(model, train, holdout, job.seed, report=tmp / "report.html")
+            calibration = _calibration_rows(train, job.seed)  # the training rows the scorer saw at export
             with phases.phase("calibrate"):
-                # A large table's thresholds on a seeded sample of its held-out rows, as `evaluate_bundle`
-                # samples them (one scoring call of all 300k held-out rows of a million passed the limit)
-                detection = calibrate_bundle(model, _calibration_rows(train, job.seed),
-                                             _at_most(holdout, EVALUATION_ROWS, job.seed), job.fpr, job.seed)
+                detection = calibrate_bundle(model, calibration, holdout, job.fpr, job.seed)
             with phases.phase("log_artifacts"):
                 _log_artifacts(job, data.kind, first, model, metrics, run_id, tmp, log)
             shipped, bundle = first, tmp / "model"
             if refit:  # the split measured the model; the one that ships trained on every row
                 shipped, refitted, parity = refit
                 with phases.phase("refit_calibrate"):
-                    detection = transfer_calibration(detection, model, _calibration_rows(train, job.seed),
-                                                     refitted, _calibration_rows(every.train, job.seed))
+                    detection = transfer_calibration(detection, model, calibration, refitted,
+                                                     _calibration_rows(every.train, job.seed))
                 if changed := _parts_changed(model.card, refitted.card):
                     log(changed)
                 model, bundle = refitted, tmp / "refit"
