@@ -58,12 +58,24 @@ def main(args: argparse.Namespace) -> None:
     print(f"\n# gen_factory image bench — {time.strftime('%Y-%m-%d')} — {os.cpu_count()} cores, no GPU, "
           "2 Ray Train workers\n", flush=True)
     if "mnist" in parts:
-        mnist(args.variants.split(","), args.epochs, args.per_class, args.train_images, args.cas_epochs,
-              batch_size=args.batch_size)
+        variants = args.variants.split(",")
+        mnist(variants, variant_epochs(args.epochs, variants), args.per_class, args.train_images,
+              args.cas_epochs, batch_size=args.batch_size)
     if "full" in parts:
         full_digits(train, test)
     if "augment" in parts:
         augmentation(train, test)
+
+
+def variant_epochs(spec: str, variants: list[str]) -> dict[str, int]:
+    """`--epochs`: one number for every variant, or `variant=N` pairs - the same wall-clock budget is
+    a different number of epochs for an MLP and a conv GAN (bench/RESULTS.md, session 13)."""
+    if "=" not in spec:
+        return dict.fromkeys(variants, int(spec))
+    given = {name.strip(): int(n) for name, n in (pair.split("=") for pair in spec.split(","))}
+    if missing := [v for v in variants if v not in given]:
+        raise SystemExit(f"--epochs names no epochs for {', '.join(missing)}: add `{missing[0]}=N`")
+    return {v: given[v] for v in variants}
 
 
 def full_digits(train, test) -> None:
@@ -164,8 +176,8 @@ def tuned_svc(small, test) -> float:
     return float(search.fit(flat(small.images), small.labels).score(flat(test.images), test.labels))
 
 
-def mnist(variants: list[str], epochs: int, per_class: int, train_images: int = 0, cas_epochs: int = 10,
-          holdout: float = 0.3, batch_size: int = 64) -> None:
+def mnist(variants: list[str], epochs: dict[str, int], per_class: int, train_images: int = 0,
+          cas_epochs: int = 10, holdout: float = 0.3, batch_size: int = 64) -> None:
     """`train_images` > 0: a stratified subset of the 60k, written beside them as its own NPZ (a CPU
     budget); the feature CNN then also learns from that subset, one epoch."""
     from gen_factory.data import load_dataset, split
@@ -197,7 +209,8 @@ def mnist(variants: list[str], epochs: int, per_class: int, train_images: int = 
     ref = {"space": space, "test": test, "test_f": test_f, "test_y": test.labels[half], "train_f": train_f,
            "cas_real": ceiling}
     for name in variants:
-        row = mnist_variant(name, str(train_npz), epochs, per_class, holdout, ref, cas_epochs, batch_size)
+        row = mnist_variant(name, str(train_npz), epochs[name], per_class, holdout, ref, cas_epochs,
+                            batch_size)
         print("RESULT mnist " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
 
@@ -273,7 +286,9 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", nargs="*", help="full, augment and/or mnist (default: full augment)")
     parser.add_argument("--variants", default="projgan-gp", help="MNIST: comma-separated variants")
-    parser.add_argument("--epochs", type=int, default=2, help="MNIST: GAN epochs per variant (the budget)")
+    parser.add_argument("--epochs", default="2",
+                        help="MNIST: GAN epochs per variant (the budget): N, or variant=N pairs, "
+                             "e.g. vanilla=45,dcgan=6")
     parser.add_argument("--per-class", type=int, default=6000,
                         help="MNIST: synthetic images per class for the CAS (the ceiling: as many real)")
     parser.add_argument("--train-images", type=int, default=0,
