@@ -25,9 +25,11 @@ CARD_FILE = "card.json"
 # Generator precisions a bundle may carry: fp32 (`files.generator`, always) and the opt-in reduced ones
 # that export/precision.py writes beside it (`files.precisions`).
 PRECISIONS = ("fp32", "int8")
-# The columns of the scorer graph's output, in order (models exported before the forest: the first two);
-# `ensemble` (f-AnoGAN + isolation forest) is the default (bench/anomaly_broad.py, bench/RESULTS.md).
-SCORE_METHODS = ("critic", "fanogan", "iforest", "ensemble")
+# The columns of the scorer graph's output, in order (models exported before the forest: the first two;
+# tables and images exported before the nearest-neighbour distance: the first four);
+# `ensemble` (the f-AnoGAN with the isolation forest; for images with `knn` instead) is the default
+# (bench/anomaly_broad.py, bench/mnist_anomaly.py, bench/RESULTS.md).
+SCORE_METHODS = ("critic", "fanogan", "iforest", "ensemble", "knn")
 DEFAULT_SCORE_METHOD = "ensemble"
 # The scorer graph's second output (bundles exported before attribution have the first alone).
 ATTRIBUTION_OUTPUT = "contributions"
@@ -76,14 +78,18 @@ class AnomalyCalibration(BaseModel):
 
 
 class EnsembleParts(BaseModel):
-    """The default `ensemble` score's parts: the f-AnoGAN residual joins the isolation forest only where
-    G(E(x)) rebuilds the normal training inputs (`reconstruction_r2` >= `min_reconstruction_r2`)."""
+    """The default `ensemble` score's parts: the f-AnoGAN residual joins a classic detector - the
+    isolation forest (tables) or the distance to the nearest normal training images (`knn`, images) -
+    only where G(E(x)) rebuilds the normal training inputs (`reconstruction_r2` >=
+    `min_reconstruction_r2`). `reference_rows`: how many normal training inputs the scorer file holds
+    for `knn` (None: it holds none)."""
 
     model_config = SPEC
 
     parts: list[str]
     reconstruction_r2: float | None  # None: a scorer built without measuring it
     min_reconstruction_r2: float
+    reference_rows: int | None = None
 
 
 class ScoreAttribution(BaseModel):

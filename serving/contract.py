@@ -91,11 +91,13 @@ class _ScoreOptions(BaseModel):
     labels: list[StrictStr] = Field(None, max_length=MAX_INPUTS_PER_REQUEST,
                                     description="score against these labels (one per input); omitted: "
                                                 "the best over all labels", json_schema_extra=_no_default)
-    method: Literal["ensemble", "fanogan", "iforest", "critic"] = Field(
+    method: Literal["ensemble", "fanogan", "iforest", "knn", "critic"] = Field(
         None, description="`ensemble` (default for models that have it: f-AnoGAN and the isolation forest "
-                          "on one scale), `fanogan` (the f-AnoGAN residual; the default of older models), "
-                          "`iforest` (an isolation forest of the normal training values, in the graph) or "
-                          "`critic` (the negated discriminator output)", json_schema_extra=_no_default)
+                          "- for images the `knn` distance - on one scale), `fanogan` (the f-AnoGAN "
+                          "residual; the default of older models), `iforest` (an isolation forest of the "
+                          "normal training values, in the graph), `knn` (images: the distance to the "
+                          "5th-nearest normal training image) or `critic` (the negated discriminator "
+                          "output); a model's card lists the methods it has", json_schema_extra=_no_default)
     attribution: Literal["top_k", "full", "none"] = Field(
         "top_k", description="why each input scores as it does, from the f-AnoGAN reconstruction: "
         "`top_k` (default) the `top_k` largest contributions per input (`top`), `full` every column's "

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from gen_factory.card import ATTRIBUTION_OUTPUT, CARD_FILE, SCORER_FILE
+from gen_factory.card import ATTRIBUTION_OUTPUT, CARD_FILE, SCORE_METHODS, SCORER_FILE
 from gen_factory.data import DataValidationError, load_dataset
 from gen_factory.data.columns import width
 from gen_factory.data.datasets import table_from_frame, values_of
 from gen_factory.data.transform import fit_encoding
 from gen_factory.export.bundle import (
     ATTRIBUTION_QUANTILE,
+    KNN_NEIGHBOURS,
     MIN_RECONSTRUCTION_R2,
     PARITY_TOLERANCE,
     PIXEL_SMOOTHING,
@@ -341,6 +342,42 @@ def test_an_f_anogan_that_does_not_rebuild_its_inputs_is_left_out_of_the_ensembl
     torch.testing.assert_close(both[:, 3], fanogan + forest)
     served = scoring.score(model, decoded[:50], data.labels[:50].astype(np.int64), method="ensemble")
     np.testing.assert_allclose(served, forest.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_an_image_scorer_serves_the_distance_to_the_kth_nearest_training_image(image):
+    """Images' `knn`: the exported graph's column is the brute-force distance to the 5th-nearest of the
+    normal training images (encoded pixels) it holds, whatever label it is scored against; their
+    ensemble takes it where tables take the forest. Tables have no such column (test_anomaly)."""
+    model, _, _, enc, scorer, decoded, data = image
+    card = model.card
+    assert card.score_methods == list(SCORE_METHODS) and "knn" in scorer.methods
+    assert card.ensemble.parts == ["knn"] and card.ensemble.reference_rows == len(data.labels)
+    new = load_dataset("digits").images[300:340].astype(np.float32)  # images the model never saw
+    reference = enc.encode(decoded).reshape(len(decoded), -1).astype(np.float64)
+    query = enc.encode(new).reshape(len(new), -1).astype(np.float64)
+    distances = np.sqrt(((query[:, None, :] - reference[None]) ** 2).sum(axis=2))
+    expected = np.sort(distances, axis=1)[:, KNN_NEIGHBOURS - 1]
+    knn = card.score_methods.index("knn")
+    for labels in (None, np.zeros(len(new), dtype=np.int64)):  # best label, one given label: the same
+        served = scoring.score_matrix(model, new, labels)
+        np.testing.assert_allclose(served[:, knn], expected, rtol=1e-4)
+    grid = scorer.grids[2]
+    np.testing.assert_allclose(served[:, card.score_methods.index("ensemble")],
+                               extended_cdf(torch.from_numpy(expected).float(), grid).numpy(), atol=1e-4)
+    assert grid[0] > 0  # the training images' grid leaves each one out of its own neighbours
+
+
+def test_without_its_reference_an_image_scorer_holds_no_training_image_and_uses_the_forest(image):
+    """`--no-knn`: the scorer file then holds no training image, and images' ensemble is the forest's,
+    as tables' is."""
+    _, g, encoder, enc, scorer, decoded, data = image
+    x = torch.from_numpy(enc.encode(decoded))
+    scales = residual_scales(encoder, g, scorer.discriminator, x, torch.from_numpy(data.labels))
+    bare = scorer_for(scorer.discriminator, g, encoder, enc, scales, knn_reference=False)
+    assert bare.neighbours is None and bare.methods == list(SCORE_METHODS[:4]) and bare.grids.shape[0] == 2
+    held = [name for name, _ in bare.named_buffers() if "reference" in name]
+    assert bare.ensemble_parts == ["iforest"] and held == []
+    assert "neighbours.reference" in dict(scorer.named_buffers())
 
 
 def test_train_says_when_the_refit_sums_other_parts_than_the_split_model(table):

@@ -85,6 +85,9 @@ def test_rayjob_and_job_specs_are_valid_genfactory_commands():
     assert parsed.patience == 5 and parsed.refit is False and parsed.warm_refit is True
     cold = {**patient, "model": {"warm_refit": False}}
     assert _parser().parse_args(train_args(cold)).warm_refit is False
+    assert parsed.knn_reference is True
+    bare = {**patient, "anomaly": {"knn": False}}  # an image scorer without training images in it
+    assert _parser().parse_args(train_args(bare)).knn_reference is False
 
 
 def test_job_entrypoint_runs_the_module_with_the_clusters_python_not_path():

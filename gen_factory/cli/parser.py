@@ -93,6 +93,11 @@ def _train(sub) -> None:
                    help="the refit goes on from the split model's networks for a quarter of the epochs, "
                         "where both encode the columns alike (default; the card's `warm_start` says so); "
                         "--no-warm-refit trains it from scratch for all of them")
+    t.add_argument("--knn", dest="knn_reference", action=argparse.BooleanOptionalAction, default=True,
+                   help="images: the anomaly scorer holds up to 5,000 normal training images and scores "
+                        "the distance to the 5th-nearest of them (`knn`, part of the default score; the "
+                        "card's ensemble.reference_rows) (default); --no-knn ships no training image in "
+                        "the scorer file, and the default score uses the isolation forest instead")
     t.add_argument("--precisions", nargs="+", choices=("int8",), default=None, metavar="P",
                    help="also export the generator in these reduced precisions (int8: for `generate "
                         "--precision int8`, faster GEMMs on CPUs with VNNI/AMX; fp32 is always exported "
@@ -167,11 +172,13 @@ def _score(sub) -> None:
     sc.add_argument("--label-column",
                     help="score each row against this column's label (default: best over labels; the "
                          "model's label column in the file is then kept and ignored)")
-    sc.add_argument("--method", choices=["ensemble", "fanogan", "iforest", "critic"],
+    sc.add_argument("--method", choices=["ensemble", "fanogan", "iforest", "knn", "critic"],
                     help="ensemble (the default of models that have it): f-AnoGAN and the isolation forest "
-                         "on one scale; fanogan (older models' default): f-AnoGAN residual through encoder "
-                         "and generator; iforest: an isolation forest of the normal training values; "
-                         "critic: -discriminator")
+                         "(images: knn) on one scale, the f-AnoGAN left out where it does not rebuild its "
+                         "inputs (the card's `ensemble`); fanogan (older models' default): f-AnoGAN "
+                         "residual through encoder and generator; iforest: an isolation forest of the "
+                         "normal training values; knn (images): the distance to the 5th-nearest normal "
+                         "training image; critic: -discriminator")
     sc.add_argument("--local", action="store_true",
                     help="score in this process with ONNX Runtime (model from the MLflow registry), "
                          "no API needed (--out always scores locally, through Ray)")

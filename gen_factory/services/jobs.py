@@ -20,7 +20,7 @@ from gen_factory.data.validate import DataValidationError
 
 SPEC_KEYS = {"name", "dataset", "label_column", "model", "resources", "registry", "anomaly", "seed", "env"}
 MODEL_KEYS = {"loss", "variant", "epochs", "encoder_epochs", "batch_size", "patience", "refit", "warm_refit"}
-ANOMALY_KEYS = {"normal_labels", "fpr"}
+ANOMALY_KEYS = {"normal_labels", "fpr", "knn"}
 RESOURCE_KEYS = {"workers", "gpus_per_worker"}
 
 
@@ -89,6 +89,8 @@ def train_args(spec: dict) -> list[str]:
         args.append("--refit" if model["refit"] else "--no-refit")
     if model.get("warm_refit") is not None:
         args.append("--warm-refit" if model["warm_refit"] else "--no-warm-refit")
+    if anomaly.get("knn") is not None:
+        args.append("--knn" if anomaly["knn"] else "--no-knn")
     for label in anomaly.get("normal_labels") or []:  # a one-class anomaly model of these labels
         args += ["--normal-label", str(label)]
     return args

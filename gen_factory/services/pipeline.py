@@ -86,6 +86,9 @@ class TrainJob:
     precisions: list[str] | None = None
     # The refit goes on from the split's networks for WARM_REFIT_SHARE of the epochs (False: from scratch).
     warm_refit: bool = True
+    # Images: the scorer holds its normal training images for `knn` (False: it holds none, and images'
+    # ensemble takes the isolation forest as tables' does; `export.bundle.Neighbours`).
+    knn_reference: bool = True
 
     def __post_init__(self):
         from gen_factory.data.validate import DataValidationError
@@ -394,7 +397,7 @@ def _export_fit(job: TrainJob, prep: Prepared, state: dict, run_id: str, out: Pa
     with phases.phase(f"{named}export"):
         scales = _residual_scales(encoder, generator, discriminator, prep.encoding, prep.train, job.seed)
         parity = export_bundle(generator, discriminator, encoder, scales, prep.encoding, card, out,
-                               precisions=tuple(job.precisions or ()))
+                               precisions=tuple(job.precisions or ()), knn_reference=job.knn_reference)
     # What ships is evaluated, calibrated and sampled as served: through the exported graphs.
     return Fitted(generator, state, prep.counts.trained), OnnxModel(out), parity
 
@@ -545,7 +548,8 @@ def _ensemble_line(card: ModelCard) -> str:
     parts = card.ensemble
     if parts is None or "fanogan" in parts.parts:
         return ""
-    return (f"; anomaly score `ensemble` = the isolation forest alone: G(E(x)) explains R²="
+    alone = "the isolation forest" if parts.parts == ["iforest"] else "the nearest-neighbour distance (knn)"
+    return (f"; anomaly score `ensemble` = {alone} alone: G(E(x)) explains R²="
             f"{parts.reconstruction_r2:.2f} of normal inputs (< {parts.min_reconstruction_r2}), so its "
             "residual would measure their size, not their fit")
 

@@ -59,7 +59,8 @@ class EncoderTrainer:
 class ScoreScales:
     """What the scorer graph is calibrated with: the mean residuals on normal training data, and those
     encoded inputs and their labels, on which `export_bundle` fits the isolation forest and
-    standardises each score. The inputs stay in this process: the graph keeps no training row."""
+    standardises each score. A table's graph keeps no training row; an image scorer's holds these inputs
+    as its `knn` reference (`export.bundle.Neighbours`; the card's `ensemble.reference_rows`)."""
 
     reconstruction: float
     features: float
