@@ -1,11 +1,12 @@
 """Anomaly scores from the exported scorer graph, and their calibration: higher = less like the training data.
 
 The graph returns every method at once (card `score_methods`): the negated critic, the f-AnoGAN
-residual through the encoder and generator, the isolation forest's score and their ensemble, the
-default (models exported before the forest have the first two, f-AnoGAN their default). Without a
-label, an input is scored against every label and keeps its lowest score (its most plausible class),
-so a normal row of any class scores low; in one call, where the graph's label-free parts (value
-encoding, encoder, the critic's features of the input, the isolation forest) run once per input
+residual through the encoder and generator, the isolation forest's score, the ensemble (the default)
+and, for images, `knn`, the distance to the nearest normal training images, which takes the forest's
+place in their ensemble (models exported before the forest have the first two, f-AnoGAN their
+default). Without a label, an input is scored against every label and keeps its lowest score (its most
+plausible class), so a normal row of any class scores low; in one call, where the graph's label-free
+parts (value encoding, encoder, the critic's features of the input, the forest, knn) run once per input
 (`every_label`). A threshold per method, set at a false-positive rate on
 held-out normal data when the model was trained (card `anomaly`), turns a score into an
 `is_anomaly` flag.
