@@ -138,7 +138,7 @@ class ModelCard(BaseModel):
     selected_epoch: int | None = None  # the GAN epoch that shipped (checkpoint selection)
     selected_train_frechet: float | None = None
     files: BundleFiles = BundleFiles()  # export_bundle names the encoder too
-    score_methods: list[str] = list(SCORE_METHODS)
+    score_methods: list[str] = list(SCORE_METHODS[:4])  # export_bundle writes the scorer's own
     parity_max_abs_diff: dict[str, float] = {}
     free_shares: list[list[list[float]]] | None = None  # [categorical column][label][category]
     metrics: dict[str, Metric] = {}

@@ -39,7 +39,7 @@ from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.train.encoder import residual_scales
 
 
-def _bundle(path, data):
+def _bundle(path, data, **export):
     """An untrained model of `data` exported with its normal-data calibration (ScoreScales), so the
     scorer carries the forest and a calibrated attribution."""
     enc = fit_encoding(data)
@@ -53,7 +53,7 @@ def _bundle(path, data):
     card = card_for(data, spec, enc, model_name="attr", dataset=data.name, loss="hinge", epochs=1, seed=0)
     scorer = scorer_for(d, g, encoder, enc, scales)  # as export_bundle builds it: before the decoder
     decoded = enc.decoder()(x).detach().numpy()  # is calibrated (what the forest and the sds are fitted on)
-    export_bundle(g, d, encoder, scales, enc, card, path)
+    export_bundle(g, d, encoder, scales, enc, card, path, **export)
     return OnnxModel(path), g, encoder, enc, scorer, decoded
 
 
@@ -378,6 +378,33 @@ def test_without_its_reference_an_image_scorer_holds_no_training_image_and_uses_
     held = [name for name, _ in bare.named_buffers() if "reference" in name]
     assert bare.ensemble_parts == ["iforest"] and held == []
     assert "neighbours.reference" in dict(scorer.named_buffers())
+
+
+def test_an_image_bundle_exported_without_knn_says_so_and_its_file_holds_no_image(image, tmp_path):
+    data = image[-1]
+    bare = _bundle(tmp_path / "bare", data, knn_reference=False)[0]
+    card = bare.card
+    assert card.score_methods == list(SCORE_METHODS[:4]) and card.ensemble.reference_rows is None
+    assert card.ensemble.parts == ["iforest"]
+    reference = {(len(data.labels), 64), (64, len(data.labels))}  # the images, or as the graph keeps them
+
+    def shapes(bundle):
+        return {tuple(t.dims) for t in onnx.load(str(bundle / SCORER_FILE)).graph.initializer}
+
+    assert not reference & shapes(tmp_path / "bare")
+    assert reference & shapes(image[0].dir)  # (the same check finds the reference where there is one)
+
+
+def test_knn_needs_more_reference_rows_than_k_and_a_large_reference_is_sampled():
+    from gen_factory.export.bundle import KNN_REFERENCE_VALUES, Neighbours, _at_most_values
+
+    with pytest.raises(ValueError, match="more than 5 reference rows"):
+        Neighbours(torch.zeros(KNN_NEIGHBOURS, 4))
+    rows = torch.arange(3 * 4000, dtype=torch.float32).reshape(4000, 3, 1, 1).repeat(1, 1, 32, 32)
+    kept = _at_most_values(rows, KNN_REFERENCE_VALUES)
+    assert len(kept) == KNN_REFERENCE_VALUES // (3 * 32 * 32) and kept[:, 0, 0, 0].diff().gt(0).all()
+    few = rows[:10]
+    assert _at_most_values(few, KNN_REFERENCE_VALUES) is few  # under the budget: every row
 
 
 def test_train_says_when_the_refit_sums_other_parts_than_the_split_model(table):

@@ -61,6 +61,9 @@ MIN_RECONSTRUCTION_R2 = 0.5
 # standardised pixels and the isolation forest on every digit (mean AUROC 0.936 vs 0.902 and 0.853;
 # 8x8 digits 0.993 vs 0.976 for the forest): images' ensemble takes it instead of the forest.
 KNN_NEIGHBOURS = 5
+# ... among at most this many encoded values (rows x pixels x channels; 16 MB as float32): every
+# calibration image at 28x28 (5,000 x 784), a seeded sample of them for larger images (325 at 3x64x64).
+KNN_REFERENCE_VALUES = 4_000_000
 
 
 class GeneratorGraph(nn.Module):
@@ -181,11 +184,14 @@ class Neighbours(nn.Module):
     """Encoded inputs [B, ...] -> [B]: each one's Euclidean distance to its k-th nearest row of
     `reference` (normal training inputs, encoded; the scorer file holds them), as PyOD's KNN
     (`largest`) scores. `leave_out_self`: the inputs are the reference rows themselves, each not its
-    own neighbour (the training scores the ensemble's grid is made of)."""
+    own neighbour (the training scores the ensemble's grid is made of). Needs more than k rows."""
 
     def __init__(self, reference: torch.Tensor, k: int = KNN_NEIGHBOURS):
         super().__init__()
-        self.k = max(1, min(k, len(reference) - 1))
+        if len(reference) <= k:
+            raise ValueError(f"the distance to the {k}th-nearest needs more than {k} reference rows, "
+                             f"got {len(reference)}")
+        self.k = k
         self.register_buffer("reference", reference.flatten(1).float())
         self.register_buffer("norms", self.reference.pow(2).sum(dim=1))
 
@@ -377,14 +383,23 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     scores, x, difference = plain.scored(values, scales.labels)
     training = [scores[:, 1], forest(values)]  # fanogan, iforest
     neighbours = None
-    if knn_reference and not isinstance(encoding, TableEncoding) and len(values) > 1:  # images: `knn`
-        neighbours = Neighbours(value_encoder(values))
+    if knn_reference and not isinstance(encoding, TableEncoding) and len(values) > KNN_NEIGHBOURS:
+        neighbours = Neighbours(value_encoder(_at_most_values(values, KNN_REFERENCE_VALUES)))  # images
         training.append(neighbours(neighbours.reference, leave_out_self=True))
     points = torch.linspace(0.0, 1.0, GRID_POINTS, dtype=torch.float64)
     grids = torch.stack([torch.quantile(s.double(), points) for s in training])
     attribution = attribution_for(plain, encoding, values, scales.labels, pixel_smoothing)
     return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution,
                       reconstruction_r2(x, difference), neighbours)
+
+
+def _at_most_values(rows: torch.Tensor, budget: int, seed: int = 0) -> torch.Tensor:
+    """`rows`, or a seeded sample of them of at most `budget` values in all (in their order)."""
+    keep = max(1, budget // max(1, rows[0].numel()))
+    if len(rows) <= keep:
+        return rows
+    pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:keep]
+    return rows[pick.sort().values]
 
 
 def reconstruction_r2(x: torch.Tensor, difference: torch.Tensor) -> float:

@@ -544,14 +544,19 @@ def _parts_changed(split: ModelCard, refit: ModelCard) -> str:
 
 
 def _ensemble_line(card: ModelCard) -> str:
-    """Said when the default anomaly score leaves the f-AnoGAN out (`export.bundle.MIN_RECONSTRUCTION_R2`)."""
+    """Said when the scorer holds training images (`knn`) and when the default anomaly score leaves the
+    f-AnoGAN out (`export.bundle.MIN_RECONSTRUCTION_R2`)."""
     parts = card.ensemble
-    if parts is None or "fanogan" in parts.parts:
+    if parts is None:
         return ""
+    held = (f"; the scorer file holds {parts.reference_rows} normal training images for `knn` (train "
+            "--no-knn to ship none)" if parts.reference_rows else "")
+    if "fanogan" in parts.parts:
+        return held
     alone = "the isolation forest" if parts.parts == ["iforest"] else "the nearest-neighbour distance (knn)"
     return (f"; anomaly score `ensemble` = {alone} alone: G(E(x)) explains R²="
             f"{parts.reconstruction_r2:.2f} of normal inputs (< {parts.min_reconstruction_r2}), so its "
-            "residual would measure their size, not their fit")
+            "residual would measure their size, not their fit" + held)
 
 
 _HEADLINE_KEYS = ("cas", "label_fidelity", "frechet_distance", "precision", "recall",
