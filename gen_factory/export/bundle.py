@@ -136,7 +136,7 @@ class ScoreGraph(nn.Module):
         self.methods = list(SCORE_METHODS[:2] if forest is None else
                             SCORE_METHODS[:4] if self.neighbours is None else SCORE_METHODS)
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
-        rows = 2 if self.neighbours is None else 3
+        rows = 2 + (self.neighbours is not None)  # fanogan, iforest[, knn]
         self.register_buffer("grids", torch.zeros(rows, GRID_POINTS) if grids is None else grids.float())
         self.reconstruction_r2 = reconstruction_r2  # of the normal training inputs (`scorer_for`)
         self.use_fanogan = reconstruction_r2 is None or reconstruction_r2 >= MIN_RECONSTRUCTION_R2
@@ -384,7 +384,7 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     training = [scores[:, 1], forest(values)]  # fanogan, iforest
     neighbours = None
     if knn_reference and not isinstance(encoding, TableEncoding) and len(values) > KNN_NEIGHBOURS:
-        neighbours = Neighbours(value_encoder(_at_most_values(values, KNN_REFERENCE_VALUES)))  # images
+        neighbours = Neighbours(_at_most_values(x, KNN_REFERENCE_VALUES))  # images: x, one row per input
         training.append(neighbours(neighbours.reference, leave_out_self=True))
     points = torch.linspace(0.0, 1.0, GRID_POINTS, dtype=torch.float64)
     grids = torch.stack([torch.quantile(s.double(), points) for s in training])
