@@ -132,6 +132,25 @@ def augment(args) -> None:
               f"augmented {u['augmented']:.4f} (uplift {u['uplift']:+.4f})")
     if "controls" in info:
         print(controls_report(info["controls"]))
+    if "rare" in info:
+        print(rare_report(info["rare"]))
+
+
+def rare_report(r) -> str:
+    """A table's rare-class figures (`evaluate.rare.RareReport`): every arm, then the written set
+    against the best control."""
+    names = {"real_only": "real only", "class_weights": "class weights", "oversample": "random oversampling",
+             "smote": "SMOTE", "adasyn": "ADASYN", "augmented": "written set"}
+    lines = [f"rare class {r.rare_label!r}, {r.classifier.replace('_', ' ')} on {r.test_rows} real rows the "
+             f"written set does not hold (each control adds {r.extra_rare_rows} rows of it):",
+             f"  {'arm':<22} {'AP':>7} {'F1':>7} {'bal. acc':>9}"]
+    lines += [f"  {names[a]:<22} {s.ap:7.4f} {s.f1:7.4f} {s.balanced_accuracy:9.4f}"
+              for a, s in r.arms.items()]
+    best = r.best_control
+    verdict = "the synthetic rows help" if r.uplift > 0 else f"no gain over {names[best]}: prefer it"
+    lines.append(f"written set AP {r.arms['augmented'].ap:.4f} vs best control {r.arms[best].ap:.4f} "
+                 f"({names[best]}): {r.uplift:+.4f}, {verdict}")
+    return "\n".join(lines)
 
 
 def controls_report(c: dict) -> str:

@@ -208,10 +208,13 @@ def _augment(sub) -> None:
         help="write a labelled Parquet of real + synthetic rows from a registered model",
         description="Mix the real dataset with rows from the model's ONNX generator: --ratio synthetic "
         "rows per real row, for every class or only --classes; --synthetic-only drops the "
-        "real rows. With --holdout, the real data is split first (as training splits it), "
-        "only its training part is written, and an SVC's accuracy on the held-out part is "
-        "printed for real-only vs augmented. With --evaluate (images), a small CNN's test accuracy "
-        "on the written set is printed beside the best control without any GAN.",
+        "real rows. Real rows are written as given, synthetic ones in the same schema, with a boolean "
+        "`synthetic` column. Judge the written set on real rows it does not hold: --holdout (split off "
+        "the dataset first, as training splits it) or --evaluate DATA. For a table, the rarest "
+        "synthesised class's average precision (gradient boosting) is printed beside the controls "
+        "that need no generator (real only, class weights, random oversampling, SMOTE/SMOTENC, "
+        "ADASYN: each given as many extra rows) and the best of them; for images, --evaluate prints a "
+        "small CNN's accuracy beside its controls, --holdout an SVC's.",
     )
     au.add_argument("model", help="name, name@alias or name/version")
     au.add_argument("dataset", help="the real data: bundled name or path (as for `train`)")
@@ -224,12 +227,15 @@ def _augment(sub) -> None:
                     help="make each synthetic row a variation of a real row of its class, "
                          "G(E(x) + SPREAD * noise, y), instead of a free sample; 0.25 stays close to the "
                          "real rows; measured on images (bench/RESULTS.md) (default: free samples)")
-    au.add_argument("--label-column", default="label", help="label column of a table (default: label)")
-    au.add_argument("--holdout", type=float, help="hold this fraction out and measure the uplift on it")
+    au.add_argument("--label-column", help="the table's label column, where its name differs from the "
+                                           "model's (default: the model card's)")
+    au.add_argument("--holdout", type=float, help="hold this fraction of the dataset out and judge the "
+                                                  "written set on it")
     au.add_argument("--seed", type=int, default=0, help="seed for the split and the noise (default: 0)")
     au.add_argument("--evaluate", metavar="DATA",
-                    help="images only: labelled real images the model never saw (a path, as for `train`), "
-                         "split in stratified halves: one chooses the training length of a small CNN "
+                    help="labelled real rows or images the written set does not hold (a path, as for "
+                         "`train`). A table: the rare-class report above on them. Images: split in "
+                         "stratified halves: one chooses the training length of a small CNN "
                          "(random shifts and rotations), the other scores it trained on the real rows "
                          "alone, on the real rows with those shifts and rotations (the controls), and on "
                          "the written set; prints the three accuracies and the uplift over the best control")

@@ -6,6 +6,7 @@ node instead of receiving it through the object store: a bundled name (``digits`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from gen_factory.data.validate import (
 BUNDLED_TABLES = ("breast_cancer", "iris", "wine", "customers", "loans")
 MAX_CATEGORIES = 1000
 BUNDLED_IMAGES = ("digits",)
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
 @dataclass
@@ -137,7 +139,7 @@ def load_dataset(spec: str, label_column: str = "label", categorical: list[str] 
         return _table_from_parquet(path, label_column, categorical)
     if suffix == ".csv":
         _check_csv_header(path)
-        return table_from_frame(pd.read_csv(path), label_column, name=path.stem, categorical=categorical)
+        return table_from_frame(read_csv(path), label_column, name=path.stem, categorical=categorical)
     if suffix == ".npz":
         return _images_from_npz(path)
     raise DataValidationError("dataset", repr(spec), "use a .parquet, .csv or .npz file, an MNIST IDX file "
@@ -243,6 +245,25 @@ def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_col
     schema = capture([captured[c] for c in names], times, others)
     return TableData(name, values, labels, columns, label_names, label_column,
                      categories=categories, schema=schema, folded=folded)
+
+
+def read_csv(path: Path | str) -> pd.DataFrame:
+    """A CSV as pandas reads it, with columns of ISO 8601 dates or times (as a Parquet or pandas frame
+    writes them to CSV) parsed back to datetimes: as strings, a timestamp column would be a category
+    of thousands of values."""
+    frame = pd.read_csv(path)
+    for col in frame.columns:
+        series = frame[col]
+        if not (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)):
+            continue
+        present = series.dropna()
+        if len(present) == 0 or not ISO_DATE.match(str(present.iloc[0])):
+            continue
+        try:
+            frame[col] = pd.to_datetime(series, format="ISO8601")
+        except (ValueError, TypeError):  # not dates after all (or mixed offsets): kept as written
+            continue
+    return frame
 
 
 def _check_unique_columns(columns: list[str]) -> None:

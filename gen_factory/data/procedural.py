@@ -92,3 +92,41 @@ def loans(n: int = 2000, seed: int = 0) -> pd.DataFrame:
             "outcome": outcome,
         }
     )
+
+
+USER_SHAPED = ("wine_shop", "clinic", "flowers")
+
+
+def user_shaped(name: str, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """(frame, label column): a bundled sklearn table the way users bring their own CSV, the shape a
+    first try breaks on: a string label in the middle of the columns, a string column tied to the
+    label, an integer column, a few missing values and one absurd outlier (a value 50x its column's
+    largest). `wine_shop` (wine, label `cultivar`), `clinic` (breast_cancer, `diagnosis`), `flowers`
+    (iris, `species`)."""
+    from sklearn import datasets as skd
+
+    base, label, names, tied, places = {
+        "wine_shop": (skd.load_wine, "cultivar", ["barolo", "barbera", "grignolino"], "region",
+                      [("piemonte", "lombardia"), ("toscana", "piemonte"), ("lombardia", "veneto")]),
+        "clinic": (skd.load_breast_cancer, "diagnosis", ["malignant", "benign"], "clinic",
+                   [("north", "central"), ("south", "central")]),
+        "flowers": (skd.load_iris, "species", ["setosa", "versicolor", "virginica"], "garden",
+                    [("kew", "edinburgh"), ("kew", "wisley"), ("wisley", "edinburgh")]),
+    }[name]
+    d = base(as_frame=True)
+    rng = np.random.default_rng(seed)
+    frame = d.data.iloc[:, :13].copy()
+    target = d.target.to_numpy()
+    frame["vintage" if name == "wine_shop" else "visits"] = (
+        rng.integers(2000, 2020, len(frame)) if name == "wine_shop" else rng.poisson(2 + target, len(frame))
+    ).astype(np.int64)
+    common = rng.random(len(frame)) < 0.8  # each label's usual place 80 % of the time, its second otherwise
+    frame[tied] = [places[t][0] if c else places[t][1] for t, c in zip(target, common, strict=True)]
+    numeric = frame.columns[:2]
+    for col in numeric:  # a few values nobody entered
+        frame.loc[rng.random(len(frame)) < 0.03, col] = np.nan
+    frame.loc[rng.random(len(frame)) < 0.02, tied] = None
+    outlier = frame.columns[min(3, len(numeric))]
+    frame.loc[int(rng.integers(len(frame))), outlier] = float(frame[outlier].max()) * 50
+    frame.insert(frame.shape[1] // 2, label, np.asarray(names, dtype=object)[target])
+    return frame.reset_index(drop=True), label

@@ -56,6 +56,9 @@ PIXEL_SMOOTHING: tuple[float, ...] | None = (1.0, 2.0, 1.0)
 # measures their size, not their fit (one-class MNIST: R^2 ~0.01, the residual ranked images by
 # ink, AUROC 0.49 against the forest's 0.86; bench/RESULTS.md, session 11).
 MIN_RECONSTRUCTION_R2 = 0.5
+# A table row's novelty (`Novelty`): a category the model never saw, or a missing value in a column that
+# was never missing, counts as a number this many training standard deviations past its column's range.
+NOVEL_UNITS = 4.0
 # An image's `knn` score: the distance to its KNN_NEIGHBOURS-th nearest normal training image (PyOD's
 # KNN default), in the model's pixel encoding, unstandardised. On one-class MNIST it beats PyOD's KNN on
 # standardised pixels and the isolation forest on every digit (bench/mnist_anomaly.py: mean AUROC 0.9366
@@ -121,17 +124,23 @@ class ScoreGraph(nn.Module):
     swamps the other among normal rows, while an outlier far past the training scores of either keeps
     its distance (bench/anomaly_broad.py: z-scores let an overfit f-AnoGAN drown the forest). The
     classic detector is the forest, or with `neighbours` (images) `knn`, the distance to the nearest
-    normal training images (`Neighbours`), a fifth output column.
+    normal training images (`Neighbours`), a fifth output column. A table's ensemble also adds the row's
+    `Novelty`: what the encoded x cannot show (the value encoding clamps numbers to the training
+    range and has no slot for an unseen category), so a value far past anything seen is flagged
+    however ordinary the rest of the row.
     """
 
     def __init__(self, discriminator: nn.Module, generator: nn.Module, encoder: nn.Module,
                  value_encoder: nn.Module, scales: tuple[float, float],
                  forest: IsolationForestGraph | None = None, grids: torch.Tensor | None = None,
                  attribution: Attribution | None = None, reconstruction_r2: float | None = None,
-                 neighbours: Neighbours | None = None):
+                 neighbours: Neighbours | None = None, novelty: Novelty | None = None,
+                 contrast_labels: int = 0):
         super().__init__()
         self.discriminator, self.generator, self.encoder = discriminator, generator, encoder
         self.value_encoder, self.forest, self.attribution = value_encoder, forest, attribution
+        self.novelty = novelty if forest is not None else None
+        self.contrast_labels = contrast_labels if forest is not None and contrast_labels > 1 else 0
         self.neighbours = neighbours if forest is not None else None
         self.methods = list(SCORE_METHODS[:2] if forest is None else
                             SCORE_METHODS[:4] if self.neighbours is None else SCORE_METHODS)
@@ -144,7 +153,8 @@ class ScoreGraph(nn.Module):
     @property
     def ensemble_parts(self) -> list[str]:
         """The scores `ensemble` sums (with a forest)."""
-        return ["fanogan"] * self.use_fanogan + ["iforest" if self.neighbours is None else "knn"]
+        return (["fanogan"] * self.use_fanogan + ["iforest" if self.neighbours is None else "knn"]
+                + ["novelty"] * (self.novelty is not None) + ["label_contrast"] * bool(self.contrast_labels))
 
     def forward(self, values: torch.Tensor, labels: torch.Tensor, forest_path: torch.Tensor | None = None):
         scores, x, difference = self.scored(values, labels, forest_path)
@@ -162,12 +172,9 @@ class ScoreGraph(nn.Module):
         x = self.value_encoder(values)
         latent, seen = self.encoder(x), self.discriminator.features(x)  # once per row
         knn = None if self.neighbours is None else self.neighbours(x)[rows]  # images: also label-free
+        contrast_inputs = (x, latent, seen)
         x, latent, seen = x[rows], latent[rows], seen[rows]
-        rebuilt = self.generator(latent, labels)
-        difference = rebuilt - x
-        reconstruction = difference.pow(2).flatten(1).mean(dim=1)
-        features = (self.discriminator.features(rebuilt) - seen).pow(2).mean(dim=1)
-        fanogan = reconstruction / self.scales[0] + features / self.scales[1]
+        fanogan, difference = self._fanogan(x, latent, seen, labels)
         scores = [-self.discriminator.head(seen, labels), fanogan]
         if self.forest is not None:
             path = self.forest.mean_path(values) if forest_path is None else forest_path
@@ -176,8 +183,35 @@ class ScoreGraph(nn.Module):
             ensemble = extended_cdf(classic, grid)
             if self.use_fanogan:  # fixed at construction: the exported graph has the sum or the classic alone
                 ensemble = extended_cdf(fanogan, self.grids[0]) + ensemble
+            if self.novelty is not None:
+                ensemble = ensemble + self.novelty(values)[rows]
+            if self.contrast_labels:
+                ensemble = ensemble + self._label_contrast(fanogan, rows, *contrast_inputs)
             scores += [iforest, ensemble] + ([] if knn is None else [knn])
         return torch.stack(scores, dim=1), x, difference
+
+
+    def _fanogan(self, x: torch.Tensor, latent: torch.Tensor, seen: torch.Tensor,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the f-AnoGAN residual, G(E(x), label) - x) of encoded inputs against `labels`."""
+        rebuilt = self.generator(latent, labels)
+        difference = rebuilt - x
+        reconstruction = difference.pow(2).flatten(1).mean(dim=1)
+        features = (self.discriminator.features(rebuilt) - seen).pow(2).mean(dim=1)
+        return reconstruction / self.scales[0] + features / self.scales[1], difference
+
+    def _label_contrast(self, fanogan: torch.Tensor, rows: torch.Tensor, x: torch.Tensor,
+                        latent: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """How much worse the scored label explains each row than its best label does: the f-AnoGAN
+        residual's CDF against the scored label minus its lowest over every label (0 when the scored
+        label is the best, so best-label scoring adds nothing). Relative, it measures the label's fit
+        even where the residual itself is left out of the ensemble (it then measures a row's size)."""
+        n = self.contrast_labels
+        every = torch.arange(n, device=x.device).unsqueeze(0).expand(x.shape[0], n).reshape(-1)
+        each = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand(x.shape[0], n).reshape(-1)
+        best = self._fanogan(x[each], latent[each], seen[each], every)[0].reshape(-1, n).min(dim=1).values
+        grid = self.grids[0]
+        return (extended_cdf(fanogan, grid) - extended_cdf(best[rows], grid)).clamp_min(0.0)
 
 
 class Neighbours(nn.Module):
@@ -228,7 +262,7 @@ class Attribution(nn.Module):
 
     A table's value encoding clamps a number to its column's training range, so x alone cannot tell
     4 from 40 standard deviations past it: both scores take x extended past the range (`Overshoot`),
-    which the anomaly scores themselves never see. An image's two per-pixel scores are smoothed over
+    as the default score does too (`Novelty`). An image's two per-pixel scores are smoothed over
     each pixel's neighbourhood (`smoothing`, `PixelSmoothing`) before they are calibrated: what is
     wrong in an image covers neighbouring pixels, while the residual's pixel-to-pixel noise does not.
     bench/attribution.py measures each choice."""
@@ -309,6 +343,51 @@ class Overshoot(nn.Module):
         return (past * self.per_sd) @ self.place
 
 
+class Novelty(nn.Module):
+    """Raw table values [B, d] -> [B]: how new a row is in ways its encoding hides - the sum over the
+    continuous columns of how far each value lies past the column's training range, in training
+    standard deviations (as `Overshoot`), plus NOVEL_UNITS for each category the model never saw
+    (code -1, as `runtime.scoring` passes it) and each missing value in a column that was never missing.
+    0 for every training row."""
+
+    def __init__(self, columns: list, std: np.ndarray):
+        super().__init__()
+        numeric = [i for i, c in enumerate(columns) if c.kind == "continuous"]
+        self.register_buffer("numeric", torch.tensor(numeric, dtype=torch.int64))
+        self.register_buffer("low", torch.tensor([columns[i].low for i in numeric]).float())
+        self.register_buffer("high", torch.tensor([columns[i].high for i in numeric]).float())
+        ends = np.abs([[columns[i].low, columns[i].high] for i in numeric]).reshape(-1, 2)
+        size = np.maximum(ends.max(axis=1), 1.0) if len(numeric) else np.ones(0)
+        floor = np.maximum(std[numeric], 1e-3 * size) if len(numeric) else np.ones(0)
+        self.register_buffer("per_sd", torch.from_numpy(1.0 / floor).float())
+        cats = [i for i, c in enumerate(columns) if c.kind == "categorical"]
+        self.register_buffer("cats", torch.tensor(cats, dtype=torch.int64))
+        self.register_buffer("n_categories", torch.tensor([len(columns[i].categories) for i in cats]).float())
+        never = [0.0 if c.missing else 1.0 for c in columns]
+        self.register_buffer("never_missing", torch.tensor(never, dtype=torch.float32))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        missing = torch.isnan(values)
+        v = torch.where(missing, torch.zeros_like(values), values)
+        x = v[:, self.numeric]
+        inside = torch.minimum(torch.maximum(x, self.low), self.high)
+        novel = ((x - inside).abs() * self.per_sd).sum(dim=1)
+        if len(self.cats):  # fixed at construction: a table without categories has no such nodes
+            codes = v[:, self.cats]
+            present = (~missing[:, self.cats]).float()
+            unseen = (((codes < 0) | (codes >= self.n_categories)).float() * present).sum(dim=1)
+            novel = novel + NOVEL_UNITS * unseen
+        return novel + NOVEL_UNITS * (missing.float() * self.never_missing).sum(dim=1)
+
+
+def novelty_for(encoding, values: np.ndarray) -> Novelty | None:
+    """A table's `Novelty` with each column's sd on the normal training `values`; None for images."""
+    if not isinstance(encoding, TableEncoding):
+        return None
+    std = np.nan_to_num(np.nanstd(np.where(np.isnan(values).all(axis=0), 0.0, values), axis=0))
+    return Novelty(encoding.columns, std)
+
+
 def column_groups(encoding) -> torch.Tensor | None:
     """[encoded features, columns] 0/1: which column each encoded feature of a table belongs to
     (`data.columns.width`); None for images (a pixel's features are its channels)."""
@@ -362,7 +441,7 @@ def attribution_for(plain: ScoreGraph, encoding, values: torch.Tensor | None = N
 def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Module, encoding,
                scales: ScoreScales | tuple[float, float],
                pixel_smoothing: tuple[float, ...] | None = PIXEL_SMOOTHING,
-               knn_reference: bool = True) -> ScoreGraph:
+               knn_reference: bool = True, n_labels: int = 1) -> ScoreGraph:
     """The scorer graph, with per-column attribution. With `ScoreScales` (the normal training inputs
     at hand) it also gets the isolation forest, fitted on those inputs decoded to raw values, the
     quantiles of both scores on them (f-AnoGAN against each input's own label), whether the ensemble
@@ -390,7 +469,8 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     grids = torch.stack([torch.quantile(s.double(), points) for s in training])
     attribution = attribution_for(plain, encoding, values, scales.labels, pixel_smoothing)
     return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution,
-                      reconstruction_r2(x, difference), neighbours)
+                      reconstruction_r2(x, difference), neighbours, novelty_for(encoding, values.numpy()),
+                      n_labels if isinstance(encoding, TableEncoding) else 0)
 
 
 def _at_most_values(rows: torch.Tensor, budget: int, seed: int = 0) -> torch.Tensor:
@@ -712,7 +792,7 @@ def export_bundle(
     shares = free_shares(generator.eval(), encoding, n_labels, noise_dim)  # categories: not the knots'
     # The scorer decodes the training rows (its forest's inputs): before the decoder is calibrated.
     scorer = scorer_for(discriminator, generator, encoder.eval(), encoding, scales,  # from raw values
-                        pixel_smoothing, knn_reference)
+                        pixel_smoothing, knn_reference, n_labels)
     calibrate_decoder(generator, encoding, card.label_counts, noise_dim, shares)
     labels = torch.arange(4) % n_labels
     g_graph, g_example, g_inputs = _generator_graph(generator, encoding, noise_dim, labels)

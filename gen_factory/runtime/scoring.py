@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from gen_factory.card import ATTRIBUTION_OUTPUT, default_method
 from gen_factory.data.columns import CategoricalColumn, ContinuousColumn
+from gen_factory.data.schema import TimeEncoding
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime.onnx_model import OnnxModel
 
 MAX_INPUTS_PER_REQUEST = 100_000
+UNSEEN = -1  # the code of a category the model never saw, where its score sees novelty (`sees_novelty`)
 # Scorer metadata (bundles exported since): the graph takes k labels per row of `values` (`labels`
 # [k * n]) and runs what does not depend on the label once per row (`export.bundle.ScoreGraph`).
 LABELS_PER_ROW_KEY = "gen_factory.labels_per_row"
@@ -83,18 +86,53 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
                 f"send rows of {len(columns)} values (the model's columns: {', '.join(columns)})",
             )
     out = np.empty((len(rows), len(columns)), dtype=np.float32)
+    novel = sees_novelty(model)
+    schema = model.card.table_schema
+    times = {c.name: c.time for c in schema.columns if c.time is not None} if schema else {}
     for j, spec in enumerate(model.card.encoding.columns):
-        out[:, j] = _column_codes([row[j] for row in rows], spec)
+        column = [row[j] for row in rows]
+        if spec.name in times:
+            column = [_time_number(v, times[spec.name], i, spec.name) for i, v in enumerate(column)]
+        out[:, j] = _column_codes(column, spec, novel)
     return out
 
 
-def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn) -> np.ndarray:
-    """One column's values to floats: category strings to codes, None to NaN where allowed."""
+def _time_number(value, time: TimeEncoding, i: int, name: str):
+    """A datetime or date (an ISO 8601 string, a datetime, a number already in the model's units) as the
+    number the model learned it as (`data.schema.time_to_numbers`); None stays missing."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as err:
+        raise DataValidationError(f"rows[{i}][{name!r}]", repr(value)[:80],
+                                  "send a date or time in ISO 8601, e.g. 2024-03-01T08:00:00Z") from err
+    if stamp is pd.NaT:
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return float((stamp.as_unit("ns").value - time.offset_ns) // time.unit_ns)
+
+
+def sees_novelty(model: OnnxModel) -> bool:
+    """Whether the model's default score sees a row's novelty (`export.bundle.Novelty`): then a category
+    it never saw (as code UNSEEN) and a missing value in a column never missing are scored, as the
+    anomalies they are, instead of refused."""
+    ensemble = model.card.ensemble
+    return ensemble is not None and "novelty" in ensemble.parts
+
+
+def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn,
+                  novel: bool = False) -> np.ndarray:
+    """One column's values to floats: category strings to codes, None to NaN where allowed (`novel`:
+    anywhere; an unknown category to UNSEEN)."""
     name, out = spec.name, np.empty(len(values), dtype=np.float32)
     index = {c: k for k, c in enumerate(spec.categories)} if spec.kind == "categorical" else {}
+    unknown = spec.other_code if spec.kind == "categorical" and spec.other_code is not None else \
+        UNSEEN if novel else None
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and np.isnan(v)):
-            if not spec.missing:
+            if not spec.missing and not novel:
                 raise DataValidationError(
                     f"rows[{i}][{name!r}]",
                     "missing",
@@ -102,7 +140,7 @@ def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn) -> n
                 )
             out[i] = np.nan
         elif spec.kind == "categorical":
-            code = index.get(str(v), spec.other_code)  # a folded column's rare value: its "other"
+            code = index.get(str(v), unknown)  # a folded column's rare value: its "other"
             if code is None:
                 raise DataValidationError(f"rows[{i}][{name!r}]", f"unknown category {v!r}",
                                           f"use one of: {', '.join(spec.categories[:20])}")

@@ -21,7 +21,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gen_factory.data import DataValidationError
-from gen_factory.data.datasets import Dataset
+from gen_factory.data.datasets import (
+    BUNDLED_TABLES,
+    Dataset,
+    TableData,
+    bundled_frame,
+    read_csv,
+    split_indices,
+)
+from gen_factory.data.schema import restore
 from gen_factory.runtime.onnx_model import OnnxModel
 from gen_factory.runtime.sampling import generate_arrays, generate_variations, read_metadata, to_arrow
 
@@ -45,24 +53,27 @@ def synthetic_counts(real_labels: np.ndarray, label_names: list[str], ratio: flo
 
 def build_augmentation(model: OnnxModel, real: Dataset, ratio: float = 1.0, classes: list[str] | None = None,
                        synthetic_only: bool = False, seed: int = 0, extra_meta: dict | None = None,
-                       spread: float | None = None) -> pa.Table:
+                       spread: float | None = None, real_rows: pa.Table | None = None) -> pa.Table:
     """Real rows (unless `synthetic_only`) followed by generated ones, with a boolean `synthetic` column.
 
-    With a `spread`, each synthetic row varies a real row of its class, the class's rows taken in
-    turn (so each is used about `ratio` times)."""
+    A table's `real` must be in the model's codes (`model_codes`) and `real_rows` the same rows as the
+    user gave them: those are written as given (a folded rare category stays itself, a float keeps
+    its digits) and the synthetic rows come back in the model's schema, so both parts have the user's
+    column order and types. With a `spread`, each synthetic row varies a real row of its class, the
+    class's rows taken in turn (so each is used about `ratio` times)."""
     card = model.card
+    values = real.images if real.kind == "image" else real.features
+    if real.kind != model.kind or (real.kind == "image" and list(values.shape[1:]) != card.shape) \
+            or (real.kind == "table" and list(real.columns) != card.columns):
+        got = f"shape {list(values.shape[1:])}" if real.kind == "image" else f"columns {list(real.columns)}"
+        want = f"shape {card.shape}" if model.kind == "image" else f"columns {card.columns}"
+        raise DataValidationError("dataset", f"{real.kind} of {got}",
+                                  f"give {model.kind} data of {want} like the model's training data")
     if list(real.label_names) != card.label_names:
         raise DataValidationError(
             "labels",
             f"data labels {real.label_names} != model labels {card.label_names}",
             "augment the dataset the model was trained on (same label values)",
-        )
-    values = real.images if real.kind == "image" else real.features
-    if real.kind != model.kind or list(values.shape[1:]) != card.shape:
-        raise DataValidationError(
-            "dataset",
-            f"{real.kind} of shape {list(values.shape[1:])}",
-            f"give {model.kind} data of shape {card.shape} like the model's training data",
         )
     counts = synthetic_counts(real.labels, real.label_names, ratio, classes)
     if sum(counts) == 0:
@@ -74,8 +85,6 @@ def build_augmentation(model: OnnxModel, real: Dataset, ratio: float = 1.0, clas
             [np.resize(np.flatnonzero(real.labels == k), n) for k, n in enumerate(counts)]
         )
         fake, fake_labels = generate_variations(model, values, real.labels, sources, spread, seed)
-    parts = [] if synthetic_only else [(values, real.labels, False)]
-    parts.append((fake, fake_labels, True))
     meta = {
         "ratio": ratio,
         "classes": classes,
@@ -85,11 +94,83 @@ def build_augmentation(model: OnnxModel, real: Dataset, ratio: float = 1.0, clas
         "synthetic_rows": int(sum(counts)),
         **(extra_meta or {}),
     }
-    tables = []
-    for v, lab, synthetic in parts:
-        t = to_arrow(model, v.astype(np.float32), lab, meta)
-        tables.append(t.append_column("synthetic", pa.array(np.full(len(lab), synthetic))))
-    return pa.concat_tables(tables)
+    synthetic = _in_schema(model, to_arrow(model, fake.astype(np.float32), fake_labels, meta))
+    tables = [] if synthetic_only else [_real_part(model, real, real_rows, synthetic.schema, meta)]
+    tables.append(synthetic)
+    return pa.concat_tables([t.append_column("synthetic", pa.array(np.full(t.num_rows, i == len(tables) - 1)))
+                             for i, t in enumerate(tables)])
+
+
+def _in_schema(model: OnnxModel, table: pa.Table) -> pa.Table:
+    """Decoded rows in the user's schema where the card keeps it (tables since card v2)."""
+    schema = model.card.table_schema if model.kind == "table" else None
+    return table if schema is None else restore(table, schema)
+
+
+def _real_part(model: OnnxModel, real: Dataset, rows: pa.Table | None, schema: pa.Schema,
+               meta: dict) -> pa.Table:
+    """The real rows in `schema` (the synthetic part's): as the user gave them where `rows` holds them,
+    else decoded from their codes (images; tables of cards without a schema)."""
+    if rows is None:
+        values = real.images if real.kind == "image" else real.features
+        return _in_schema(model, to_arrow(model, values.astype(np.float32), real.labels, meta))
+    arrays = []
+    for field in schema:
+        try:
+            arrays.append(rows.column(field.name).cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise DataValidationError(f"column {field.name!r}", f"type {rows.schema.field(field.name).type}",
+                                      f"give values of the training data's type ({field.type})") from err
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def model_codes(model: OnnxModel, data: TableData) -> TableData:
+    """`data` (as `load_dataset` read the user's table: its own category lists and label order) in the
+    model's codes: the card's columns, category codes, time units and label ids, so the generator,
+    encoder and scorer read it as they read the training rows. A category the model never saw is an
+    error naming it (a folded column's takes its "other"); so is a label the model does not know or a
+    column it lacks."""
+    card = model.card
+    missing = [c for c in card.columns if c not in data.columns]
+    if missing:
+        raise DataValidationError(f"column {missing[0]!r}", "missing from the table",
+                                  f"give the model's columns: {', '.join(card.columns)}")
+    extra = [c for c in data.columns if c not in card.columns]
+    if extra:
+        raise DataValidationError(f"column {extra[0]!r}", "not a column of the model",
+                                  f"drop it (the model's columns: {', '.join(card.columns)}) or train a "
+                                  "model with it: rows written without it would lose it")
+    unknown = sorted(set(data.label_names) - set(card.label_names))
+    if unknown:
+        raise DataValidationError(f"column {card.label_column!r}", f"unknown label(s) {unknown[:5]}",
+                                  f"use the model's labels: {', '.join(card.label_names)}")
+    own_times = {c.name: c.time for c in data.schema.columns} if data.schema else {}
+    card_times = {c.name: c.time for c in card.table_schema.columns} if card.table_schema else {}
+    values = np.empty((len(data.labels), len(card.columns)), dtype=np.float32)
+    for j, spec in enumerate(card.encoding.columns):
+        v = data.features[:, data.columns.index(spec.name)].astype(np.float64)
+        if spec.kind == "categorical":
+            v = _recode(spec, data.categories.get(spec.name), v)
+        elif own_times.get(spec.name) and card_times.get(spec.name):
+            own, target = own_times[spec.name], card_times[spec.name]
+            v = (v * own.unit_ns + own.offset_ns - target.offset_ns) / target.unit_ns
+        values[:, j] = v
+    relabel = np.array([card.label_names.index(n) for n in data.label_names], dtype=np.int64)
+    return TableData(data.name, values, relabel[data.labels], list(card.columns), list(card.label_names),
+                     card.label_column, categories={c.name: list(c.categories) for c in card.encoding.columns
+                                                    if c.kind == "categorical"}, schema=data.schema)
+
+
+def _recode(spec, own: list[str], codes: np.ndarray) -> np.ndarray:
+    """One categorical column's codes in the table's own category list to the model's (NaN stays)."""
+    index = {c: k for k, c in enumerate(spec.categories)}
+    fallback = spec.other_code if spec.other_code is not None else -1
+    mapping = np.array([index.get(c, fallback) for c in own] + [np.nan], dtype=np.float64)
+    unseen = [c for c, m in zip(own, mapping, strict=False) if m < 0]
+    if unseen:
+        raise DataValidationError(f"column {spec.name!r}", f"category {unseen[0]!r} the model never saw",
+                                  f"use the model's categories: {', '.join(spec.categories[:20])}")
+    return mapping[np.where(np.isnan(codes), len(own), codes).astype(np.int64)]
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
@@ -105,22 +186,53 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def read_augmentation(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(values, label ids, synthetic flags, metadata) of a dataset written by `build_augmentation`."""
+def read_augmentation(path: Path, model: OnnxModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(values in the model's codes, label ids, synthetic flags, metadata) of a dataset written by
+    `build_augmentation`, read back as a consumer reads the file."""
     table = pq.read_table(path)
     meta = read_metadata(table)
     label_col = meta.get("label_column", "label")
     labels = table.column(label_col).combine_chunks()
     index = {name: i for i, name in enumerate(meta["label_names"])}
-    ids = np.array([index[v] for v in labels.to_pylist()], dtype=np.int64)
+    ids = np.array([index[str(v)] for v in labels.to_pylist()], dtype=np.int64)
     if meta["kind"] == "image":
         pixels = table.column("pixels").combine_chunks()
         values = pixels.values.to_numpy(zero_copy_only=False).reshape(len(ids), *meta["shape"])
     else:
-        drop = {label_col, "synthetic"}
-        values = np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in table.column_names
-                                  if c not in drop])
+        from gen_factory.services.bulk_score import table_values
+
+        values = np.concatenate([table_values(model, batch, (str(path), 0)) for batch in table.to_batches()]
+                                or [np.zeros((0, len(model.card.columns)), np.float32)])
     return values, ids, table.column("synthetic").to_numpy(), meta
+
+
+def _categorical(model: OnnxModel) -> list[str]:
+    return [c.name for c in model.card.encoding.columns if c.kind == "categorical"]
+
+
+def load_real(model: OnnxModel, dataset: str,
+              label_column: str | None = None) -> tuple[Dataset, pa.Table | None]:
+    """The user's real data for `model`: images as loaded, a table in the model's codes
+    (`model_codes`) with its rows as given (Arrow; the label column renamed to the card's)."""
+    from gen_factory.data import load_dataset
+
+    card = model.card
+    label = label_column or card.label_column
+    suffix = Path(dataset).suffix.lower()
+    is_file = suffix in (".parquet", ".pq", ".csv") and dataset not in BUNDLED_TABLES
+    data = load_dataset(dataset, label, categorical=_categorical(model) if model.kind == "table" and is_file
+                        else None)
+    if data.kind != "table" or model.kind != "table":
+        return data, None
+    if dataset in BUNDLED_TABLES:
+        rows = pa.Table.from_pandas(bundled_frame(dataset)[0], preserve_index=False)
+    elif suffix == ".csv":
+        rows = pa.Table.from_pandas(read_csv(dataset), preserve_index=False)
+    else:
+        rows = pq.read_table(dataset)
+    if label != card.label_column:
+        rows = rows.rename_columns([card.label_column if c == label else c for c in rows.column_names])
+    return model_codes(model, data), rows
 
 
 def augment_dataset(
@@ -130,33 +242,41 @@ def augment_dataset(
     ratio: float = 1.0,
     classes: list[str] | None = None,
     synthetic_only: bool = False,
-    label_column: str = "label",
+    label_column: str | None = None,
     holdout: float | None = None,
     seed: int = 0,
     spread: float | None = None,
     evaluate: str | None = None,
     yardstick: dict | None = None,
 ) -> dict:
-    """`genfactory augment`: resolve the model in the registry, build the dataset, write it, and with a
-    `holdout` measure an SVC's accuracy on the held-out real rows, real-only vs augmented. With
-    `evaluate` (labelled real images the model never saw), report the CNN yardstick's accuracy of the
-    written set beside its two controls (`evaluation_split`, `evaluate.yardstick.controlled_uplift`;
-    `yardstick`: its protocol overrides, e.g. {"rounds": 2})."""
+    """`genfactory augment`: resolve the model in the registry, build the dataset, write it, and judge
+    it on real rows it does not hold - the `holdout` share of `dataset` (split off first, as training
+    splits) or the `evaluate` data. Tables: the rare class's AP beside the best control without a
+    generator (`evaluate.rare`); images: with `evaluate`, the CNN yardstick beside its two controls
+    (`evaluate.yardstick.controlled_uplift`; `yardstick`: its protocol overrides, e.g. {"rounds": 2}),
+    with `holdout`, an SVC's accuracy real-only vs augmented. `label_column`: the table's label column
+    where its name differs from the card's."""
     from gen_factory import registry
-    from gen_factory.data import load_dataset, split
-    from gen_factory.evaluate.uplift import augmentation_uplift
 
     ref = registry.resolve(model_ref)
     model = OnnxModel(registry.download(ref))
-    real = load_dataset(dataset, label_column)
-    judged = evaluation_split(evaluate, real, label_column, seed) if evaluate else None
+    real, rows = load_real(model, dataset, label_column)
+    judged = None
+    if evaluate and real.kind == "image":
+        judged = evaluation_split(evaluate, real, real.label_column, seed)
+    elif evaluate:
+        judged = load_real(model, evaluate, label_column)[0]
     test = None
     if holdout is not None:
         if not 0 < holdout < 1:
             raise DataValidationError("holdout", holdout, "use a fraction between 0 and 1, e.g. 0.3")
-        real, test = split(real, holdout, seed)
+        if evaluate:
+            raise DataValidationError("holdout", holdout, "give --holdout or --evaluate, not both")
+        keep, held = split_indices(real.labels, holdout, seed)
+        real, test = real.subset(keep), real.subset(held)
+        rows = None if rows is None else rows.take(keep)
     table = build_augmentation(model, real, ratio, classes, synthetic_only, seed,
-                               {"model": f"{ref.name}/{ref.version}", "source": str(dataset)}, spread)
+                               {"model": f"{ref.name}/{ref.version}", "source": str(dataset)}, spread, rows)
     write_parquet_atomic(table, out)
     info = {
         "path": str(out),
@@ -164,20 +284,39 @@ def augment_dataset(
         "synthetic_rows": int(sum(table.column("synthetic").to_pylist())),
         "model": f"{ref.name}/{ref.version}",
     }
-    if test is not None or judged is not None:
-        x, y, _, _ = read_augmentation(out)  # what was written, as a consumer reads it
-    if test is not None:
-        real_x = real.images if real.kind == "image" else real.features
-        test_x = test.images if test.kind == "image" else test.features
-        info["uplift"] = {**augmentation_uplift(real_x, real.labels, x, y, test_x, test.labels),
+    if test is None and judged is None:
+        return info
+    x, y, _, _ = read_augmentation(out, model)  # what was written, as a consumer reads it
+    if synthetic_only and real.kind == "table":  # what a user trains on: the real rows beside them
+        x = np.concatenate([real.features, x])
+        y = np.concatenate([real.labels, y])
+    if real.kind == "table":
+        info["rare"] = _table_report(model, real, (x, y), test if test is not None else judged, classes, seed)
+    elif test is not None:
+        from gen_factory.evaluate.uplift import augmentation_uplift
+
+        info["uplift"] = {**augmentation_uplift(real.images, real.labels, x, y, test.images, test.labels),
                           "test_rows": int(len(test.labels))}
-    if judged is not None:
+    else:
         from gen_factory.evaluate.yardstick import controlled_uplift
 
         (val_x, val_y), (test_x, test_y) = judged
         info["controls"] = controlled_uplift(real.images, real.labels, x, y, val_x, val_y, test_x, test_y,
                                              len(real.label_names), seed, **(yardstick or {}))
     return info
+
+
+def _table_report(model: OnnxModel, real: TableData, augmented: tuple[np.ndarray, np.ndarray],
+                  test: TableData, classes: list[str] | None, seed: int):
+    """The rare-class report of a table's augmented set: the rarest of the synthesised classes."""
+    from gen_factory.evaluate.rare import rare_class_report
+
+    counts = np.bincount(real.labels, minlength=len(real.label_names))
+    chosen = [k for k, name in enumerate(real.label_names) if classes is None or name in classes]
+    rare = min(chosen, key=lambda k: counts[k])
+    categorical = np.array([c.kind == "categorical" for c in model.card.encoding.columns])
+    return rare_class_report((real.features, real.labels), augmented, (test.features, test.labels),
+                             categorical, rare, real.label_names[rare], seed)
 
 
 def evaluation_split(path: str, real: Dataset, label_column: str, seed: int

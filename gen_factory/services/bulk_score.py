@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileType
 
 from gen_factory import registry
+from gen_factory.data.schema import TimeEncoding
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime import scoring
 from gen_factory.services.bulk import (
@@ -326,8 +327,12 @@ def scored_columns(model, scored, method: str, threshold: float | None, top_k: i
 def table_values(model, batch: pa.RecordBatch, where: tuple[str, int]) -> np.ndarray:
     """The model's columns of `batch` as the scorer's float32 [n, d] matrix - vectorised, the same values
     `scoring.rows_to_array` makes of the same rows (category strings to codes, null/NaN to NaN where
-    the column had missing values); a bad value is an error naming its row and column."""
+    the column had missing values or the score sees novelty); a bad value is an error naming its row
+    and column."""
     out = np.empty((batch.num_rows, len(model.card.columns)), dtype=np.float32)
+    schema = model.card.table_schema
+    times = {c.name: c.time for c in schema.columns if c.time is not None} if schema else {}
+    novel = scoring.sees_novelty(model)
     for j, spec in enumerate(model.card.encoding.columns):
         column = batch.column(spec.name)
         if spec.kind == "categorical":
@@ -336,6 +341,8 @@ def table_values(model, batch: pa.RecordBatch, where: tuple[str, int]) -> np.nda
             unknown = pc.and_(pc.is_null(codes), pc.is_valid(text))
             if spec.other_code is not None:  # a folded column's rare values: its "other"
                 codes = pc.if_else(unknown, spec.other_code, codes)
+            elif novel:
+                codes = pc.if_else(unknown, scoring.UNSEEN, codes)
             else:
                 _refuse(unknown, where, spec.name, lambda i, t=text: f"unknown category {t[i].as_py()!r}",
                         f"use one of: {', '.join(spec.categories[:20])}")
@@ -343,15 +350,29 @@ def table_values(model, batch: pa.RecordBatch, where: tuple[str, int]) -> np.nda
             out[:, j] = pc.fill_null(codes, 0).to_numpy(zero_copy_only=False)
             out[missing, j] = np.nan
         else:
-            numbers = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
+            numbers = _numbers(column, times.get(spec.name))
             _refuse(np.isinf(numbers), where, spec.name, lambda i, v=numbers: repr(float(v[i])),
                     "give finite numbers (null where missing)")
             missing = np.isnan(numbers)
             out[:, j] = numbers
-        if not spec.missing:
+        if not spec.missing and not novel:
             _refuse(missing, where, spec.name, lambda i: "missing",
                     "give a value: this column was never missing in the training data")
     return out
+
+
+def _numbers(column: pa.Array, time: TimeEncoding | None) -> np.ndarray:
+    """A numeric column as float64 (null -> NaN); a datetime or date column in the model's time units, as
+    `data.schema.time_to_numbers` made them when it trained."""
+    if time is None or not (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_date(column.type):
+        column = pc.cast(pc.cast(column, pa.date64()), pa.timestamp("ms"))
+    ns = pc.cast(pc.cast(column, pa.timestamp("ns", tz=column.type.tz)), pa.int64())
+    whole = pc.fill_null(ns, time.offset_ns).to_numpy(zero_copy_only=False)
+    values = ((whole - time.offset_ns) // time.unit_ns).astype(np.float64)  # in int64: exact to the unit
+    values[pc.is_null(ns).to_numpy(zero_copy_only=False)] = np.nan
+    return values
 
 
 def label_codes(model, column: pa.Array, where: tuple[str, int], name: str) -> np.ndarray:

@@ -1,0 +1,148 @@
+"""Commands x table kinds, on tables shaped the way users bring them (`data.procedural.user_shaped`: a
+string label mid-table, a string column tied to the label, integers, missing values, one absurd
+outlier) and on the bundled tables with categorical columns: augmentation and anomaly scoring.
+
+Each model is trained in this process for a few epochs with the pipeline's networks and exported to
+ONNX as the pipeline exports it (`export_bundle`); the tests then go through the functions behind
+`genfactory augment` and `genfactory score` on the user's own CSV. The Ray path of both commands runs
+in test_e2e.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from gen_factory.data import DataValidationError, load_dataset
+from gen_factory.data.datasets import bundled_frame, read_csv
+from gen_factory.data.procedural import USER_SHAPED, user_shaped
+from gen_factory.export.bundle import NOVEL_UNITS, card_for, export_bundle
+from gen_factory.runtime import scoring
+from gen_factory.runtime.onnx_model import OnnxModel
+from gen_factory.services.augmentation import (
+    build_augmentation,
+    load_real,
+    read_augmentation,
+    write_parquet_atomic,
+)
+from gen_factory.train.local import train_encoder, train_table
+
+KINDS = (*USER_SHAPED, "customers", "loans")
+
+
+def _frame(kind: str) -> tuple[pd.DataFrame, str]:
+    if kind in USER_SHAPED:
+        return user_shaped(kind)
+    frame, label, _ = bundled_frame(kind)
+    return frame, label
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def user_model(request, tmp_path_factory):
+    """(kind, CSV path, frame as read, label column, opened bundle) of a model trained on the CSV as
+    `train` reads it."""
+    kind = request.param
+    frame, label = _frame(kind)
+    root = tmp_path_factory.mktemp(kind)
+    path = root / f"{kind}.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path), label)
+    g, d, enc, spec, hyper = train_table(data, epochs=2, seed=0)
+    x, labels = torch.from_numpy(enc.encode(data.features)), torch.from_numpy(data.labels)
+    encoder, scales = train_encoder(g, d, spec, x, labels, 1)
+    card = card_for(data, spec, enc, model_name=kind, dataset=str(path), loss=hyper.loss, epochs=2,
+                    encoder_epochs=1, seed=0)
+    export_bundle(g, d, encoder, scales, enc, card, root / "model")
+    return kind, path, read_csv(path), label, OnnxModel(root / "model", threads=1)
+
+
+def test_augment_writes_the_users_rows_as_given_and_synthetic_rows_in_their_schema(user_model, tmp_path):
+    kind, path, frame, label, model = user_model
+    real, rows = load_real(model, str(path))  # the label column from the card, as `augment` reads it
+    table = build_augmentation(model, real, ratio=0.5, seed=1, real_rows=rows)
+    out = write_parquet_atomic(table, tmp_path / "aug.parquet")
+    written = pq.read_table(out).to_pandas()
+    assert list(written.columns) == [*frame.columns, "synthetic"]
+    given = written[~written.synthetic].drop(columns="synthetic").reset_index(drop=True)
+    pd.testing.assert_frame_equal(given, frame, check_dtype=False)  # every real value as the CSV holds it
+    synthetic = written[written.synthetic]
+    expected = np.round(frame[label].value_counts() * 0.5).astype(int)
+    assert synthetic[label].value_counts().sort_index().tolist() == expected.sort_index().tolist()
+    for column in frame.columns:  # the synthetic rows come back in the types the CSV read as
+        assert synthetic[column].dtype == frame[column].dtype, column
+    values, ids, flags, _ = read_augmentation(out, model)  # and read back in the model's codes
+    assert values.shape == (len(written), len(model.card.columns)) and flags.sum() == len(synthetic)
+    assert np.array_equal(values[~flags], real.features, equal_nan=True)
+
+
+def test_augment_refuses_a_table_with_another_label_or_column_naming_them(user_model, tmp_path):
+    kind, path, frame, label, model = user_model
+    other = frame.assign(**{label: frame[label].astype(str) + "_x"})
+    other.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(DataValidationError, match="unknown label") as err:
+        load_real(model, str(tmp_path / "other.csv"))
+    assert label in err.value.field
+    frame.assign(extra=1.0).to_csv(tmp_path / "extra.csv", index=False)
+    with pytest.raises(DataValidationError, match="not a column of the model") as err:
+        load_real(model, str(tmp_path / "extra.csv"))
+    assert "'extra'" in err.value.field
+
+
+def test_rare_class_report_puts_the_written_set_beside_every_control(user_model, tmp_path):
+    from gen_factory.evaluate.rare import CONTROLS, rare_class_report
+
+    kind, path, frame, label, model = user_model
+    real, rows = load_real(model, str(path))
+    half = np.arange(len(real.labels)) % 2 == 0
+    train, test = real.subset(np.flatnonzero(half)), real.subset(np.flatnonzero(~half))
+    rare = int(np.argmin(np.bincount(train.labels)))
+    table = build_augmentation(model, train, ratio=1.0, classes=[train.label_names[rare]], seed=0,
+                               real_rows=rows.take(np.flatnonzero(half)))
+    x, y, _, _ = read_augmentation(write_parquet_atomic(table, tmp_path / "aug.parquet"), model)
+    categorical = np.array([c.kind == "categorical" for c in model.card.encoding.columns])
+    report = rare_class_report((train.features, train.labels), (x, y), (test.features, test.labels),
+                               categorical, rare, train.label_names[rare])
+    assert set(report.arms) == {*CONTROLS, "augmented"}
+    assert report.extra_rare_rows == int((train.labels == rare).sum())
+    for arm in report.arms.values():
+        assert 0.0 <= arm.ap <= 1.0 + 1e-9 and 0.0 <= arm.f1 <= 1.0, arm
+        assert 0.0 <= arm.balanced_accuracy <= 1.0, arm
+    assert report.best_control in CONTROLS
+    assert report.uplift == pytest.approx(report.arms["augmented"].ap - report.arms[report.best_control].ap)
+
+
+def _row(frame: pd.DataFrame, label: str, i: int = 0) -> dict:
+    row = frame.drop(columns=label).iloc[i]
+    return {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def test_values_past_the_training_range_raise_the_default_score(user_model):
+    kind, path, frame, label, model = user_model
+    column = next(c for c in model.card.encoding.columns if c.kind == "continuous"
+                  and pd.api.types.is_float_dtype(frame[c.name]))
+    sd = float(np.nanstd(frame[column.name].to_numpy(dtype=float)))
+    base = _row(frame, label)
+    rows = [base] + [{**base, column.name: column.high + k * sd} for k in (3, 10, 1000)]
+    scores = scoring.score(model, scoring.rows_to_array(model, rows))
+    assert np.all(np.diff(scores) > 0), scores  # further out, stranger: no clamp at the range
+    assert scores[1] - scores[0] >= 2.5, scores  # 3 sd past the range: about 3 points of the ensemble
+
+
+def test_unseen_categories_and_new_missing_values_are_scored_not_refused(user_model):
+    kind, path, frame, label, model = user_model
+    base = _row(frame, label)
+    categorical = [c for c in model.card.encoding.columns if c.kind == "categorical" and c.other_code is None]
+    never = [c for c in model.card.encoding.columns if not c.missing]
+    rows = [base]
+    if categorical:
+        rows.append({**base, categorical[0].name: "a-place-nobody-named"})
+    rows.append({**base, never[0].name: None})
+    values = scoring.rows_to_array(model, rows)
+    if categorical:
+        assert values[1, model.card.columns.index(categorical[0].name)] == scoring.UNSEEN
+    scores = scoring.score(model, values)
+    assert np.all(scores[1:] >= scores[0] + NOVEL_UNITS - 0.5), scores
+    assert "novelty" in model.card.ensemble.parts
