@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from common import header, temp_home
 
 TABLES = ("breast_cancer", "iris", "wine", "customers", "loans", "wine_shop", "clinic", "flowers")
@@ -57,7 +58,9 @@ def trained(name: str, root: Path, epochs: int | None):
     from gen_factory.data import load_dataset
     from gen_factory.data.datasets import split_indices, table_from_frame
     from gen_factory.runtime.onnx_model import OnnxModel
+    from gen_factory.runtime.scoring import UNSEEN
     from gen_factory.services.augmentation import model_codes
+    from gen_factory.services.bulk_score import table_values
     from gen_factory.services.pipeline import TrainJob, train_and_register
 
     frame, label = frame_of(name)
@@ -72,8 +75,16 @@ def trained(name: str, root: Path, epochs: int | None):
     ref = train_and_register(job, log=lambda *_: None)["ref"]
     model = OnnxModel(registry.download(ref))
     cats = [c.name for c in model.card.encoding.columns if c.kind == "categorical"]
-    train, test = (model_codes(model, load_dataset(str(paths[p]), label, categorical=cats or None))
-                   for p in ("train", "test"))
+    train = model_codes(model, load_dataset(str(paths["train"]), label, categorical=cats or None))
+    test = load_dataset(str(paths["test"]), label, categorical=cats or None)
+    rows = pq.read_table(paths["test"])
+    codes = np.concatenate([table_values(model, b, (str(paths["test"]), 0)) for b in rows.to_batches()])
+    seen = ~(codes == UNSEEN).any(axis=1)  # a test row of a category training never had is no normal row
+    if not seen.all():
+        print(f"<!-- {name}: {int((~seen).sum())} test rows with a category the training rows lack, left "
+              "out -->", flush=True)
+    labels = np.array([model.card.label_names.index(str(v)) for v in rows.column(label).to_pylist()])
+    test.features, test.labels = codes[seen], labels[seen]
     return model, train, test
 
 
@@ -183,7 +194,8 @@ def main() -> None:
                 print(f"| {name} | {r['kind']} | {r['strength']:g} | {r['detection']:.3f} | "
                       f"{r['clean_flagged']:.3f} | {r['auroc']:.3f} | {r['iforest_auroc']:.3f} | "
                       f"{r['ecod_auroc']:.3f} |", flush=True)
-            print(f"<!-- {name}: {time.time() - started:.0f} s, load {os.getloadavg()[0]:.1f} -->", flush=True)
+            seconds = time.time() - started
+            print(f"<!-- {name}: {seconds:.0f} s, load {os.getloadavg()[0]:.1f} -->", flush=True)
     print()
     for r in results:
         print(f"RESULT injected table={r['table']} kind={r['kind']} strength={r['strength']:g} "

@@ -51,7 +51,7 @@ def _bundle(path, data, **export):
     x = torch.from_numpy(enc.encode(values_of(data)))
     scales = residual_scales(encoder, g, d, x, torch.from_numpy(data.labels))
     card = card_for(data, spec, enc, model_name="attr", dataset=data.name, loss="hinge", epochs=1, seed=0)
-    scorer = scorer_for(d, g, encoder, enc, scales)  # as export_bundle builds it: before the decoder
+    scorer = scorer_for(d, g, encoder, enc, scales, n_labels=spec.n_labels)  # as export_bundle builds it
     decoded = enc.decoder()(x).detach().numpy()  # is calibrated (what the forest and the sds are fitted on)
     export_bundle(g, d, encoder, scales, enc, card, path, **export)
     return OnnxModel(path), g, encoder, enc, scorer, decoded
@@ -330,18 +330,21 @@ def test_an_f_anogan_that_does_not_rebuild_its_inputs_is_left_out_of_the_ensembl
     both scores."""
     model, _, _, _, scorer, decoded, data = table
     assert scorer.reconstruction_r2 < MIN_RECONSTRUCTION_R2
-    assert model.card.ensemble.parts == ["iforest"]
+    assert model.card.ensemble.parts == ["iforest", "novelty", "label_contrast"]
     assert model.card.ensemble.reconstruction_r2 == round(scorer.reconstruction_r2, 4)
-    kept = ScoreGraph(scorer.discriminator, scorer.generator, scorer.encoder, scorer.value_encoder,
-                      tuple(scorer.scales.tolist()), scorer.forest, scorer.grids, None, MIN_RECONSTRUCTION_R2)
+    parts = (scorer.discriminator, scorer.generator, scorer.encoder, scorer.value_encoder,
+             tuple(scorer.scales.tolist()), scorer.forest, scorer.grids, None)
+    kept, bare = ScoreGraph(*parts, MIN_RECONSTRUCTION_R2), ScoreGraph(*parts, scorer.reconstruction_r2)
     values, labels = torch.from_numpy(decoded[:50]), torch.from_numpy(data.labels[:50])
     with torch.no_grad():
-        dropped, both = scorer.scored(values, labels)[0], kept.scored(values, labels)[0]
+        shipped, dropped, both = (g.scored(values, labels)[0] for g in (scorer, bare, kept))
     fanogan, forest = extended_cdf(both[:, 1], scorer.grids[0]), extended_cdf(both[:, 2], scorer.grids[1])
     torch.testing.assert_close(dropped[:, 3], forest)
     torch.testing.assert_close(both[:, 3], fanogan + forest)
+    # the shipped one adds the label's fit (no training row is novel): never below the forest's
+    assert (shipped[:, 3] >= forest - 1e-6).all() and (shipped[:, 3] > forest + 1e-3).any()
     served = scoring.score(model, decoded[:50], data.labels[:50].astype(np.int64), method="ensemble")
-    np.testing.assert_allclose(served, forest.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(served, shipped[:, 3].numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_an_image_scorer_serves_the_distance_to_the_kth_nearest_training_image(image):

@@ -206,6 +206,8 @@ def evaluate(args) -> None:
             raise DataValidationError("file", str(path), "give an existing .parquet or .csv file")
         frames.append(pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path))
     real, synth, holdout = frames
+    if args.label_column is None:  # a file gen_factory wrote names its label column
+        args.label_column = _written_label_column(args.synthetic) or "label"
     if args.label_column not in real.columns:
         raise DataValidationError(
             "--label-column", repr(args.label_column), "name a column of the real table"
@@ -215,6 +217,18 @@ def evaluate(args) -> None:
         args.report.write_text(html_report(result, real, synth, f"{args.synthetic.name} vs {args.real.name}"))
     json.dump(headline(result), sys.stdout, indent=1)
     print()
+
+
+def _written_label_column(path: Path) -> str | None:
+    """The label column a Parquet file written by gen_factory records in its metadata (None: none)."""
+    import pyarrow.parquet as pq
+
+    from gen_factory.runtime.sampling import METADATA_KEY
+
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[METADATA_KEY]).get("label_column") if METADATA_KEY in meta else None
 
 
 def parse_counts(items: list[str] | None) -> dict[str, int] | None:
@@ -279,9 +293,5 @@ def _score_locally(ref_text: str, rows, images, labels, method) -> dict:
 
     ref = registry.resolve(ref_text)
     model = OnnxModel(registry.download(ref))
-    if model.kind == "table":
-        label = model.card.label_column
-        if labels is None and rows and isinstance(rows[0], dict) and label in rows[0]:
-            rows = [{k: v for k, v in row.items() if k != label} for row in rows]  # kept in files: ignored
-    body = scoring.score_request(model, rows, images, labels, method)
+    body = scoring.score_request(model, rows, images, labels, method)  # a label column is ignored
     return {"model": ref.name, "version": ref.version, **body}

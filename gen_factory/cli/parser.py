@@ -331,7 +331,8 @@ def _evaluate(sub) -> None:
     ev.add_argument("real", type=Path, help="the real rows the generator was trained on")
     ev.add_argument("synthetic", type=Path, help="the generated rows")
     ev.add_argument("--holdout", type=Path, required=True, help="real rows not used for training (for TSTR)")
-    ev.add_argument("--label-column", default="label", help="label column (default: label)")
+    ev.add_argument("--label-column", help="label column (default: the one the synthetic file records, "
+                                          "as gen_factory writes it; else label)")
     ev.add_argument("--report", type=Path, help="write the HTML report here")
     ev.add_argument("--seed", type=int, default=0, help="seed of the TSTR classifier (default: 0)")
     ev.set_defaults(func=datasets.evaluate)

@@ -106,7 +106,7 @@ def resampled(arm: str, x: np.ndarray, y: np.ndarray, rare: int, extra: int, cat
     if arm == "oversample":
         sampler = RandomOverSampler(sampling_strategy=target, random_state=seed)
     elif categorical.any():
-        sampler = SMOTENC(np.flatnonzero(categorical), sampling_strategy=target, k_neighbors=k,
+        sampler = SMOTENC(np.flatnonzero(categorical).tolist(), sampling_strategy=target, k_neighbors=k,
                           random_state=seed)
     elif arm == "smote":
         sampler = SMOTE(sampling_strategy=target, k_neighbors=k, random_state=seed)
@@ -114,8 +114,10 @@ def resampled(arm: str, x: np.ndarray, y: np.ndarray, rare: int, extra: int, cat
         sampler = ADASYN(sampling_strategy=target, n_neighbors=k, random_state=seed)
     try:
         return sampler.fit_resample(x, y)
-    except (ValueError, RuntimeError):  # ADASYN finds no hard rows to grow from: it adds none
-        return x, y
+    except (ValueError, RuntimeError):
+        if arm != "adasyn" or categorical.any():
+            raise
+        return x, y  # ADASYN found no rare row among others to grow from: it adds none
 
 
 def score_arm(model, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,

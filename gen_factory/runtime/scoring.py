@@ -63,13 +63,15 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
     """Table rows as lists in column order, or as {column: value} dicts, to a float32 [n, d] array.
 
     Categorical values are given as their strings and become the card's category codes; a missing
-    value (None) is accepted in the columns the model saw missing values in.
+    value (None) is accepted in the columns the model saw missing values in (in every column where
+    the score sees novelty, as an unseen category is: `sees_novelty`). A dict's label column is
+    ignored: scores against a label take it in `labels`.
     """
     columns = model.card.columns
     if not rows:
         raise DataValidationError("rows", "an empty list", "send at least one row")
-    if isinstance(rows[0], dict):
-        unknown = sorted({k for row in rows for k in row} - set(columns))
+    if isinstance(rows[0], dict):  # the model's label column, where a row has it, is kept and ignored
+        unknown = sorted({k for row in rows for k in row} - set(columns) - {model.card.label_column})
         if unknown:
             raise DataValidationError("rows", f"unknown column(s) {unknown[:5]}",
                                       f"use the model's columns: {', '.join(columns)}")
