@@ -30,6 +30,9 @@ PRECISIONS = ("fp32", "int8")
 # `ensemble` (the f-AnoGAN with the isolation forest; for images with `knn` instead) is the default
 # (bench/anomaly_broad.py, bench/mnist_anomaly.py, bench/RESULTS.md).
 SCORE_METHODS = ("critic", "fanogan", "iforest", "ensemble", "knn")
+# A table scorer's fifth column (exported since it has one): the row's novelty alone, the part of its
+# `ensemble` that the value encoding hides (`export.bundle.Novelty`).
+NOVELTY_METHOD = "novelty"
 DEFAULT_SCORE_METHOD = "ensemble"
 # The scorer graph's second output (bundles exported before attribution have the first alone).
 ATTRIBUTION_OUTPUT = "contributions"

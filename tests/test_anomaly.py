@@ -99,7 +99,7 @@ def test_one_class_model_separates_anomalies_and_calibrates_its_threshold(one_cl
     model.card = model.card.model_copy(update={"anomaly": info})
     values = values_of(holdout)
     normal = holdout.labels == holdout.label_names.index("ok")
-    assert model.card.score_methods == ["critic", "fanogan", "iforest", "ensemble"]
+    assert model.card.score_methods == ["critic", "fanogan", "iforest", "ensemble", "novelty"]
     assert model.card.parity_max_abs_diff["scorer"] <= PARITY_TOLERANCE  # the forest and ensemble too
     scores = scoring.score(model, values[normal])
     threshold, flags = scoring.verdict(model, scores, None, by_label=False)

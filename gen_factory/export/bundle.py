@@ -21,6 +21,7 @@ from gen_factory.card import (
     ATTRIBUTION_OUTPUT,
     ENCODER_FILE,
     GENERATOR_FILE,
+    NOVELTY_METHOD,
     SCORE_METHODS,
     SCORER_FILE,
     BundleFiles,
@@ -144,6 +145,8 @@ class ScoreGraph(nn.Module):
         self.neighbours = neighbours if forest is not None else None
         self.methods = list(SCORE_METHODS[:2] if forest is None else
                             SCORE_METHODS[:4] if self.neighbours is None else SCORE_METHODS)
+        if self.novelty is not None:
+            self.methods.append(NOVELTY_METHOD)
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32))
         rows = 2 + (self.neighbours is not None)  # fanogan, iforest[, knn]
         self.register_buffer("grids", torch.zeros(rows, GRID_POINTS) if grids is None else grids.float())
@@ -183,11 +186,13 @@ class ScoreGraph(nn.Module):
             ensemble = extended_cdf(classic, grid)
             if self.use_fanogan:  # fixed at construction: the exported graph has the sum or the classic alone
                 ensemble = extended_cdf(fanogan, self.grids[0]) + ensemble
-            if self.novelty is not None:
-                ensemble = ensemble + self.novelty(values)[rows]
+            novelty = None if self.novelty is None else self.novelty(values)[rows]
+            if novelty is not None:
+                ensemble = ensemble + novelty
             if self.contrast_labels:
                 ensemble = ensemble + self._label_contrast(fanogan, rows, *contrast_inputs)
             scores += [iforest, ensemble] + ([] if knn is None else [knn])
+            scores += [] if novelty is None else [novelty]
         return torch.stack(scores, dim=1), x, difference
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen_factory.card import AnomalyCalibration, Thresholds, default_method
+from gen_factory.card import NOVELTY_METHOD, AnomalyCalibration, Thresholds, default_method
 from gen_factory.data.datasets import values_of
 from gen_factory.evaluate.anomaly import baseline_report, detection_metrics
 from gen_factory.runtime import scoring
@@ -32,7 +32,7 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
     best = scoring.score_matrix(model, values)  # best over labels: no label is known for an anomaly
     given = scoring.score_matrix(model, values[normal], ids)
     info = {"fpr": fpr, "default_method": default_method(methods),
-            "thresholds": scoring.thresholds(methods, given, best[normal], fpr),
+            "thresholds": scoring.thresholds(methods, *_without_novelty(methods, given, best[normal]), fpr),
             "anomaly_labels": sorted(set(holdout.label_names) - set(names))}
     if not normal.all():
         is_anomaly = (~normal).astype(int)
@@ -40,6 +40,23 @@ def calibrate_bundle(model: OnnxModel, train, holdout, fpr: float = DEFAULT_FPR,
         info["holdout"] = {m: detection_metrics(best[:, k], is_anomaly) for k, m in enumerate(methods)}
         info["baseline"] = baseline_report(values_of(train), synthetic, values, is_anomaly, seed)
     return AnomalyCalibration.model_validate(info)
+
+
+def _without_novelty(methods: list[str], *matrices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Hold-out scores with a table's `ensemble` less its novelty (`export.bundle.Novelty`), for the
+    thresholds: a held-out row's value past the split's training range, or its missing value where the
+    split had none, is novel only to the split model - the model that ships trained on it too - and
+    one such row among 30 held-out ones set the threshold above what any in-range row reaches. The
+    novelty is measured against the training rows of the model that scores; thresholds on the rest."""
+    if NOVELTY_METHOD not in methods:
+        return matrices
+    ensemble, novelty = methods.index("ensemble"), methods.index(NOVELTY_METHOD)
+    out = []
+    for m in matrices:
+        m = m.copy()
+        m[:, ensemble] -= m[:, novelty]
+        out.append(m)
+    return tuple(out)
 
 
 def transfer_calibration(calibration: AnomalyCalibration, first: OnnxModel, first_train,
