@@ -84,6 +84,23 @@ class Synthesizer:
         )
         return to_pandas(table)  # the frame's own dtypes, `object` strings included
 
+    def augment(self, df: pd.DataFrame, ratio: float = 1.0, classes: list[str] | None = None, *,
+                synthetic_only: bool = False, seed: int = 0, spread: float | None = None) -> pd.DataFrame:
+        """`df`'s rows as given, then `ratio` synthetic rows per real row of each label (only `classes`
+        if given), in `df`'s schema, with a boolean `synthetic` column: what `genfactory augment`
+        writes. The label column is the one the model was trained with; `spread` makes each synthetic
+        row a variation of a real row of its class (`genfactory augment --spread`)."""
+        from gen_factory.services.augmentation import build_augmentation, frame_real
+
+        if self.model is None:
+            raise DataValidationError(
+                "synthesizer", "not fitted", "call fit(df, label=...) or Synthesizer.load(ref)"
+            )
+        real, rows = frame_real(self.model, df)
+        table = build_augmentation(self.model, real, ratio, classes, synthetic_only, seed, spread=spread,
+                                   real_rows=rows)
+        return to_pandas(table)
+
     def _open(self, ref: registry.ModelRef) -> "Synthesizer":
         self.ref, self.model = ref, OnnxModel(registry.download(ref))
         return self

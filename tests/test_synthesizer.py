@@ -61,3 +61,23 @@ def test_sample_refuses_what_is_not_a_row_count(model, kwargs, field):
     with pytest.raises(DataValidationError) as err:
         model.sample(**kwargs)
     assert err.value.field == field
+
+
+def test_augment_keeps_the_users_rows_and_reads_the_label_column_from_the_card(model, cli_trained_table,
+                                                                                tmp_path, capsys):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from gen_factory.cli import main as cli
+
+    frame = cli_trained_table["frame"]
+    out = model.augment(frame, ratio=0.5, classes=["rare"], seed=2)
+    assert list(out.columns) == [*frame.columns, "synthetic"]
+    pd.testing.assert_frame_equal(out[~out.synthetic].drop(columns="synthetic").reset_index(drop=True), frame)
+    synthetic = out[out.synthetic]
+    assert synthetic["segment"].tolist() == ["rare"] * round(0.5 * (frame["segment"] == "rare").sum())
+    code = cli(["augment", "cli-table@staging", str(cli_trained_table["path"]), "--classes", "rare",
+                "--holdout", "0.3", "--out", str(tmp_path / "aug.parquet")])  # no --label-column
+    printed = capsys.readouterr().out
+    assert code in (0, None) and "rare class 'rare'" in printed and "best control" in printed, printed
+    assert "segment" in pq.read_schema(tmp_path / "aug.parquet").names

@@ -146,3 +146,34 @@ def test_unseen_categories_and_new_missing_values_are_scored_not_refused(user_mo
     scores = scoring.score(model, values)
     assert np.all(scores[1:] >= scores[0] + NOVEL_UNITS - 0.5), scores
     assert "novelty" in model.card.ensemble.parts
+
+
+def test_a_table_without_labels_trains_as_one_class_and_comes_back_without_a_label_column(tmp_path):
+    from gen_factory.data.datasets import ONE_CLASS_COLUMN, ONE_CLASS_LABEL
+    from gen_factory.data.schema import to_pandas
+    from gen_factory.runtime.sampling import generate_table
+    from gen_factory.services.bulk import partition_path
+    from gen_factory.services.pipeline import TrainJob
+
+    frame, label = user_shaped("wine_shop")
+    frame = frame.drop(columns=label)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    with pytest.raises(DataValidationError, match="--no-label"):
+        load_dataset(str(tmp_path / "rows.csv"))  # no `label` column: the error says how to go on
+    data = load_dataset(str(tmp_path / "rows.csv"), None)
+    assert data.label_names == [ONE_CLASS_LABEL] and data.label_column == ONE_CLASS_COLUMN
+    assert data.columns == list(frame.columns) and (data.labels == 0).all()
+    assert TrainJob(str(tmp_path / "rows.csv"), label_column=None).normal_labels == [ONE_CLASS_LABEL]
+    g, d, enc, spec, hyper = train_table(data, epochs=1, seed=0)
+    x, labels = torch.from_numpy(enc.encode(data.features)), torch.from_numpy(data.labels)
+    encoder, scales = train_encoder(g, d, spec, x, labels, 1)
+    card = card_for(data, spec, enc, model_name="nolabel", dataset="rows", loss=hyper.loss, epochs=1, seed=0)
+    export_bundle(g, d, encoder, scales, enc, card, tmp_path / "model")
+    model = OnnxModel(tmp_path / "model", threads=1)
+    rows = to_pandas(generate_table(model, [20], seed=0))
+    assert list(rows.columns) == list(frame.columns) and len(rows) == 20  # no label column shown
+    assert partition_path(model.card.label_column, ONE_CLASS_LABEL, 0) == "part-00000.parquet"
+    probe = [_row(frame, "region"), {**_row(frame, "region"), "proline": 1e6}]
+    probe = [{**r, "region": frame["region"].dropna().iloc[0]} for r in probe]
+    scores = scoring.score(model, scoring.rows_to_array(model, probe))
+    assert scores[1] > scores[0] + 100

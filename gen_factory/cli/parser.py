@@ -44,6 +44,9 @@ def _train(sub) -> None:
     t.add_argument("dataset", help="bundled name or path to .parquet / .csv / .npz")
     t.add_argument("--name", dest="model_name", help="registered model name (default: <dataset>-cgan)")
     t.add_argument("--label-column", default="label", help="label column of a table (default: label)")
+    t.add_argument("--no-label", dest="label_column", action="store_const", const=None,
+                   help="a table without a label column: train it as one class, every row normal (an anomaly "
+                        "model of 'what normal looks like'; generated rows have no label column)")
     t.add_argument("--loss", choices=["nonsaturating", "hinge", "wgan-gp"],
                    help="GAN objective (default: wgan-gp; overrides the image variant's)")
     t.add_argument("--variant", choices=["vanilla", "cgan", "dcgan", "wgan-gp", "sngan", "projgan-gp"],

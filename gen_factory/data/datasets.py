@@ -34,6 +34,10 @@ from gen_factory.data.validate import (
 )
 
 BUNDLED_TABLES = ("breast_cancer", "iris", "wine", "customers", "loans")
+# A table trained without a label column (`label_column=None`) is one class of rows, all normal: its
+# label, which no row of the user's carries and no output shows, is ONE_CLASS_LABEL in ONE_CLASS_COLUMN.
+ONE_CLASS_COLUMN = "__label__"
+ONE_CLASS_LABEL = "normal"
 MAX_CATEGORIES = 1000
 BUNDLED_IMAGES = ("digits",)
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -109,10 +113,12 @@ class ImageData:
 Dataset = TableData | ImageData
 
 
-def load_dataset(spec: str, label_column: str = "label", categorical: list[str] | None = None) -> Dataset:
+def load_dataset(spec: str, label_column: str | None = "label",
+                 categorical: list[str] | None = None) -> Dataset:
     """Load and validate a dataset: a bundled name, a ``.parquet``/``.csv`` table, an ``.npz`` image file,
     MNIST IDX files or a folder of PNGs per label (see `gen_factory.data.images`). `categorical`
-    names numeric table columns to model as categories (the inferred types' override)."""
+    names numeric table columns to model as categories (the inferred types' override); `label_column`
+    None reads a table without labels as one class (`ONE_CLASS_COLUMN`)."""
     if categorical and (
         spec in BUNDLED_IMAGES or Path(spec).suffix.lower() not in (".parquet", ".pq", ".csv")
     ):
@@ -146,7 +152,7 @@ def load_dataset(spec: str, label_column: str = "label", categorical: list[str] 
                               "or a folder of <label>/*.png")
 
 
-def table_from_frame(df: pd.DataFrame, label_column: str, name: str = "table",
+def table_from_frame(df: pd.DataFrame, label_column: str | None, name: str = "table",
                      label_names: list[str] | None = None, categorical: list[str] | None = None) -> TableData:
     """Validate a frame and turn it into features + integer labels (in ``label_names`` order).
 
@@ -176,7 +182,7 @@ def _table_from_parquet(path: Path, label_column: str, categorical: list[str] | 
                   path.stem, None, categorical)
 
 
-def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_column: str, name: str,
+def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_column: str | None, name: str,
            label_names: list[str] | None, categorical: list[str] | None) -> TableData:
     """`table_from_frame` of the table whose columns are `names`, `column(name)` giving one as a Series. Each
     is asked for once (the label first) and converted before the next: a source that reads it only then
@@ -184,12 +190,15 @@ def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_col
     if rows == 0:
         raise DataValidationError("dataset", "0 rows", "provide a table with at least 2 rows per label")
     _check_unique_columns([str(c) for c in names])
+    one_class = label_column is None
+    if one_class:
+        names, column, label_column = _one_class(names, rows, column)
     if label_column not in names:
         raise DataValidationError(
             "label_column",
             repr(label_column),
             "name one of the table's columns with --label-column (columns: "
-            f"{', '.join(map(str, names))})",
+            f"{', '.join(map(str, names))}), or --no-label for a table without one (one class, all normal)",
         )
     labels_raw = column(label_column)
     if labels_raw.isna().any():
@@ -238,11 +247,12 @@ def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_col
     index = {name: i for i, name in enumerate(label_names)}
     # a copy: pandas copy-on-write hands out read-only views, which torch warns about
     labels = labels_raw.astype(str).map(index).to_numpy(dtype=np.int64, copy=True)
-    check_labels(labels, label_names, field=f"column {label_column!r}")
+    if not one_class:  # one class has no label to check, nor one of the user's to keep
+        check_labels(labels, label_names, field=f"column {label_column!r}")
+        captured[label_column] = capture_column(labels_raw)
     check_varies(values, columns)
     others = {col: fold.other for col, fold in folded.items()}
-    captured[label_column] = capture_column(labels_raw)
-    schema = capture([captured[c] for c in names], times, others)
+    schema = capture([captured[c] for c in names if c in captured], times, others)  # the user's columns
     return TableData(name, values, labels, columns, label_names, label_column,
                      categories=categories, schema=schema, folded=folded)
 
@@ -264,6 +274,22 @@ def read_csv(path: Path | str) -> pd.DataFrame:
         except (ValueError, TypeError):  # not dates after all (or mixed offsets): kept as written
             continue
     return frame
+
+
+def _one_class(names: list, rows: int, column: Callable[[Any], pd.Series]
+               ) -> tuple[list, Callable[[Any], pd.Series], str]:
+    """(names, column, label column) of a table without labels read as one class: ONE_CLASS_LABEL in
+    every row of an added ONE_CLASS_COLUMN."""
+    if ONE_CLASS_COLUMN in names:
+        raise DataValidationError(f"column {ONE_CLASS_COLUMN!r}", "a reserved name",
+                                  "rename it: a table without labels is read as one class under it")
+    if rows < 2:
+        raise DataValidationError("dataset", f"{rows} row", "provide a table with at least 2 rows")
+
+    def with_label(name) -> pd.Series:
+        return pd.Series([ONE_CLASS_LABEL] * rows) if name == ONE_CLASS_COLUMN else column(name)
+
+    return [*names, ONE_CLASS_COLUMN], with_label, ONE_CLASS_COLUMN
 
 
 def _check_unique_columns(columns: list[str]) -> None:

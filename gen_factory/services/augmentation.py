@@ -235,6 +235,20 @@ def load_real(model: OnnxModel, dataset: str,
     return model_codes(model, data), rows
 
 
+def frame_real(model: OnnxModel, frame) -> tuple[TableData, pa.Table]:
+    """A table model's real rows from a pandas frame: (in the model's codes, as given), as `load_real`."""
+    from gen_factory.data.datasets import table_from_frame
+
+    if model.kind != "table":
+        raise DataValidationError("df", "a table", "augment an image model from a file: genfactory augment")
+    label = model.card.label_column
+    if label not in frame.columns:
+        raise DataValidationError(f"column {label!r}", "missing", "give the label column the model was "
+                                  "trained with, holding the real rows' labels")
+    data = table_from_frame(frame, label, categorical=_categorical(model))
+    return model_codes(model, data), pa.Table.from_pandas(frame, preserve_index=False)
+
+
 def augment_dataset(
     model_ref: str,
     dataset: str,

@@ -58,6 +58,7 @@ from pyarrow.fs import FileSelector, FileType
 
 from gen_factory import registry
 from gen_factory.data.conditions import split_conditions
+from gen_factory.data.datasets import ONE_CLASS_COLUMN
 from gen_factory.data.validate import DataValidationError
 from gen_factory.logs import held_to
 from gen_factory.settings import filesystem
@@ -96,7 +97,10 @@ def split_rows(total: int, n_labels: int) -> list[int]:
 
 def partition_path(label_column: str, label: str, index: int) -> str:
     """A shard's path under the output: Hive-style ``key=value`` folder, both URI-escaped as Hive readers
-    decode them (``a b/c`` -> ``a%20b%2Fc``)."""
+    decode them (``a b/c`` -> ``a%20b%2Fc``); at the top for a model without labels (one class), whose
+    rows have no label column to part them by."""
+    if label_column == ONE_CLASS_COLUMN:
+        return f"part-{index:05d}.parquet"
     return f"{_escape(label_column)}={_escape(label)}/part-{index:05d}.parquet"
 
 
@@ -130,7 +134,8 @@ class ShardWriter:
             # Locally the run's directory must already exist: an actor outliving a killed driver
             # must not recreate a temporary directory that the next run has just cleaned up.
             local = self.fs.type_name == "local"
-            self.fs.create_dir(f"{self.root}/{rel.rsplit('/', 1)[0]}", recursive=not local)
+            if "/" in rel:  # a label's folder (a one-class model's files lie at the top)
+                self.fs.create_dir(f"{self.root}/{rel.rsplit('/', 1)[0]}", recursive=not local)
             with self.fs.open_output_stream(f"{self.root}/{rel}") as fh:
                 fh.write(data)
             for key, value in (("path", rel), ("label", name), ("rows", int(rows)),
@@ -276,7 +281,8 @@ def _write(ref_text, uri, rows, counts, seed, workers, block_rows, conditions, p
         "model": ref.name, "version": ref.version, "model_uri": ref.uri, "seed": seed,
         "rows": sum(per_label), "counts": dict(zip(label_names, per_label, strict=True)),
         "block_rows": block_rows,
-        "partitioning": "hive", "label_column": model.card.label_column,
+        "partitioning": "none" if model.card.label_column == ONE_CLASS_COLUMN else "hive",
+        "label_column": model.card.label_column,
         **({"conditions": conditions} if conditions else {}),
         **_precision(precision),
         "files": files,
@@ -514,6 +520,8 @@ def open_dataset(out: str | Path):
     with fs.open_input_stream(f"{root.rstrip('/')}/{MANIFEST}") as fh:
         manifest = json.loads(fh.read())
     column = manifest.get("label_column", "label")
+    if manifest.get("partitioning") == "none":
+        return ds.dataset(root, filesystem=fs, format="parquet")  # `_manifest.json` is skipped by its prefix
     schema = pa.schema([(column, pa.dictionary(pa.int32(), pa.string()))])
     partitioning = ds.partitioning(schema, flavor="hive",
                                    dictionaries={column: pa.array(list(manifest["counts"]), pa.string())})

@@ -75,8 +75,10 @@ def train_args(spec: dict) -> list[str]:
     """The `genfactory` arguments (from `train` on) that the spec stands for."""
     model, res, reg = spec.get("model") or {}, spec.get("resources") or {}, spec.get("registry") or {}
     anomaly = spec.get("anomaly") or {}
+    label = spec.get("label_column", "label")  # null: a table without labels (one class)
     args = ["train", str(spec["dataset"]), "--name", spec["name"],
-            "--label-column", spec.get("label_column", "label"), "--seed", str(spec.get("seed", 0))]
+            *(["--no-label"] if label is None else ["--label-column", label]),
+            "--seed", str(spec.get("seed", 0))]
     for flag, value in (("--loss", model.get("loss")), ("--variant", model.get("variant")),
                         ("--epochs", model.get("epochs")), ("--encoder-epochs", model.get("encoder_epochs")),
                         ("--batch-size", model.get("batch_size")), ("--patience", model.get("patience")),

@@ -14,7 +14,13 @@ import torch
 from gen_factory import registry, settings
 from gen_factory.card import AnomalyCalibration, ModelCard, write_card
 from gen_factory.data import load_dataset, training_split
-from gen_factory.data.datasets import BUNDLED_IMAGES, BUNDLED_TABLES, frame_from_codes, keep_labels
+from gen_factory.data.datasets import (
+    BUNDLED_IMAGES,
+    BUNDLED_TABLES,
+    ONE_CLASS_LABEL,
+    frame_from_codes,
+    keep_labels,
+)
 from gen_factory.data.transform import encoding_to_dict, fit_encoding
 from gen_factory.evaluate.images import image_quality, save_class_grids
 from gen_factory.evaluate.quality import quality_report
@@ -58,7 +64,7 @@ class TrainJob:
 
     dataset: str
     model_name: str | None = None
-    label_column: str = "label"
+    label_column: str | None = "label"  # None: a table without labels, trained as one class (all normal)
     loss: str | None = None
     epochs: int | None = None
     batch_size: int = 64
@@ -118,6 +124,11 @@ class TrainJob:
             raise DataValidationError("holdout", self.holdout, "use a fraction between 0 and 1, e.g. 0.3")
         if not 0 < self.fpr < 1:
             raise DataValidationError("fpr", self.fpr, "use a false-positive rate between 0 and 1, e.g. 0.05")
+        if self.label_column is None:
+            if self.normal_labels not in (None, [ONE_CLASS_LABEL]):
+                raise DataValidationError("normal_labels", repr(self.normal_labels),
+                                          "a table without labels is one class already: drop --normal-label")
+            self.normal_labels = [ONE_CLASS_LABEL]
         if self.dataset not in BUNDLED_IMAGES + BUNDLED_TABLES:
             self.dataset = str(Path(self.dataset).resolve())  # every worker must find the same file
         self.model_name = self.model_name or f"{Path(self.dataset).stem}-cgan"
@@ -553,9 +564,11 @@ def _ensemble_line(card: ModelCard) -> str:
             "--no-knn to ship none)" if parts.reference_rows else "")
     if "fanogan" in parts.parts:
         return held
-    alone = "the isolation forest" if parts.parts == ["iforest"] else "the nearest-neighbour distance (knn)"
-    return (f"; anomaly score `ensemble` = {alone} alone: G(E(x)) explains R²="
-            f"{parts.reconstruction_r2:.2f} of normal inputs (< {parts.min_reconstruction_r2}), so its "
+    alone = "the nearest-neighbour distance (knn)" if "knn" in parts.parts else "the isolation forest"
+    extra = " with the row's novelty" * ("novelty" in parts.parts) + \
+        " and the label contrast" * ("label_contrast" in parts.parts)
+    return (f"; anomaly score `ensemble` = {alone}{extra}, without the f-AnoGAN residual: G(E(x)) explains "
+            f"R²={parts.reconstruction_r2:.2f} of normal inputs (< {parts.min_reconstruction_r2}), so the "
             "residual would measure their size, not their fit" + held)
 
 
