@@ -146,6 +146,9 @@ def test_unseen_categories_and_new_missing_values_are_scored_not_refused(user_mo
     scores = scoring.score(model, values)
     assert np.all(scores[1:] >= scores[0] + NOVEL_UNITS - 0.5), scores
     assert "novelty" in model.card.ensemble.parts
+    blamed = scoring.score_attributed(model, values).contributions[1:].argmax(axis=1)
+    changed = ([categorical[0].name] if categorical else []) + [never[0].name]
+    assert [model.card.columns[j] for j in blamed] == changed  # the new value's column, first
 
 
 def test_a_table_without_labels_trains_as_one_class_and_comes_back_without_a_label_column(tmp_path):

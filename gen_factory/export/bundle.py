@@ -60,6 +60,8 @@ MIN_RECONSTRUCTION_R2 = 0.5
 # A table row's novelty (`Novelty`): a category the model never saw, or a missing value in a column that
 # was never missing, counts as a number this many training standard deviations past its column's range.
 NOVEL_UNITS = 4.0
+# ... and its column's attribution grows by this much (10 times what one normal row in ten exceeds).
+NOVEL_CONTRIBUTION = 10.0
 # An image's `knn` score: the distance to its KNN_NEIGHBOURS-th nearest normal training image (PyOD's
 # KNN default), in the model's pixel encoding, unstandardised. On one-class MNIST it beats PyOD's KNN on
 # standardised pixels and the isolation forest on every digit (bench/mnist_anomaly.py: mean AUROC 0.9366
@@ -274,9 +276,11 @@ class Attribution(nn.Module):
 
     def __init__(self, groups: torch.Tensor | None, overshoot: Overshoot | None = None,
                  center: torch.Tensor | None = None, spread: torch.Tensor | None = None,
-                 scale: torch.Tensor | None = None, smoothing: PixelSmoothing | None = None):
+                 scale: torch.Tensor | None = None, smoothing: PixelSmoothing | None = None,
+                 novelty: Novelty | None = None):
         super().__init__()
         self.calibrated, self.overshoot, self.smoothing = scale is not None, overshoot, smoothing
+        self.novelty = novelty
         self.grouped = groups is not None  # tables: [F, columns] 0/1; images: sum over channels
         self.register_buffer("groups", groups if groups is not None else torch.zeros(0))
         self.register_buffer("center", torch.zeros(1) if center is None else center.float())
@@ -299,7 +303,10 @@ class Attribution(nn.Module):
 
     def forward(self, values: torch.Tensor, x: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
         conditional, marginal = (self.parts(values, x, difference) / self.scale.unsqueeze(1)).unbind(0)
-        return torch.sqrt(conditional * marginal)
+        blame = torch.sqrt(conditional * marginal)
+        if self.novelty is not None:  # a value the encoding has no slot for: blamed as never seen
+            blame = blame + NOVEL_CONTRIBUTION * self.novelty.unseen(values)
+        return blame
 
 
 class PixelSmoothing(nn.Module):
@@ -368,6 +375,7 @@ class Novelty(nn.Module):
         cats = [i for i, c in enumerate(columns) if c.kind == "categorical"]
         self.register_buffer("cats", torch.tensor(cats, dtype=torch.int64))
         self.register_buffer("n_categories", torch.tensor([len(columns[i].categories) for i in cats]).float())
+        self.register_buffer("cat_place", torch.eye(len(columns))[cats])  # [categorical columns, d]
         never = [0.0 if c.missing else 1.0 for c in columns]
         self.register_buffer("never_missing", torch.tensor(never, dtype=torch.float32))
 
@@ -383,6 +391,17 @@ class Novelty(nn.Module):
             unseen = (((codes < 0) | (codes >= self.n_categories)).float() * present).sum(dim=1)
             novel = novel + NOVEL_UNITS * unseen
         return novel + NOVEL_UNITS * (missing.float() * self.never_missing).sum(dim=1)
+
+    def unseen(self, values: torch.Tensor) -> torch.Tensor:
+        """[B, d] 1 where a column holds a category the model never saw or is missing though it never
+        was, else 0 (numbers past the range: `Overshoot` extends their attribution instead)."""
+        missing = torch.isnan(values)
+        flags = missing.float() * self.never_missing
+        if len(self.cats):
+            codes = torch.where(missing, torch.zeros_like(values), values)[:, self.cats]
+            new = ((codes < 0) | (codes >= self.n_categories)).float() * (~missing[:, self.cats]).float()
+            flags = flags + new @ self.cat_place
+        return flags
 
 
 def novelty_for(encoding, values: np.ndarray) -> Novelty | None:
@@ -430,16 +449,18 @@ def attribution_for(plain: ScoreGraph, encoding, values: torch.Tensor | None = N
     uncalibrated. `smoothing`: an image map's 3x3 weights (`PixelSmoothing`; None: none)."""
     groups = column_groups(encoding)
     overshoot = overshoot_for(encoding, None if values is None else values.numpy())
+    novelty = None if values is None else novelty_for(encoding, values.numpy())
     smoothing = PixelSmoothing(smoothing) if groups is None and smoothing else None
     if values is None:
-        return Attribution(groups, overshoot, smoothing=smoothing)
+        return Attribution(groups, overshoot, smoothing=smoothing, novelty=novelty)
     _, x, difference = plain.eval().scored(values, labels)
     spread = x.std(dim=0)
     spread = spread.clamp_min(max(ATTRIBUTION_FLOOR * float(spread.mean()), 1e-6))
     raw = Attribution(groups, overshoot, x.mean(dim=0), spread, smoothing=smoothing)
     scale = torch.quantile(raw.parts(values, x, difference).double(), ATTRIBUTION_QUANTILE, dim=1)
     floor = (ATTRIBUTION_FLOOR * scale.mean(dim=1, keepdim=True)).clamp_min(1e-12)
-    return Attribution(groups, overshoot, raw.center, raw.spread, torch.maximum(scale, floor), smoothing)
+    return Attribution(groups, overshoot, raw.center, raw.spread, torch.maximum(scale, floor), smoothing,
+                       novelty)
 
 
 @torch.no_grad()
