@@ -180,3 +180,13 @@ def test_a_table_without_labels_trains_as_one_class_and_comes_back_without_a_lab
     probe = [{**r, "region": frame["region"].dropna().iloc[0]} for r in probe]
     scores = scoring.score(model, scoring.rows_to_array(model, probe))
     assert scores[1] > scores[0] + 100
+
+
+def test_no_training_row_is_novel_missing_values_included(user_model):
+    """Every row the model trained on - the ones with missing values too - scores 0 novelty: only a new
+    kind of value raises it."""
+    kind, path, frame, label, model = user_model
+    real, _ = load_real(model, str(path))
+    assert np.isnan(real.features).any()  # the user-shaped and bundled tables all have missing values
+    novelty = scoring.score_matrix(model, real.features)[:, model.card.score_methods.index("novelty")]
+    assert np.all(novelty == 0.0), novelty[novelty != 0][:5]

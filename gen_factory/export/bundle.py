@@ -382,7 +382,8 @@ class Novelty(nn.Module):
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         missing = torch.isnan(values)
         v = torch.where(missing, torch.zeros_like(values), values)
-        x = v[:, self.numeric]
+        x = values[:, self.numeric]
+        x = torch.where(torch.isnan(x), self.low, x)  # a missing number lies past no range
         inside = torch.minimum(torch.maximum(x, self.low), self.high)
         novel = ((x - inside).abs() * self.per_sd).sum(dim=1)
         if len(self.cats):  # fixed at construction: a table without categories has no such nodes
