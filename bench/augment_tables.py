@@ -22,7 +22,8 @@ the best control (by mean AP): the per-seed difference and its 95 % interval.
 `RESULT augment_table task=T rare_pct=P best_arm=A ap=X best_control=C control_ap=X diff_ci_low=X
 diff_ci_high=X` per task and rate.
 
-Not here: SDV CTGAN's conditional rows (issue's arm), for lack of time this session.
+And SDV CTGAN (2.0, defaults, in its own venv `.venv-bench`: `make bench-venv`) fitted on the same
+subsample, its rare rows drawn by its conditional sampling (`sdv_ctgan`; its failures counted).
 
 Run: `python bench/augment_tables.py [--tasks breast_cancer,customers] [--seeds 5] [--rates 5,1]`
 """
@@ -41,6 +42,8 @@ from common import header
 TASKS = {"breast_cancer": "malignant", "customers": "yes", "loans": "default", "clinic": "malignant"}
 PRODUCT = ("product_free", "product_near")
 SPREAD = 0.25
+BENCH_PYTHON = Path(__file__).resolve().parent.parent / ".venv-bench" / "bin" / "python"
+SDV = True  # `--no-sdv` leaves SDV CTGAN's arm out
 
 
 def task_data(name: str):
@@ -64,8 +67,37 @@ def subsample(pool, rare: int, rate: float, seed: int):
     return pool.subset(np.sort(np.concatenate([major, chosen])))
 
 
+def sdv_rows(train, rare: int, extra: int, seed: int, root: Path, model) -> np.ndarray | None:
+    """SDV CTGAN's (defaults, its own venv) conditional rows of the rare class, in `model`'s codes; None
+    where its conditional sampling fails or the venv is missing (`make bench-venv`)."""
+    import json
+    import subprocess
+
+    import pandas as pd
+
+    from gen_factory.data.datasets import table_from_frame
+    from gen_factory.services.augmentation import model_codes
+
+    if not BENCH_PYTHON.exists():
+        return None
+    frame = train.frame()
+    csv, out = root / f"sdv_train_{seed}.csv", root / f"sdv_rows_{seed}.csv"
+    frame.to_csv(csv, index=False)
+    done = subprocess.run([str(BENCH_PYTHON), str(Path(__file__).with_name("sdv_runner.py")), "conditional",
+                           str(csv), train.label_column, train.label_names[rare], str(extra), str(out),
+                           str(seed)], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["failed"] or result["rows"] == 0:
+        return None
+    rows = pd.read_csv(out)
+    both = table_from_frame(pd.concat([frame, rows], ignore_index=True), train.label_column,
+                            label_names=train.label_names, categorical=sorted(train.categories))
+    return model_codes(model, both).features[len(frame):]
+
+
 def product_rows(train, rare: int, extra: int, seed: int, root: Path) -> dict[str, np.ndarray]:
-    """The product's extra rare rows (model codes), free and near the real rare rows."""
+    """The product's extra rare rows (model codes), free and near the real rare rows; SDV CTGAN's
+    conditional ones (`sdv_ctgan`) in the same codes where they could be drawn."""
     import torch
 
     from gen_factory.export.bundle import card_for, export_bundle
@@ -86,7 +118,9 @@ def product_rows(train, rare: int, extra: int, seed: int, root: Path) -> dict[st
     free, _ = generate_arrays(model, counts, seed)
     sources = np.resize(np.flatnonzero(train.labels == rare), extra)
     near, _ = generate_variations(model, train.features, train.labels, sources, SPREAD, seed)
-    return {"product_free": free, "product_near": near}
+    rows = {"product_free": free, "product_near": near}
+    peer = sdv_rows(train, rare, extra, seed, root, model) if SDV else None
+    return rows if peer is None else {**rows, "sdv_ctgan": peer}
 
 
 def one_run(name: str, data, test, rare: int, rate: float, seed: int, root: Path) -> dict[str, dict]:
@@ -99,9 +133,9 @@ def one_run(name: str, data, test, rare: int, rate: float, seed: int, root: Path
     synthetic = product_rows(train, rare, extra, seed, root)
     per: dict[str, list] = {}
     for clf in CLASSIFIERS:
-        for i, arm in enumerate(PRODUCT):
+        for i, arm in enumerate(synthetic):
             aug = (np.concatenate([train.features, synthetic[arm]]),
-                   np.concatenate([train.labels, np.full(extra, rare)]))
+                   np.concatenate([train.labels, np.full(len(synthetic[arm]), rare)]))
             report = rare_class_report((train.features, train.labels), aug, (test.features, test.labels),
                                        categorical, rare, data.label_names[rare], seed, clf,
                                        controls=() if i else CONTROLS)
@@ -126,21 +160,27 @@ def interval(values: list[float]) -> tuple[float, float, float]:
 def summarise(name: str, rate: float, runs: list[dict]) -> str:
     from gen_factory.evaluate.rare import CONTROLS
 
-    arms = list(runs[0])
+    arms = list(dict.fromkeys(a for r in runs for a in r))  # SDV's arm is absent where it failed to sample
+    failures = sum("sdv_ctgan" not in r for r in runs)
     print(f"\n### {name}, rare class at {rate * 100:g} % ({len(runs)} seeds; mean over the 3 classifiers)\n")
     print("| arm | AP (95 % CI) | F1 | balanced accuracy |\n|---|---|---|---|")
     mean_ap = {}
     for arm in arms:
-        ap = interval([r[arm]["ap"] for r in runs])
+        held = [r for r in runs if arm in r]
+        ap = interval([r[arm]["ap"] for r in held])
         mean_ap[arm] = ap[0]
-        f1, ba = (np.mean([r[arm][k] for r in runs]) for k in ("f1", "bal_acc"))
+        f1, ba = (np.mean([r[arm][k] for r in held]) for k in ("f1", "bal_acc"))
         print(f"| {arm} | {ap[0]:.4f} ({ap[1]:.4f}-{ap[2]:.4f}) | {f1:.4f} | {ba:.4f} |")
+    if SDV:
+        print(f"\nSDV CTGAN's conditional sampling failed on {failures} of {len(runs)} seeds.")
     control = max(CONTROLS, key=lambda a: mean_ap[a])
     best = max(PRODUCT, key=lambda a: mean_ap[a])
     diff = interval([r[best]["ap"] - r[control]["ap"] for r in runs])
     return (f"RESULT augment_table task={name} rare_pct={rate * 100:g} best_arm={best} "
             f"ap={mean_ap[best]:.4f} best_control={control} control_ap={mean_ap[control]:.4f} "
-            f"diff_ci_low={diff[1]:.4f} diff_ci_high={diff[2]:.4f}")
+            f"diff_ci_low={diff[1]:.4f} diff_ci_high={diff[2]:.4f}"
+            + (f" sdv_ap={mean_ap.get('sdv_ctgan', float('nan')):.4f} sdv_failures={failures}"
+               if SDV else ""))
 
 
 def main() -> None:
@@ -148,7 +188,10 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rates", default="5,1", help="rare-class shares of the training rows, in %%")
+    parser.add_argument("--no-sdv", action="store_true", help="leave SDV CTGAN's arm out")
     args = parser.parse_args()
+    global SDV
+    SDV = not args.no_sdv
     import torch
 
     from gen_factory.data import split
