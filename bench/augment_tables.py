@@ -4,8 +4,9 @@ Binary tasks from packaged tables, the rare class subsampled to 5 % and to 1 % o
 breast_cancer (malignant; numbers only), customers (churn = yes; categorical columns), loans
 (outcome = default against late and repaid; categorical columns, a datetime, a 300-value category)
 and clinic (the user-shaped breast_cancer of `data.procedural.user_shaped`: a string column tied to
-the label, integers, missing values, an outlier). Each task has one fixed real test set (a stratified 30 %, seed 0); the training
-pool is the other 70 %, and per subsample seed (5) the rare rows kept are drawn anew.
+the label, integers, missing values, an outlier). Each task has one fixed real test set (a stratified
+30 %, seed 0); the training pool is the other 70 %, and per subsample seed (5) the rare rows kept are
+drawn anew.
 
 Arms, each adding rare rows until both classes are as large (the controls and the product alike):
 real only; class weights; random oversampling; SMOTE (SMOTENC with categorical columns); ADASYN

@@ -47,6 +47,7 @@ from gen_factory.data.validate import DataValidationError
 from serving import guard
 from serving.contract import (
     REQUEST_SHAPES,
+    AugmentRequest,
     CardResponse,
     ErrorBody,
     GenerateRequest,
@@ -186,6 +187,26 @@ def _generate(
 
     name, version = model_id.rsplit("/", 1)
     table = generate_table(model, counts, seed, {"model": name, "version": version}, conditions)
+    return to_parquet_bytes(table), table.num_rows
+
+
+def _augment(model, model_id: str, request) -> tuple[bytes, int]:
+    """An augment request's Parquet bytes and rows (`services.augmentation`), the synthetic rows within
+    the model's per-request limit."""
+    import pandas as pd
+
+    from gen_factory.runtime.sampling import request_row_limit, to_parquet_bytes
+    from gen_factory.services.augmentation import build_augmentation, frame_real, synthetic_counts
+
+    real, rows = frame_real(model, pd.DataFrame(request.rows))
+    asked = sum(synthetic_counts(real.labels, real.label_names, request.ratio, request.classes))
+    if asked > request_row_limit(model):
+        raise DataValidationError("ratio", request.ratio, f"ask for at most {request_row_limit(model)} "
+                                  f"synthetic rows per request ({asked} asked): lower the ratio, or use "
+                                  "genfactory augment for more")
+    name, version = model_id.rsplit("/", 1)
+    table = build_augmentation(model, real, request.ratio, request.classes, request.synthetic_only,
+                               request.seed, {"model": name, "version": version}, real_rows=rows)
     return to_parquet_bytes(table), table.num_rows
 
 
@@ -373,6 +394,18 @@ class GenFactoryAPI(_ModelHost):
         else:
             runner = self.runner.options(multiplexed_model_id=model_id)
             data, rows = await _call(runner.generate, counts, request.seed, request.conditions)
+        return Response(
+            data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)}
+        )
+
+    @api.post("/v1/models/{name:path}/augment", response_class=Response, dependencies=SECURED,
+              responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "a Parquet file"},
+                         **error_responses(401)})
+    async def augment(self, name: str, request: Annotated[AugmentRequest, Body()]) -> Response:
+        """`name` as for generate (a table model). The rows as given, then `ratio` synthetic rows per
+        real row of each label (only `classes`), in the model's schema, with a `synthetic` column."""
+        ref, model_id, model = await self._model_for(name)
+        data, rows = await _checked(_augment, model, model_id, request)
         return Response(
             data, media_type=PARQUET_MEDIA_TYPE, headers={"X-Model-Version": ref.version, "X-Rows": str(rows)}
         )

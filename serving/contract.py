@@ -91,12 +91,15 @@ class _ScoreOptions(BaseModel):
     labels: list[StrictStr] = Field(None, max_length=MAX_INPUTS_PER_REQUEST,
                                     description="score against these labels (one per input); omitted: "
                                                 "the best over all labels", json_schema_extra=_no_default)
-    method: Literal["ensemble", "fanogan", "iforest", "knn", "critic"] = Field(
+    method: Literal["ensemble", "fanogan", "iforest", "knn", "novelty", "critic"] = Field(
         None, description="`ensemble` (default for models that have it: f-AnoGAN and the isolation forest "
-                          "- for images the `knn` distance - on one scale), `fanogan` (the f-AnoGAN "
+                          "- for images the `knn` distance - on one scale; for tables plus the row's "
+                          "novelty and the label's fit), `fanogan` (the f-AnoGAN "
                           "residual; the default of older models), `iforest` (an isolation forest of the "
                           "normal training values, in the graph), `knn` (images: the distance to the "
-                          "5th-nearest normal training image) or `critic` (the negated discriminator "
+                          "5th-nearest normal training image), `novelty` (tables: training standard "
+                          "deviations past each column's range, 4 per unseen category or new missing "
+                          "value) or `critic` (the negated discriminator "
                           "output); a model's card lists the methods it has", json_schema_extra=_no_default)
     attribution: Literal["top_k", "full", "none"] = Field(
         "top_k", description="why each input scores as it does, from the f-AnoGAN reconstruction: "
@@ -126,6 +129,26 @@ class ScoreImages(_ScoreOptions):
 
 
 ScoreRequest = ScoreRows | ScoreImages
+
+
+class AugmentRequest(BaseModel):
+    """A table's real rows, to be answered with them and synthetic rows (Parquet, as `genfactory augment`
+    writes it)."""
+
+    model_config = STRICT
+
+    rows: Annotated[list[dict[str, Value]], Field(min_length=1, max_length=MAX_INPUTS_PER_REQUEST)] = Field(
+        description="the real rows as {column: value} objects, the label column among them; categories "
+        "as strings, null where a value is missing")
+    ratio: Annotated[float, Field(gt=0, le=100)] = Field(
+        1.0, description="synthetic rows per real row of a label")
+    classes: list[StrictStr] = Field(None, max_length=MAX_LABELS_PER_REQUEST,
+                                     description="the labels to synthesise (omitted: every label)",
+                                     json_schema_extra=_no_default)
+    synthetic_only: bool = Field(False, description="answer the synthetic rows alone")
+    seed: Seed = Field(0, description="the same rows, settings and seed give identical Parquet bytes")
+
+
 REQUEST_SHAPES = ("GenerateCounts", "GeneratePerLabel", "ScoreRows", "ScoreImages")
 
 

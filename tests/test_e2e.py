@@ -22,7 +22,7 @@ from gen_factory.services.pipeline import TrainJob, train_and_register
 from gen_factory.synthesizer import Synthesizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray]
-TABLE_METHODS = set(SCORE_METHODS) - {"knn"}  # the nearest-neighbour distance is images' alone
+TABLE_METHODS = set(SCORE_METHODS) - {"knn"} | {"novelty"}  # knn is images' alone, novelty tables
 
 
 @pytest.fixture(scope="module")
@@ -392,9 +392,25 @@ def test_mixed_model_reports_quality_and_scores_rows_with_categories(trained, ap
     rows = customers(300).drop(columns=["churn"]).head(3).astype(object)
     rows = rows.where(rows.notna(), None).to_dict(orient="records")
     assert len(client.score(api_url, "e2e-mixed", rows=rows)["scores"]) == 3
-    rows[0]["plan"] = "platinum"
+    rows[0]["plan"], rows[1]["income"] = "platinum", 1e9  # a plan never sold, an income far past any
+    rows[2]["churn"] = "no"  # a label column is kept and ignored
     resp = _post(f"{api_url}/v1/models/e2e-mixed/score", json={"rows": rows})
-    assert resp.status_code == 422 and "unknown category 'platinum'" in resp.text
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["is_anomaly"][:2] == [True, True], body
+    assert [body["top"][i][0]["column"] for i in (0, 1)] == ["plan", "income"]
+    frame = customers(300).head(40)
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    request = {"rows": records, "classes": ["yes"], "seed": 3}
+    resp = _post(f"{api_url}/v1/models/e2e-mixed/augment", json=request)
+    assert resp.status_code == 200, resp.text
+    written = pq.read_table(io.BytesIO(resp.content)).to_pandas()
+    assert list(written.columns) == [*frame.columns, "synthetic"]
+    assert (written[written.synthetic]["churn"] == "yes").sum() == (frame["churn"] == "yes").sum()
+    pd.testing.assert_frame_equal(written[~written.synthetic].drop(columns="synthetic"), frame,
+                                  check_dtype=False)
+    again = _post(f"{api_url}/v1/models/e2e-mixed/augment", json=request)
+    assert again.content == resp.content  # same rows and seed, same bytes
 
 
 @pytest.mark.parametrize("mutate, column", [

@@ -178,13 +178,16 @@ def _score(sub) -> None:
     sc.add_argument("--label-column",
                     help="score each row against this column's label (default: best over labels; the "
                          "model's label column in the file is then kept and ignored)")
-    sc.add_argument("--method", choices=["ensemble", "fanogan", "iforest", "knn", "critic"],
+    sc.add_argument("--method", choices=["ensemble", "fanogan", "iforest", "knn", "novelty", "critic"],
                     help="ensemble (the default of models that have it): f-AnoGAN and the isolation forest "
                          "(images: knn) on one scale, the f-AnoGAN left out where it does not rebuild its "
-                         "inputs (the card's `ensemble`); fanogan (older models' default): f-AnoGAN "
+                         "inputs, plus for tables the row's novelty and the label's fit (the card's "
+                         "`ensemble`); fanogan (older models' default): f-AnoGAN "
                          "residual through encoder and generator; iforest: an isolation forest of the "
                          "normal training values; knn (images): the distance to the 5th-nearest normal "
-                         "training image; critic: -discriminator")
+                         "training image; novelty (tables): standard deviations past each column's "
+                         "training range, 4 per category never seen or new missing value; critic: "
+                         "-discriminator")
     sc.add_argument("--local", action="store_true",
                     help="score in this process with ONNX Runtime (model from the MLflow registry), "
                          "no API needed (--out always scores locally, through Ray)")
