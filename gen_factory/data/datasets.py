@@ -261,7 +261,11 @@ def read_csv(path: Path | str) -> pd.DataFrame:
     """A CSV as pandas reads it, with columns of ISO 8601 dates or times (as a Parquet or pandas frame
     writes them to CSV) parsed back to datetimes: as strings, a timestamp column would be a category
     of thousands of values."""
-    frame = pd.read_csv(path)
+    return parse_iso_dates(pd.read_csv(path))
+
+
+def parse_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its columns of ISO 8601 date or time strings (a CSV's, JSON rows') as datetimes."""
     for col in frame.columns:
         series = frame[col]
         if not (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)):

@@ -237,7 +237,7 @@ def load_real(model: OnnxModel, dataset: str,
 
 def frame_real(model: OnnxModel, frame) -> tuple[TableData, pa.Table]:
     """A table model's real rows from a pandas frame: (in the model's codes, as given), as `load_real`."""
-    from gen_factory.data.datasets import table_from_frame
+    from gen_factory.data.datasets import parse_iso_dates, table_from_frame
 
     if model.kind != "table":
         raise DataValidationError("df", "a table", "augment an image model from a file: genfactory augment")
@@ -245,6 +245,7 @@ def frame_real(model: OnnxModel, frame) -> tuple[TableData, pa.Table]:
     if label not in frame.columns:
         raise DataValidationError(f"column {label!r}", "missing", "give the label column the model was "
                                   "trained with, holding the real rows' labels")
+    frame = parse_iso_dates(frame.copy())  # JSON rows carry datetimes as strings
     data = table_from_frame(frame, label, categorical=_categorical(model))
     return model_codes(model, data), pa.Table.from_pandas(frame, preserve_index=False)
 
