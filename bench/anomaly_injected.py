@@ -57,10 +57,10 @@ def trained(name: str, root: Path, epochs: int | None):
     from gen_factory import registry
     from gen_factory.data import load_dataset
     from gen_factory.data.datasets import split_indices, table_from_frame
+    from gen_factory.runtime.codes import table_values
     from gen_factory.runtime.onnx_model import OnnxModel
     from gen_factory.runtime.scoring import UNSEEN
     from gen_factory.services.augmentation import model_codes
-    from gen_factory.services.bulk_score import table_values
     from gen_factory.services.pipeline import TrainJob, train_and_register
 
     frame, label = frame_of(name)

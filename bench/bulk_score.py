@@ -140,12 +140,9 @@ def profile(ref: str, source: Path, batch_rows: int) -> None:
     from gen_factory import registry
     from gen_factory.card import default_method
     from gen_factory.runtime import scoring
+    from gen_factory.runtime.codes import table_values
     from gen_factory.runtime.onnx_model import OnnxModel
-    from gen_factory.services.bulk_score import (
-        dictionary_columns,
-        scored_columns,
-        table_values,
-    )
+    from gen_factory.services.bulk_score import dictionary_columns, scored_columns
 
     model = OnnxModel(registry.download(registry.resolve(ref)), threads=1)
     batches = list(pq.ParquetFile(source).iter_batches(batch_rows, use_threads=False))[:4]

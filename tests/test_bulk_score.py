@@ -107,11 +107,12 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing_at_the_output(model, s
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     assert cli(["score", MODEL, str(tmp_path / "broken.parquet"), "--out", str(out)]) == 2
     assert "readable Parquet" in capsys.readouterr().err
-    # A bad value in the last shard: met by an actor after the first shards were written.
-    frame.loc[2_500, "x"] = np.nan
-    frame.to_parquet(tmp_path / "nan.parquet", index=False, row_group_size=500)
-    with pytest.raises(DataValidationError, match=r"row 2500, column 'x': missing"):
-        score_dataset(MODEL, tmp_path / "nan.parquet", out, workers=1, block_rows=1_000)
+    # A bad value in the last shard: met by an actor after the first shards were written. (A missing
+    # value where none was is scored as the novelty it is; an infinite number is no value.)
+    frame.loc[2_500, "x"] = np.inf
+    frame.to_parquet(tmp_path / "inf.parquet", index=False, row_group_size=500)
+    with pytest.raises(DataValidationError, match=r"row 2500, column 'x': inf"):
+        score_dataset(MODEL, tmp_path / "inf.parquet", out, workers=1, block_rows=1_000)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     out.mkdir()  # an existing output is never touched without --overwrite
     (out / "keep.txt").write_text("mine")

@@ -126,8 +126,8 @@ def test_a_folded_columns_rare_or_new_value_scores_as_its_other_on_every_path(tm
     from gen_factory.models import build_models, spec_for
     from gen_factory.models.encoder import build_encoder
     from gen_factory.runtime import scoring
+    from gen_factory.runtime.codes import table_values
     from gen_factory.runtime.onnx_model import OnnxModel
-    from gen_factory.services.bulk_score import table_values
 
     frame = _zipf_frame(rows=3000).assign(city=lambda f: np.where(f["x"] > 0.5, "lima", "oslo"))
     data = table_from_frame(frame, "label")

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gen_factory.data import DataValidationError, load_dataset
-from gen_factory.data.datasets import bundled_frame, read_csv
+from gen_factory.data.datasets import bundled_frame, read_csv, table_from_frame
 from gen_factory.data.procedural import USER_SHAPED, user_shaped
 from gen_factory.export.bundle import NOVEL_UNITS, card_for, export_bundle
 from gen_factory.runtime import scoring
@@ -114,6 +114,24 @@ def test_rare_class_report_puts_the_written_set_beside_every_control(user_model,
     assert report.uplift == pytest.approx(report.arms["augmented"].ap - report.arms[report.best_control].ap)
 
 
+def test_every_control_adds_exactly_the_rows_asked_of_the_rare_class():
+    from gen_factory.evaluate.rare import CONTROLS, Imputer, resampled
+
+    frame, label = user_shaped("clinic")
+    data = table_from_frame(frame, label)
+    categorical = np.array([c in data.categories for c in data.columns])
+    x, y = Imputer(data.features, categorical)(data.features), data.labels
+    rare = int(np.argmin(np.bincount(y)))
+    for arm in CONTROLS:
+        got_x, got_y = resampled(arm, x, y, rare, 40, categorical, seed=0)
+        added = 0 if arm in ("real_only", "class_weights") else 40
+        assert len(got_y) == len(y) + added and (got_y == rare).sum() == (y == rare).sum() + added, arm
+        assert np.array_equal(got_x[: len(y)], x), arm  # the real rows first, unchanged
+        if arm == "smote":  # SMOTENC: categorical columns keep codes the real rows have
+            for j in np.flatnonzero(categorical):
+                assert set(np.unique(got_x[:, j])) <= set(np.unique(x[:, j]))
+
+
 def _row(frame: pd.DataFrame, label: str, i: int = 0) -> dict:
     row = frame.drop(columns=label).iloc[i]
     return {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
@@ -176,6 +194,11 @@ def test_a_table_without_labels_trains_as_one_class_and_comes_back_without_a_lab
     rows = to_pandas(generate_table(model, [20], seed=0))
     assert list(rows.columns) == list(frame.columns) and len(rows) == 20  # no label column shown
     assert partition_path(model.card.label_column, ONE_CLASS_LABEL, 0) == "part-00000.parquet"
+    real, rows_given = load_real(model, str(tmp_path / "rows.csv"))  # augment: no label column needed
+    table = build_augmentation(model, real, ratio=0.5, seed=0, real_rows=rows_given)
+    assert table.column_names == [*frame.columns, "synthetic"] and table.num_rows == len(frame) + 89
+    values, ids, flags, _ = read_augmentation(write_parquet_atomic(table, tmp_path / "aug.parquet"), model)
+    assert len(values) == table.num_rows and not ids.any() and flags.sum() == 89
     probe = [_row(frame, "region"), {**_row(frame, "region"), "proline": 1e6}]
     probe = [{**r, "region": frame["region"].dropna().iloc[0]} for r in probe]
     scores = scoring.score(model, scoring.rows_to_array(model, probe))

@@ -257,16 +257,19 @@ def _table(names: list, rows: int, column: Callable[[Any], pd.Series], label_col
                      categories=categories, schema=schema, folded=folded)
 
 
-def read_csv(path: Path | str) -> pd.DataFrame:
+def read_csv(path: Path | str, only: set[str] | None = None) -> pd.DataFrame:
     """A CSV as pandas reads it, with columns of ISO 8601 dates or times (as a Parquet or pandas frame
     writes them to CSV) parsed back to datetimes: as strings, a timestamp column would be a category
-    of thousands of values."""
-    return parse_iso_dates(pd.read_csv(path))
+    of thousands of values. `only`: parse just these columns (a model's time columns)."""
+    return parse_iso_dates(pd.read_csv(path), only)
 
 
-def parse_iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with its columns of ISO 8601 date or time strings (a CSV's, JSON rows') as datetimes."""
+def parse_iso_dates(frame: pd.DataFrame, only: set[str] | None = None) -> pd.DataFrame:
+    """`frame` with its columns of ISO 8601 date or time strings (a CSV's, JSON rows') as datetimes
+    (`only`: just these)."""
     for col in frame.columns:
+        if only is not None and col not in only:
+            continue
         series = frame[col]
         if not (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)):
             continue

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gen_factory.data.validate import DataValidationError
+
 CONTROLS = ("real_only", "class_weights", "oversample", "smote", "adasyn")
 CLASSIFIERS = ("gradient_boosting", "random_forest", "logistic")
+MAX_BOOSTED_CATEGORIES = 255  # scikit-learn's HistGradientBoosting takes no more categories in a column
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class Imputer:
         return np.where(np.isnan(x), self.fill, x)
 
 
-def classifier(name: str, categorical: np.ndarray, seed: int, balanced: bool = False):
+def classifier(name: str, categorical: np.ndarray, seed: int, balanced: bool = False,
+               n_categories: np.ndarray | None = None):
     """A fresh sklearn classifier: categories as categories (gradient boosting), as codes (a forest
     splits them fine), or one-hot (logistic regression on standardised numbers)."""
     from sklearn.compose import ColumnTransformer
@@ -81,8 +85,10 @@ def classifier(name: str, categorical: np.ndarray, seed: int, balanced: bool = F
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     weight = "balanced" if balanced else None
-    if name == "gradient_boosting":
-        return HistGradientBoostingClassifier(categorical_features=categorical if categorical.any() else None,
+    n_categories = np.zeros(len(categorical)) if n_categories is None else n_categories
+    if name == "gradient_boosting":  # it takes at most MAX_BOOSTED_CATEGORIES per column; more stay codes
+        native = categorical & (n_categories <= MAX_BOOSTED_CATEGORIES)
+        return HistGradientBoostingClassifier(categorical_features=native if native.any() else None,
                                               class_weight=weight, random_state=seed)
     if name == "random_forest":
         return RandomForestClassifier(n_estimators=200, class_weight=weight, random_state=seed, n_jobs=1)
@@ -138,15 +144,20 @@ def rare_class_report(real: tuple[np.ndarray, np.ndarray], augmented: tuple[np.n
                       rare_label: str, seed: int = 0, name: str = "gradient_boosting",
                       controls: tuple[str, ...] = CONTROLS) -> RareReport:
     """Every control and the augmented set, one classifier, scored on `test` for class `rare`."""
+    if int((real[1] == rare).sum()) < 2:
+        raise DataValidationError("classes", f"{rare_label!r} has {int((real[1] == rare).sum())} real row(s)",
+                                  "judge a class with at least 2 real rows (SMOTE needs a neighbour)")
     impute = Imputer(real[0], categorical)
     x, y = impute(real[0]), real[1]
+    n_categories = np.nanmax(np.vstack([x, test[0]]), axis=0) + 1  # the codes each column takes
     aug_x, aug_y = impute(augmented[0]), augmented[1]
     test_x, test_y = impute(test[0]), test[1]
     extra = int((aug_y == rare).sum() - (y == rare).sum())
     arms = {}
     for arm in controls:
         arm_x, arm_y = resampled(arm, x, y, rare, extra, categorical, seed)
-        arms[arm] = score_arm(classifier(name, categorical, seed, arm == "class_weights"),
+        arms[arm] = score_arm(classifier(name, categorical, seed, arm == "class_weights", n_categories),
                               arm_x, arm_y, test_x, test_y, rare)
-    arms["augmented"] = score_arm(classifier(name, categorical, seed), aug_x, aug_y, test_x, test_y, rare)
+    arms["augmented"] = score_arm(classifier(name, categorical, seed, n_categories=n_categories),
+                                  aug_x, aug_y, test_x, test_y, rare)
     return RareReport(rare_label, name, arms, int(len(test_y)), extra)

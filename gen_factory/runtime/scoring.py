@@ -19,6 +19,7 @@ each input was scored by, and `respond` turns it into the top-k columns or the f
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -102,7 +103,7 @@ def rows_to_array(model: OnnxModel, rows: list) -> np.ndarray:
 def _time_number(value, time: TimeEncoding, i: int, name: str):
     """A datetime or date (an ISO 8601 string, a datetime, a number already in the model's units) as the
     number the model learned it as (`data.schema.time_to_numbers`); None stays missing."""
-    if value is None or isinstance(value, (int, float)):
+    if value is None or isinstance(value, numbers.Number):
         return value
     try:
         stamp = pd.Timestamp(value)
@@ -124,12 +125,40 @@ def sees_novelty(model: OnnxModel) -> bool:
     return ensemble is not None and "novelty" in ensemble.parts
 
 
+def category_index(spec: CategoricalColumn) -> dict[str, int]:
+    """A categorical column's codes by its category strings, and by the canonical text of those that are
+    numbers (training writes a float column's 1 as `1.0`, JSON and Arrow as `1`)."""
+    index = {c: k for k, c in enumerate(spec.categories)}
+    for k, c in enumerate(spec.categories):
+        key = _number_key(c)
+        if key is not None:
+            index.setdefault(key, k)
+    return index
+
+
+def category_code(index: dict[str, int], value) -> int | None:
+    """`value`'s code in `category_index`'s `index`, its string or the number it writes (None: unknown)."""
+    code = index.get(str(value))
+    if code is None and not isinstance(value, bool):
+        key = _number_key(value)
+        code = None if key is None else index.get(key)
+    return code
+
+
+def _number_key(value) -> str | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return repr(number) if np.isfinite(number) else None
+
+
 def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn,
                   novel: bool = False) -> np.ndarray:
     """One column's values to floats: category strings to codes, None to NaN where allowed (`novel`:
     anywhere; an unknown category to UNSEEN)."""
     name, out = spec.name, np.empty(len(values), dtype=np.float32)
-    index = {c: k for k, c in enumerate(spec.categories)} if spec.kind == "categorical" else {}
+    index = category_index(spec) if spec.kind == "categorical" else {}
     unknown = spec.other_code if spec.kind == "categorical" and spec.other_code is not None else \
         UNSEEN if novel else None
     for i, v in enumerate(values):
@@ -142,7 +171,8 @@ def _column_codes(values: list, spec: CategoricalColumn | ContinuousColumn,
                 )
             out[i] = np.nan
         elif spec.kind == "categorical":
-            code = index.get(str(v), unknown)  # a folded column's rare value: its "other"
+            code = category_code(index, v)
+            code = unknown if code is None else code  # a folded column's rare value: its "other"
             if code is None:
                 raise DataValidationError(f"rows[{i}][{name!r}]", f"unknown category {v!r}",
                                           f"use one of: {', '.join(spec.categories[:20])}")

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from gen_factory.data import DataValidationError
 from gen_factory.data.datasets import (
     BUNDLED_TABLES,
+    ONE_CLASS_COLUMN,
     Dataset,
     TableData,
     bundled_frame,
@@ -124,53 +125,38 @@ def _real_part(model: OnnxModel, real: Dataset, rows: pa.Table | None, schema: p
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def model_codes(model: OnnxModel, data: TableData) -> TableData:
-    """`data` (as `load_dataset` read the user's table: its own category lists and label order) in the
-    model's codes: the card's columns, category codes, time units and label ids, so the generator,
-    encoder and scorer read it as they read the training rows. A category the model never saw is an
-    error naming it (a folded column's takes its "other"); so is a label the model does not know or a
-    column it lacks."""
+def model_codes(model: OnnxModel, rows: pa.Table, where: str = "table") -> TableData:
+    """A table's rows as the user gave them (Arrow, their types) in the model's codes: the card's
+    columns, category codes, time units and label ids (`runtime.codes`), so the generator, encoder and
+    scorer read them as they read the training rows. A column the model lacks or does not have, a label
+    it does not know or a value of the wrong kind is an error naming it; a one-class model's rows need
+    no label column. `where` names the source in errors."""
+    from gen_factory.runtime.codes import label_codes, table_values
+
     card = model.card
-    missing = [c for c in card.columns if c not in data.columns]
+    label = card.label_column
+    one_class = label == ONE_CLASS_COLUMN
+    given = [c for c in rows.column_names if c != label]
+    missing = [c for c in card.columns if c not in given]
     if missing:
         raise DataValidationError(f"column {missing[0]!r}", "missing from the table",
                                   f"give the model's columns: {', '.join(card.columns)}")
-    extra = [c for c in data.columns if c not in card.columns]
+    extra = [c for c in given if c not in card.columns]
     if extra:
         raise DataValidationError(f"column {extra[0]!r}", "not a column of the model",
                                   f"drop it (the model's columns: {', '.join(card.columns)}) or train a "
                                   "model with it: rows written without it would lose it")
-    unknown = sorted(set(data.label_names) - set(card.label_names))
-    if unknown:
-        raise DataValidationError(f"column {card.label_column!r}", f"unknown label(s) {unknown[:5]}",
-                                  f"use the model's labels: {', '.join(card.label_names)}")
-    own_times = {c.name: c.time for c in data.schema.columns} if data.schema else {}
-    card_times = {c.name: c.time for c in card.table_schema.columns} if card.table_schema else {}
-    values = np.empty((len(data.labels), len(card.columns)), dtype=np.float32)
-    for j, spec in enumerate(card.encoding.columns):
-        v = data.features[:, data.columns.index(spec.name)].astype(np.float64)
-        if spec.kind == "categorical":
-            v = _recode(spec, data.categories.get(spec.name), v)
-        elif own_times.get(spec.name) and card_times.get(spec.name):
-            own, target = own_times[spec.name], card_times[spec.name]
-            v = (v * own.unit_ns + own.offset_ns - target.offset_ns) / target.unit_ns
-        values[:, j] = v
-    relabel = np.array([card.label_names.index(n) for n in data.label_names], dtype=np.int64)
-    return TableData(data.name, values, relabel[data.labels], list(card.columns), list(card.label_names),
-                     card.label_column, categories={c.name: list(c.categories) for c in card.encoding.columns
-                                                    if c.kind == "categorical"}, schema=data.schema)
-
-
-def _recode(spec, own: list[str], codes: np.ndarray) -> np.ndarray:
-    """One categorical column's codes in the table's own category list to the model's (NaN stays)."""
-    index = {c: k for k, c in enumerate(spec.categories)}
-    fallback = spec.other_code if spec.other_code is not None else -1
-    mapping = np.array([index.get(c, fallback) for c in own] + [np.nan], dtype=np.float64)
-    unseen = [c for c, m in zip(own, mapping, strict=False) if m < 0]
-    if unseen:
-        raise DataValidationError(f"column {spec.name!r}", f"category {unseen[0]!r} the model never saw",
-                                  f"use the model's categories: {', '.join(spec.categories[:20])}")
-    return mapping[np.where(np.isnan(codes), len(own), codes).astype(np.int64)]
+    if not one_class and label not in rows.column_names:
+        raise DataValidationError(f"column {label!r}", "missing (the model's label column)",
+                                  f"give each row's label in {label!r} (the table's columns: "
+                                  f"{', '.join(rows.column_names)})")
+    values = np.concatenate([table_values(model, b, (where, 0)) for b in rows.to_batches()]
+                            or [np.zeros((0, len(card.columns)), np.float32)])
+    labels = np.zeros(rows.num_rows, dtype=np.int64) if one_class else \
+        label_codes(model, rows.column(label).combine_chunks(), (where, 0), label)
+    return TableData(where, values, labels, list(card.columns), list(card.label_names), label,
+                     categories={c.name: list(c.categories) for c in card.encoding.columns
+                                 if c.kind == "categorical"}, schema=card.table_schema)
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
@@ -191,63 +177,58 @@ def read_augmentation(path: Path, model: OnnxModel) -> tuple[np.ndarray, np.ndar
     `build_augmentation`, read back as a consumer reads the file."""
     table = pq.read_table(path)
     meta = read_metadata(table)
-    label_col = meta.get("label_column", "label")
-    labels = table.column(label_col).combine_chunks()
-    index = {name: i for i, name in enumerate(meta["label_names"])}
-    ids = np.array([index[str(v)] for v in labels.to_pylist()], dtype=np.int64)
+    flags = table.column("synthetic").to_numpy()
     if meta["kind"] == "image":
+        label_col = meta.get("label_column", "label")
+        index = {name: i for i, name in enumerate(meta["label_names"])}
+        ids = np.array([index[str(v)] for v in table.column(label_col).to_pylist()], dtype=np.int64)
         pixels = table.column("pixels").combine_chunks()
         values = pixels.values.to_numpy(zero_copy_only=False).reshape(len(ids), *meta["shape"])
-    else:
-        from gen_factory.services.bulk_score import table_values
-
-        values = np.concatenate([table_values(model, batch, (str(path), 0)) for batch in table.to_batches()]
-                                or [np.zeros((0, len(model.card.columns)), np.float32)])
-    return values, ids, table.column("synthetic").to_numpy(), meta
+        return values, ids, flags, meta
+    coded = model_codes(model, table.drop_columns(["synthetic"]), str(path))
+    return coded.features, coded.labels, flags, meta
 
 
-def _categorical(model: OnnxModel) -> list[str]:
-    return [c.name for c in model.card.encoding.columns if c.kind == "categorical"]
+def _time_columns(model: OnnxModel) -> set[str]:
+    schema = model.card.table_schema
+    return {c.name for c in schema.columns if c.time is not None} if schema else set()
 
 
 def load_real(model: OnnxModel, dataset: str,
               label_column: str | None = None) -> tuple[Dataset, pa.Table | None]:
     """The user's real data for `model`: images as loaded, a table in the model's codes
-    (`model_codes`) with its rows as given (Arrow; the label column renamed to the card's)."""
+    (`model_codes`) with its rows as given (Arrow; the label column renamed to the card's). A CSV's
+    dates are parsed where the model learned a date (as `train` read them)."""
     from gen_factory.data import load_dataset
 
     card = model.card
-    label = label_column or card.label_column
+    if model.kind == "image":
+        return load_dataset(dataset, label_column or card.label_column), None
     suffix = Path(dataset).suffix.lower()
-    is_file = suffix in (".parquet", ".pq", ".csv") and dataset not in BUNDLED_TABLES
-    data = load_dataset(dataset, label, categorical=_categorical(model) if model.kind == "table" and is_file
-                        else None)
-    if data.kind != "table" or model.kind != "table":
-        return data, None
     if dataset in BUNDLED_TABLES:
         rows = pa.Table.from_pandas(bundled_frame(dataset)[0], preserve_index=False)
-    elif suffix == ".csv":
-        rows = pa.Table.from_pandas(read_csv(dataset), preserve_index=False)
-    else:
+    elif suffix == ".csv" and Path(dataset).is_file():
+        rows = pa.Table.from_pandas(read_csv(dataset, _time_columns(model)), preserve_index=False)
+    elif suffix in (".parquet", ".pq") and Path(dataset).is_file():
         rows = pq.read_table(dataset)
-    if label != card.label_column:
+    else:
+        raise DataValidationError("dataset", repr(dataset), "give a bundled table name or an existing .csv "
+                                  "or .parquet file with the model's columns")
+    label = label_column or card.label_column
+    if label != card.label_column and label in rows.column_names:
         rows = rows.rename_columns([card.label_column if c == label else c for c in rows.column_names])
-    return model_codes(model, data), rows
+    return model_codes(model, rows, str(dataset)), rows
 
 
 def frame_real(model: OnnxModel, frame) -> tuple[TableData, pa.Table]:
     """A table model's real rows from a pandas frame: (in the model's codes, as given), as `load_real`."""
-    from gen_factory.data.datasets import parse_iso_dates, table_from_frame
+    from gen_factory.data.datasets import parse_iso_dates
 
     if model.kind != "table":
-        raise DataValidationError("df", "a table", "augment an image model from a file: genfactory augment")
-    label = model.card.label_column
-    if label not in frame.columns:
-        raise DataValidationError(f"column {label!r}", "missing", "give the label column the model was "
-                                  "trained with, holding the real rows' labels")
-    frame = parse_iso_dates(frame.copy())  # JSON rows carry datetimes as strings
-    data = table_from_frame(frame, label, categorical=_categorical(model))
-    return model_codes(model, data), pa.Table.from_pandas(frame, preserve_index=False)
+        raise DataValidationError("model", "an image model", "augment images from a file: genfactory augment")
+    frame = parse_iso_dates(frame.copy(), _time_columns(model))  # JSON rows carry datetimes as strings
+    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    return model_codes(model, rows, "rows"), rows
 
 
 def augment_dataset(
@@ -275,6 +256,9 @@ def augment_dataset(
 
     ref = registry.resolve(model_ref)
     model = OnnxModel(registry.download(ref))
+    if (holdout is not None or evaluate) and len(model.card.label_names) == 1:
+        raise DataValidationError("holdout" if holdout is not None else "evaluate", "a one-class model",
+                                  "augment without it: a model of one class has no rarer class to judge")
     real, rows = load_real(model, dataset, label_column)
     judged = None
     if evaluate and real.kind == "image":

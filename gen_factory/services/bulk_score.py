@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 from pyarrow.fs import FileType
 
 from gen_factory import registry
-from gen_factory.data.schema import TimeEncoding
 from gen_factory.data.validate import DataValidationError
 from gen_factory.runtime import scoring
+from gen_factory.runtime.codes import label_codes, table_values
 from gen_factory.services.bulk import (
     actor_env,
     actor_model,
@@ -322,76 +322,6 @@ def scored_columns(model, scored, method: str, threshold: float | None, top_k: i
             added[f"attr_{k + 1}_column"] = pa.DictionaryArray.from_arrays(codes, names)
             added[f"attr_{k + 1}_value"] = pa.array(values[:, k], pa.float32())
     return added
-
-
-def table_values(model, batch: pa.RecordBatch, where: tuple[str, int]) -> np.ndarray:
-    """The model's columns of `batch` as the scorer's float32 [n, d] matrix - vectorised, the same values
-    `scoring.rows_to_array` makes of the same rows (category strings to codes, null/NaN to NaN where
-    the column had missing values or the score sees novelty); a bad value is an error naming its row
-    and column."""
-    out = np.empty((batch.num_rows, len(model.card.columns)), dtype=np.float32)
-    schema = model.card.table_schema
-    times = {c.name: c.time for c in schema.columns if c.time is not None} if schema else {}
-    novel = scoring.sees_novelty(model)
-    for j, spec in enumerate(model.card.encoding.columns):
-        column = batch.column(spec.name)
-        if spec.kind == "categorical":
-            text = pc.cast(column, pa.string())
-            codes = pc.index_in(text, value_set=pa.array(spec.categories, pa.string()))
-            unknown = pc.and_(pc.is_null(codes), pc.is_valid(text))
-            if spec.other_code is not None:  # a folded column's rare values: its "other"
-                codes = pc.if_else(unknown, spec.other_code, codes)
-            elif novel:
-                codes = pc.if_else(unknown, scoring.UNSEEN, codes)
-            else:
-                _refuse(unknown, where, spec.name, lambda i, t=text: f"unknown category {t[i].as_py()!r}",
-                        f"use one of: {', '.join(spec.categories[:20])}")
-            missing = pc.is_null(text).to_numpy(zero_copy_only=False)
-            out[:, j] = pc.fill_null(codes, 0).to_numpy(zero_copy_only=False)
-            out[missing, j] = np.nan
-        else:
-            numbers = _numbers(column, times.get(spec.name))
-            _refuse(np.isinf(numbers), where, spec.name, lambda i, v=numbers: repr(float(v[i])),
-                    "give finite numbers (null where missing)")
-            missing = np.isnan(numbers)
-            out[:, j] = numbers
-        if not spec.missing and not novel:
-            _refuse(missing, where, spec.name, lambda i: "missing",
-                    "give a value: this column was never missing in the training data")
-    return out
-
-
-def _numbers(column: pa.Array, time: TimeEncoding | None) -> np.ndarray:
-    """A numeric column as float64 (null -> NaN); a datetime or date column in the model's time units, as
-    `data.schema.time_to_numbers` made them when it trained."""
-    if time is None or not (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
-        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    if pa.types.is_date(column.type):
-        column = pc.cast(pc.cast(column, pa.date64()), pa.timestamp("ms"))
-    ns = pc.cast(pc.cast(column, pa.timestamp("ns", tz=column.type.tz)), pa.int64())
-    whole = pc.fill_null(ns, time.offset_ns).to_numpy(zero_copy_only=False)
-    values = ((whole - time.offset_ns) // time.unit_ns).astype(np.float64)  # in int64: exact to the unit
-    values[pc.is_null(ns).to_numpy(zero_copy_only=False)] = np.nan
-    return values
-
-
-def label_codes(model, column: pa.Array, where: tuple[str, int], name: str) -> np.ndarray:
-    """A label column's values (as strings) to the model's label ids."""
-    names = model.label_names
-    text = pc.cast(column, pa.string())
-    codes = pc.index_in(text, value_set=pa.array(names, pa.string()))
-    _refuse(pc.is_null(codes), where, name, lambda i: f"label {text[i].as_py()!r}",
-            f"use the model's labels: {', '.join(names)}")
-    return codes.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _refuse(bad, where: tuple[str, int], column: str, value, fix: str) -> None:
-    """Raise for the first True of `bad` (numpy or Arrow booleans), naming the file, its row (`where`:
-    the file and the row of the batch's first row in it), the column, `value(i)` and the fix."""
-    bad = bad if isinstance(bad, np.ndarray) else pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataValidationError(f"{where[0]}: row {where[1] + i}, column {column!r}", value(i), fix)
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
