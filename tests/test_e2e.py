@@ -197,7 +197,7 @@ def test_api_scores_real_and_perturbed_rows(api_url):
         ("/v1/models/e2e-table/score", {"rows": [{"nope": 1.0}]}, 422, "unknown column"),
         ("/v1/models/e2e-digits/score", {"rows": [[1.0]]}, 422, "images"),
         ("/v1/models/e2e-table/score", {"rows": [[1.0] * 30], "method": "magic"}, 422, "method: 'magic'"),
-        ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + [None]]}, 422, "never missing"),
+        ("/v1/models/e2e-table/score", {"rows": [[1.0] * 29 + ["x"]]}, 422, "send a number"),
         (
             "/v1/models/e2e-mixed/generate",
             {"rows_per_label": 2, "conditions": {"plan": {"platinum": 1}}},

@@ -81,3 +81,21 @@ def test_augment_keeps_the_users_rows_and_reads_the_label_column_from_the_card(m
     printed = capsys.readouterr().out
     assert code in (0, None) and "rare class 'rare'" in printed and "best control" in printed, printed
     assert "segment" in pq.read_schema(tmp_path / "aug.parquet").names
+
+
+def test_evaluate_reads_the_label_column_a_generated_file_records(model, cli_trained_table, tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from gen_factory.cli import main as cli
+    from gen_factory.runtime.sampling import generate_table
+
+    frame = cli_trained_table["frame"]
+    real, holdout = tmp_path / "real.parquet", tmp_path / "holdout.parquet"
+    frame.iloc[::2].to_parquet(real, index=False)
+    frame.iloc[1::2].to_parquet(holdout, index=False)
+    pq.write_table(generate_table(model.model, [40, 30, 20], seed=1), tmp_path / "synth.parquet")
+    code = cli(["evaluate", str(real), str(tmp_path / "synth.parquet"), "--holdout", str(holdout)])
+    printed = capsys.readouterr().out  # no --label-column: the file says `segment`
+    assert code in (0, None) and 0 <= json.loads(printed)["quality"] <= 1, printed

@@ -10,8 +10,11 @@ in test_e2e.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -213,3 +216,34 @@ def test_no_training_row_is_novel_missing_values_included(user_model):
     assert np.isnan(real.features).any()  # the user-shaped and bundled tables all have missing values
     novelty = scoring.score_matrix(model, real.features)[:, model.card.score_methods.index("novelty")]
     assert np.all(novelty == 0.0), novelty[novelty != 0][:5]
+
+
+@pytest.mark.parametrize("rows", [
+    [{}, {"\u00e9": 1.0, "": ""}],  # none of the model's columns
+    "mixed",  # the model's columns, one of them numbers and strings at once
+])
+def test_the_api_augment_answers_bad_rows_with_an_input_error(user_model, rows):
+    from serving.app import _augment
+    from serving.contract import AugmentRequest
+
+    kind, path, frame, label, model = user_model
+    if rows == "mixed":
+        rows = json.loads(frame.head(4).to_json(orient="records", date_format="iso"))  # as a client sends
+        number = next(c.name for c in model.card.encoding.columns if c.kind == "continuous")
+        rows[1][number] = "twelve"
+    with pytest.raises(DataValidationError) as err:
+        _augment(model, f"{kind}/1", AugmentRequest(rows=rows, ratio=2.0))
+    assert len(str(err.value)) < 600 and "fix:" in str(err.value)
+
+
+def test_the_api_augment_takes_json_rows_dates_included(user_model):
+    from serving.app import _augment
+    from serving.contract import AugmentRequest
+
+    kind, path, frame, label, model = user_model
+    rows = json.loads(frame.head(30).to_json(orient="records", date_format="iso"))
+    data, n = _augment(model, f"{kind}/1", AugmentRequest(rows=rows, ratio=1.0, seed=4))
+    written = pq.read_table(pa.BufferReader(data)).to_pandas()
+    assert n == len(written) and list(written.columns) == [*frame.columns, "synthetic"]
+    for column in frame.columns:  # JSON's strings and numbers back in the training types
+        assert written[column].dtype == frame[column].dtype, column

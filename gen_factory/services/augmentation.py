@@ -136,20 +136,7 @@ def model_codes(model: OnnxModel, rows: pa.Table, where: str = "table") -> Table
     card = model.card
     label = card.label_column
     one_class = label == ONE_CLASS_COLUMN
-    given = [c for c in rows.column_names if c != label]
-    missing = [c for c in card.columns if c not in given]
-    if missing:
-        raise DataValidationError(f"column {missing[0]!r}", "missing from the table",
-                                  f"give the model's columns: {', '.join(card.columns)}")
-    extra = [c for c in given if c not in card.columns]
-    if extra:
-        raise DataValidationError(f"column {extra[0]!r}", "not a column of the model",
-                                  f"drop it (the model's columns: {', '.join(card.columns)}) or train a "
-                                  "model with it: rows written without it would lose it")
-    if not one_class and label not in rows.column_names:
-        raise DataValidationError(f"column {label!r}", "missing (the model's label column)",
-                                  f"give each row's label in {label!r} (the table's columns: "
-                                  f"{', '.join(rows.column_names)})")
+    check_columns(model, rows.column_names)
     values = np.concatenate([table_values(model, b, (where, 0)) for b in rows.to_batches()]
                             or [np.zeros((0, len(card.columns)), np.float32)])
     labels = np.zeros(rows.num_rows, dtype=np.int64) if one_class else \
@@ -157,6 +144,27 @@ def model_codes(model: OnnxModel, rows: pa.Table, where: str = "table") -> Table
     return TableData(where, values, labels, list(card.columns), list(card.label_names), label,
                      categories={c.name: list(c.categories) for c in card.encoding.columns
                                  if c.kind == "categorical"}, schema=card.table_schema)
+
+
+def check_columns(model: OnnxModel, names: list[str]) -> None:
+    """A table's columns against the model's: each of its columns, none other, and its label column
+    (a one-class model has none), or an error naming the first that is not."""
+    card = model.card
+    label = card.label_column
+    given = [c for c in names if c != label]
+    missing = [c for c in card.columns if c not in given]
+    if missing:
+        raise DataValidationError(f"column {missing[0]!r}", "missing from the table",
+                                  f"give the model's columns: {', '.join(card.columns)}")
+    extra = [c for c in given if c not in card.columns]
+    if extra:
+        raise DataValidationError(f"column {str(extra[0])[:40]!r}", "not a column of the model",
+                                  f"drop it (the model's columns: {', '.join(card.columns)}) or train a "
+                                  "model with it: rows written without it would lose it")
+    if label != ONE_CLASS_COLUMN and label not in names:
+        raise DataValidationError(f"column {label!r}", "missing (the model's label column)",
+                                  f"give each row's label in {label!r} (the table's columns: "
+                                  f"{', '.join(map(str, names))[:200]})")
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
@@ -226,8 +234,16 @@ def frame_real(model: OnnxModel, frame) -> tuple[TableData, pa.Table]:
 
     if model.kind != "table":
         raise DataValidationError("model", "an image model", "augment images from a file: genfactory augment")
+    check_columns(model, [str(c) for c in frame.columns])
     frame = parse_iso_dates(frame.copy(), _time_columns(model))  # JSON rows carry datetimes as strings
-    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    arrays = {}
+    for col in frame.columns:
+        try:
+            arrays[col] = pa.array(frame[col], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataValidationError(f"rows[*][{str(col)[:40]!r}]", "values of several types",
+                                      "give one type per column (numbers, strings or null)") from err
+    rows = pa.table(arrays)
     return model_codes(model, rows, "rows"), rows
 
 
