@@ -78,8 +78,8 @@ def sdv_rows(train, rare: int, extra: int, seed: int, root: Path, model) -> np.n
     import subprocess
 
     import pandas as pd
+    import pyarrow as pa
 
-    from gen_factory.data.datasets import table_from_frame
     from gen_factory.services.augmentation import model_codes
 
     if not BENCH_PYTHON.exists():
@@ -93,10 +93,9 @@ def sdv_rows(train, rare: int, extra: int, seed: int, root: Path, model) -> np.n
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["failed"] or result["rows"] == 0:
         return None
-    rows = pd.read_csv(out)
-    both = table_from_frame(pd.concat([frame, rows], ignore_index=True), train.label_column,
-                            label_names=train.label_names, categorical=sorted(train.categories))
-    return model_codes(model, both).features[len(frame):]
+    rows = pd.read_csv(out).astype({c: str for c in [*train.categories, train.label_column]})
+    rows = rows.where(pd.read_csv(out).notna(), None)  # missing stays missing, not "nan"
+    return model_codes(model, pa.Table.from_pandas(rows, preserve_index=False), str(out)).features
 
 
 def product_rows(train, rare: int, extra: int, seed: int, root: Path) -> dict[str, np.ndarray]:
