@@ -247,3 +247,13 @@ def test_the_api_augment_takes_json_rows_dates_included(user_model):
     assert n == len(written) and list(written.columns) == [*frame.columns, "synthetic"]
     for column in frame.columns:  # JSON's strings and numbers back in the training types
         assert written[column].dtype == frame[column].dtype, column
+
+
+def test_the_synthesizer_imports_from_the_package_as_users_type_it():
+    import gen_factory
+    from gen_factory import Synthesizer
+    from gen_factory.synthesizer import Synthesizer as Direct
+
+    assert Synthesizer is Direct and "Synthesizer" in gen_factory.__all__
+    with pytest.raises(AttributeError):
+        gen_factory.Nothing  # noqa: B018
