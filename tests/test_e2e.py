@@ -641,7 +641,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(api_url, tmp
     har = tmp_path / "fuzz.har"
     st = Path(sys.executable).with_name("st")
     command = [str(st), "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run",
-               f"{api_url}/openapi.json", "--checks", "all", "--max-examples", "110", "--seed", "0",
+               f"{api_url}/openapi.json", "--checks", "all", "--max-examples", "80", "--seed", "0",
                "--workers", "1", "-H", f"Authorization: Bearer {TOKEN}", "--report", "har",
                "--report-har-path", str(har), "--request-timeout", "60"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)

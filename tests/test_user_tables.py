@@ -33,7 +33,8 @@ from gen_factory.services.augmentation import (
 )
 from gen_factory.train.local import train_encoder, train_table
 
-KINDS = (*USER_SHAPED, "customers", "loans")
+# loans (2,000 rows, a 300-value category, a datetime) is the slowest to fit: in `make test`, not test-fast
+KINDS = (*USER_SHAPED, "customers", pytest.param("loans", marks=pytest.mark.slow))
 
 
 def _frame(kind: str) -> tuple[pd.DataFrame, str]:
@@ -53,10 +54,10 @@ def user_model(request, tmp_path_factory):
     path = root / f"{kind}.csv"
     frame.to_csv(path, index=False)
     data = load_dataset(str(path), label)
-    g, d, enc, spec, hyper = train_table(data, epochs=2, seed=0)
+    g, d, enc, spec, hyper = train_table(data, epochs=1, seed=0)
     x, labels = torch.from_numpy(enc.encode(data.features)), torch.from_numpy(data.labels)
     encoder, scales = train_encoder(g, d, spec, x, labels, 1)
-    card = card_for(data, spec, enc, model_name=kind, dataset=str(path), loss=hyper.loss, epochs=2,
+    card = card_for(data, spec, enc, model_name=kind, dataset=str(path), loss=hyper.loss, epochs=1,
                     encoder_epochs=1, seed=0)
     export_bundle(g, d, encoder, scales, enc, card, root / "model")
     return kind, path, read_csv(path), label, OnnxModel(root / "model", threads=1)
@@ -94,6 +95,7 @@ def test_augment_refuses_a_table_with_another_label_or_column_naming_them(user_m
     assert "'extra'" in err.value.field
 
 
+@pytest.mark.slow  # five fits of a classifier per table kind
 def test_rare_class_report_puts_the_written_set_beside_every_control(user_model, tmp_path):
     from gen_factory.evaluate.rare import CONTROLS, rare_class_report
 
@@ -117,6 +119,7 @@ def test_rare_class_report_puts_the_written_set_beside_every_control(user_model,
     assert report.uplift == pytest.approx(report.arms["augmented"].ap - report.arms[report.best_control].ap)
 
 
+@pytest.mark.slow
 def test_every_control_adds_exactly_the_rows_asked_of_the_rare_class():
     from gen_factory.evaluate.rare import CONTROLS, Imputer, resampled
 
