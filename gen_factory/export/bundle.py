@@ -496,7 +496,7 @@ def scorer_for(discriminator: nn.Module, generator: nn.Module, encoder: nn.Modul
     grids = torch.stack([torch.quantile(s.double(), points) for s in training])
     attribution = attribution_for(plain, encoding, values, scales.labels, pixel_smoothing)
     return ScoreGraph(discriminator, generator, encoder, value_encoder, residual, forest, grids, attribution,
-                      reconstruction_r2(x, difference), neighbours, novelty_for(encoding, values.numpy()),
+                      reconstruction_r2(x, difference), neighbours, attribution.novelty,
                       n_labels if isinstance(encoding, TableEncoding) else 0)
 
 
